@@ -1,0 +1,46 @@
+#!/usr/bin/env python3
+"""CDK entry point: read the settings, build the application stacks, run cdk-nag."""
+import json
+import os
+import sys
+from pathlib import Path
+
+# Node 20 is what the team's machines and CI run; jsii only warns about it.
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
+import aws_cdk as cdk  # noqa: E402
+
+from stacks.application import Application, build_application  # noqa: E402
+from stacks.compliance import check_compliance  # noqa: E402
+from stacks.settings import Settings, SettingsError  # noqa: E402
+
+
+CDK_JSON = Path(__file__).with_name("cdk.json")
+
+
+def default_context() -> dict:
+    """cdk.json's context, so that `python app.py` and tests see the same
+    defaults as the CDK CLI; CLI `-c` values still take precedence."""
+    return json.loads(CDK_JSON.read_text())["context"]
+
+
+def build(app: cdk.App) -> Application:
+    settings = Settings.from_context(app.node.get_all_context())
+    application = build_application(app, settings)
+    check_compliance(app)
+    return application
+
+
+def main() -> int:
+    app = cdk.App(context=default_context())
+    try:
+        build(app)
+    except SettingsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    app.synth()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""Karpenter: controller role bound by Pod Identity, node role, interruption queue, Helm release."""
+from aws_cdk import aws_eks_v2 as eks, aws_iam as iam
+from constructs import Construct
+
+from stacks.compliance import acknowledge_all, wildcard_findings
+from stacks.karpenter import controller_policy as policy
+from stacks.karpenter.interruption import InterruptionQueue
+from stacks.karpenter.node_role import KarpenterNodeRole
+from stacks.settings import Settings
+
+NAMESPACE = "kube-system"
+SERVICE_ACCOUNT = "karpenter"
+CHART_REPOSITORY = "oci://public.ecr.aws/karpenter/karpenter"
+
+
+class Karpenter(Construct):
+    def __init__(self, scope: Construct, id: str, *, settings: Settings, cluster: eks.Cluster,
+                 system_nodes: eks.Nodegroup) -> None:
+        super().__init__(scope, id)
+        self.node_role = KarpenterNodeRole(self, "NodeRole", cluster=cluster)
+        self.interruption = InterruptionQueue(self, "Interruption")
+        queue = self.interruption.queue
+
+        self.controller_role = iam.Role(
+            self,
+            "ControllerRole",
+            assumed_by=iam.ServicePrincipal("pods.eks.amazonaws.com"),
+            description="Karpenter controller (Pod Identity kube-system/karpenter)",
+        )
+        self.controller_role.assume_role_policy.add_statements(iam.PolicyStatement(
+            actions=["sts:TagSession"], principals=[iam.ServicePrincipal("pods.eks.amazonaws.com")]))
+        groups = {
+            "NodeLifecycle": policy.node_lifecycle(settings.cluster_name),
+            "IAMIntegration": policy.iam_integration(settings.cluster_name, self.node_role.role),
+            "EKSIntegration": policy.eks_integration(cluster.cluster_arn),
+            "Interruption": policy.interruption(queue.queue_arn),
+            "ResourceDiscovery": policy.resource_discovery(),
+        }
+        for name, statements in groups.items():
+            managed = iam.ManagedPolicy(self, f"{name}Policy", statements=statements,
+                                        description=f"Karpenter controller: {name}")
+            self.controller_role.add_managed_policy(managed)
+            acknowledge_all(
+                managed, wildcard_findings(statements),
+                "Karpenter creates and deletes instances, launch templates and instance profiles "
+                "whose ids are unknown in advance; wildcards are bounded by the cluster/nodepool/"
+                "ec2nodeclass tag conditions of Karpenter's published policy, and EC2 Describe/pricing "
+                "calls have no resource-level permissions.",
+            )
+        self.pod_identity = eks.CfnPodIdentityAssociation(
+            self,
+            "PodIdentity",
+            cluster_name=cluster.cluster_name,
+            namespace=NAMESPACE,
+            service_account=SERVICE_ACCOUNT,
+            role_arn=self.controller_role.role_arn,
+        )
+        self.pod_identity.node.add_dependency(cluster)
+
+        self.chart = eks.HelmChart(
+            self,
+            "Chart",
+            cluster=cluster,
+            chart="karpenter",
+            repository=CHART_REPOSITORY,
+            version=settings.karpenter_version,
+            namespace=NAMESPACE,
+            release="karpenter",
+            create_namespace=False,
+            wait=True,
+            values={
+                "settings": {"clusterName": cluster.cluster_name, "interruptionQueue": queue.queue_name},
+                "serviceAccount": {"create": True, "name": SERVICE_ACCOUNT},
+                # One replica per system node at most (the chart spreads them by host).
+                "replicas": min(2, settings.system_node_min_size),
+                "controller": {"resources": {"requests": {"cpu": "250m", "memory": "512Mi"},
+                                             "limits": {"memory": "512Mi"}}},
+            },
+        )
+        # Credentials must exist before the controller's first API call; nodes must run it.
+        self.chart.node.add_dependency(self.pod_identity, system_nodes)

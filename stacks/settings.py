@@ -1,0 +1,316 @@
+"""The one typed, validated settings object of the app.
+
+Values come from the `context` of cdk.json and can be overridden on the command
+line with `-c key=value`. Every value is parsed and checked here, once; an
+invalid one raises SettingsError naming the setting and what is allowed, and
+app.py turns that into a one-line message and a non-zero exit (no traceback).
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from dataclasses import dataclass, fields
+from typing import Any, Callable, Mapping
+
+# Kubernetes versions this app can build: EKS supports them today, aws-cdk-lib
+# knows them, and a kubectl Lambda layer package for each is pinned in
+# requirements.txt. The kube-scheduler image of `my-scheduler` must be of the
+# same minor version, so each version carries its pinned scheduler patch.
+SUPPORTED_KUBERNETES = {
+    "1.34": "v1.34.2",
+    "1.35": "v1.35.0",
+    "1.36": "v1.36.0",
+}
+# The Karpenter CRDs vendored in k8s_charts/crds/ (and the classes generated from
+# them) are those of this minor; a controller of another minor could reject them.
+KARPENTER_MINOR = "1.14"
+CAPACITY_TYPES = ("on-demand", "spot")
+AMI_FAMILIES = ("al2023", "bottlerocket")
+CLUSTER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,99}$")
+SEMVER = re.compile(r"^\d+\.\d+\.\d+$")
+NEURON_IMAGE_TAG = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
+ADDON_VERSION = re.compile(r"^v\d+\.\d+\.\d+-eksbuild\.\d+$")
+IAM_PRINCIPAL = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]{1,512}$")
+DURATION = re.compile(r"^(\d+h)?(\d+m)?(\d+s)?$")
+AMI_ALIAS = re.compile(r"^(?P<family>[a-z0-9]+)@(?P<version>latest|v?[\w.-]+)$")
+INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
+ADDONS = ("vpc-cni", "coredns", "kube-proxy", "eks-pod-identity-agent")
+
+
+class SettingsError(ValueError):
+    """An invalid setting; the message names it and says what is allowed."""
+
+    def __init__(self, name: str, problem: str):
+        super().__init__(f"Invalid setting '{name}': {problem}")
+        self.setting = name
+
+
+@dataclass(frozen=True)
+class Settings:
+    # --- foundation -------------------------------------------------------
+    cluster_name: str
+    kubernetes_version: str
+    az_count: int
+    nat_gateways: int
+    vpc_cidr: str
+    system_node_instance_type: str
+    system_node_min_size: int
+    system_node_desired_size: int
+    system_node_max_size: int
+    system_node_disk_gib: int
+    endpoint_access: str
+    public_access_cidrs: tuple[str, ...]
+    admin_principal_arn: str | None
+    karpenter_version: str
+    alb_controller_version: str
+    addon_versions: Mapping[str, str]
+    ecr_images_kept: int
+    model_noncurrent_version_days: int
+    # --- Neuron and Karpenter charts -------------------------------------
+    neuron_device_plugin_version: str
+    neuron_scheduler_version: str
+    node_ami_alias: str
+    node_root_volume_gib: int
+    node_capacity_types: tuple[str, ...]
+    node_pool_cpu_limit: int
+    node_pool_memory_gib_limit: int
+    node_pool_neuron_limit: int
+    node_consolidate_after: str
+    node_disruption_budget: str
+    node_expire_after: str
+
+    @property
+    def kube_scheduler_image(self) -> str:
+        tag = SUPPORTED_KUBERNETES[self.kubernetes_version]
+        return f"registry.k8s.io/kube-scheduler:{tag}"
+
+    @property
+    def discovery_tag(self) -> tuple[str, str]:
+        """The tag Karpenter's EC2NodeClass selects subnets and security groups by."""
+        return ("karpenter.sh/discovery", self.cluster_name)
+
+    @classmethod
+    def from_context(cls, context: Mapping[str, Any]) -> "Settings":
+        """Parse and validate settings from a CDK context mapping (camelCase keys)."""
+        parsed = {}
+        for field in fields(cls):
+            key = _camel(field.name)
+            parser = _PARSERS[field.name]
+            if key not in context or context[key] is None:
+                raise SettingsError(key, "is missing from the cdk.json context")
+            try:
+                parsed[field.name] = parser(context[key])
+            except SettingsError:
+                raise
+            except (ValueError, TypeError) as err:
+                raise SettingsError(key, str(err)) from None
+        unknown = set(context) - {_camel(f.name) for f in fields(cls)} - _CDK_KEYS
+        unknown = {k for k in unknown if not any(c in k for c in ":@/-")}
+        if unknown:
+            raise SettingsError(sorted(unknown)[0], "is not a known setting (typo?)")
+        settings = cls(**parsed)
+        settings._check_relations()
+        return settings
+
+    def _check_relations(self) -> None:
+        if self.nat_gateways > self.az_count:
+            raise SettingsError("natGateways", f"must be at most azCount ({self.az_count})")
+        if self.endpoint_access == "public" and not self.public_access_cidrs:
+            raise SettingsError(
+                "publicAccessCidrs", "must list at least one CIDR when endpointAccess is 'public'"
+            )
+        if self.endpoint_access == "private" and self.public_access_cidrs:
+            raise SettingsError("publicAccessCidrs", "must be empty when endpointAccess is 'private'")
+        if not self.system_node_min_size <= self.system_node_desired_size <= self.system_node_max_size:
+            raise SettingsError(
+                "systemNodeDesiredSize", "must lie between systemNodeMinSize and systemNodeMaxSize"
+            )
+        kube_proxy = self.addon_versions.get("kube-proxy")
+        if kube_proxy and not kube_proxy.startswith(f"v{self.kubernetes_version}."):
+            raise SettingsError(
+                "addonVersions", f"kube-proxy must be a v{self.kubernetes_version}.x build (the cluster's minor)"
+            )
+
+
+# --- parsers: each takes the raw context value (a string when given with -c) ---
+
+def _camel(snake: str) -> str:
+    head, *rest = snake.split("_")
+    return head + "".join(word.title() for word in rest)
+
+
+def _text(pattern: re.Pattern, allowed: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        if not isinstance(value, str) or not pattern.match(value):
+            raise ValueError(f"{value!r} is not allowed; expected {allowed}")
+        return value
+    return parse
+
+
+def _choice(*choices: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        if value not in choices:
+            raise ValueError(f"{value!r} is not allowed; choose one of {', '.join(choices)}")
+        return value
+    return parse
+
+
+def _int(low: int, high: int) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        if isinstance(value, bool):
+            raise ValueError(f"{value!r} is not a whole number")
+        try:
+            number = int(str(value).strip(), 10)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a whole number") from None
+        if not low <= number <= high:
+            raise ValueError(f"{number} is out of range; allowed {low} to {high}")
+        return number
+    return parse
+
+
+def _list(value: Any) -> list:
+    """A list given in cdk.json, or on the command line as JSON or comma-separated."""
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return list(json.loads(text))
+        return [item.strip() for item in text.split(",") if item.strip()]
+    raise ValueError(f"{value!r} is not a list")
+
+
+def _cidrs(value: Any) -> tuple[str, ...]:
+    result = []
+    for item in _list(value):
+        result.append(_cidr(item))
+    return tuple(result)
+
+
+def _cidr(value: Any) -> str:
+    try:
+        network = ipaddress.IPv4Network(str(value), strict=True)
+    except ValueError as err:
+        raise ValueError(f"{value!r} is not a valid IPv4 CIDR ({err})") from None
+    return str(network)
+
+
+def _vpc_cidr(value: Any) -> str:
+    cidr = _cidr(value)
+    prefix = ipaddress.IPv4Network(cidr).prefixlen
+    if not 16 <= prefix <= 20:
+        raise ValueError(f"{cidr} must be a /16 to /20 network (room for the subnets of every AZ)")
+    return cidr
+
+
+def _kubernetes_version(value: Any) -> str:
+    version = str(value)
+    if version not in SUPPORTED_KUBERNETES:
+        raise ValueError(f"{version!r} is not supported; choose one of {', '.join(SUPPORTED_KUBERNETES)}")
+    return version
+
+
+def _karpenter_version(value: Any) -> str:
+    version = str(value)
+    if not SEMVER.match(version) or not version.startswith(KARPENTER_MINOR + "."):
+        raise ValueError(
+            f"{version!r} is not allowed; expected {KARPENTER_MINOR}.x, the minor of the vendored Karpenter CRDs"
+        )
+    return version
+
+
+def _alb_controller_version(value: Any) -> str:
+    from aws_cdk import aws_eks_v2 as eks
+
+    name = "V" + str(value).lstrip("v").replace(".", "_")
+    if not hasattr(eks.AlbControllerVersion, name):
+        known = [v for v in dir(eks.AlbControllerVersion) if v.startswith("V3")]
+        allowed = ", ".join("v" + v[1:].replace("_", ".") for v in known)
+        raise ValueError(f"{value!r} is not a version aws-cdk-lib ships the IAM policy for; choose one of {allowed}")
+    return "v" + str(value).lstrip("v")
+
+
+def _addon_versions(value: Any) -> dict[str, str]:
+    mapping = json.loads(value) if isinstance(value, str) else dict(value)
+    for name, version in mapping.items():
+        if name not in ADDONS:
+            raise ValueError(f"unknown add-on {name!r}; known: {', '.join(ADDONS)}")
+        if version and not ADDON_VERSION.match(version):
+            raise ValueError(f"{name} version {version!r} must look like v1.2.3-eksbuild.1, or be empty")
+    return {name: version for name, version in mapping.items() if version}
+
+
+def _optional_principal(value: Any) -> str | None:
+    if value in ("", None):
+        return None
+    return _text(IAM_PRINCIPAL, "an IAM role or user ARN, or empty")(value)
+
+
+def _ami_alias(value: Any) -> str:
+    match = AMI_ALIAS.match(str(value))
+    if not match:
+        raise ValueError(f"{value!r} is not an AMI alias like al2023@latest")
+    if match["family"] not in AMI_FAMILIES:
+        raise ValueError(f"unknown AMI family {match['family']!r}; choose one of {', '.join(AMI_FAMILIES)}")
+    return str(value)
+
+
+def _capacity_types(value: Any) -> tuple[str, ...]:
+    types = _list(value)
+    if not types:
+        raise ValueError("must name at least one capacity type")
+    for item in types:
+        _choice(*CAPACITY_TYPES)(item)
+    return tuple(dict.fromkeys(types))
+
+
+def _duration(value: Any) -> str:
+    text = str(value)
+    if text == "Never" or (text and DURATION.match(text)):
+        return text
+    raise ValueError(f"{value!r} is not a duration like 30s, 5m, 720h, or Never")
+
+
+def _budget(value: Any) -> str:
+    text = str(value)
+    if re.match(r"^(100|[1-9]?[0-9])%$", text) or re.match(r"^\d+$", text):
+        return text
+    raise ValueError(f"{value!r} is not a node count or a percentage like 10%")
+
+
+_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "cluster_name": _text(CLUSTER_NAME, "1-100 letters, digits, '-' or '_', starting with a letter"),
+    "kubernetes_version": _kubernetes_version,
+    "az_count": _int(2, 6),
+    "nat_gateways": _int(1, 6),
+    "vpc_cidr": _vpc_cidr,
+    "system_node_instance_type": _text(INSTANCE_TYPE, "an EC2 instance type such as m6i.large"),
+    "system_node_min_size": _int(1, 10),
+    "system_node_desired_size": _int(1, 10),
+    "system_node_max_size": _int(1, 10),
+    "system_node_disk_gib": _int(20, 1000),
+    "endpoint_access": _choice("private", "public"),
+    "public_access_cidrs": _cidrs,
+    "admin_principal_arn": _optional_principal,
+    "karpenter_version": _karpenter_version,
+    "alb_controller_version": _alb_controller_version,
+    "addon_versions": _addon_versions,
+    "ecr_images_kept": _int(1, 1000),
+    "model_noncurrent_version_days": _int(1, 3650),
+    "neuron_device_plugin_version": _text(NEURON_IMAGE_TAG, "a Neuron release tag like 2.31.0.0"),
+    "neuron_scheduler_version": _text(NEURON_IMAGE_TAG, "a Neuron release tag like 2.31.0.0"),
+    "node_ami_alias": _ami_alias,
+    "node_root_volume_gib": _int(200, 16000),
+    "node_capacity_types": _capacity_types,
+    "node_pool_cpu_limit": _int(4, 100000),
+    "node_pool_memory_gib_limit": _int(16, 1000000),
+    "node_pool_neuron_limit": _int(1, 10000),
+    "node_consolidate_after": _duration,
+    "node_disruption_budget": _budget,
+    "node_expire_after": _duration,
+}
+
+# Context keys the CDK itself writes (feature flags are filtered by prefix).
+_CDK_KEYS: set[str] = set()
