@@ -35,6 +35,11 @@ IAM_PRINCIPAL = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]
 DURATION = re.compile(r"^(\d+h)?(\d+m)?(\d+s)?$")
 AMI_ALIAS = re.compile(r"^(?P<family>[a-z0-9]+)@(?P<version>latest|v?[\w.-]+)$")
 INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
+IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+CONNECTION_ARN = re.compile(r"^arn:aws[a-z-]*:(codeconnections|codestar-connections):[a-z0-9-]+:\d{12}:connection/[0-9a-f-]{36}$")
+REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+BRANCH = re.compile(r"^[A-Za-z0-9._/-]{1,255}$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 ADDONS = ("vpc-cni", "coredns", "kube-proxy", "eks-pod-identity-agent")
 
 
@@ -79,6 +84,13 @@ class Settings:
     node_consolidate_after: str
     node_disruption_budget: str
     node_expire_after: str
+    # --- workload -----------------------------------------------------------
+    image_tag: str
+    # --- release pipeline ----------------------------------------------------
+    pipeline_connection_arn: str
+    pipeline_repository: str
+    pipeline_branch: str
+    approval_notification_email: str | None
 
     @property
     def kube_scheduler_image(self) -> str:
@@ -310,6 +322,11 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "node_consolidate_after": _duration,
     "node_disruption_budget": _budget,
     "node_expire_after": _duration,
+    "image_tag": _text(IMAGE_TAG, "a Docker tag (letters, digits, '_', '.', '-'; the release pipeline sets the commit id)"),
+    "pipeline_connection_arn": _text(CONNECTION_ARN, "a CodeConnections connection ARN"),
+    "pipeline_repository": _text(REPOSITORY, "a GitHub repository as owner/name"),
+    "pipeline_branch": _text(BRANCH, "a branch name"),
+    "approval_notification_email": lambda v: None if v in ("", None) else _text(EMAIL, "an e-mail address, or empty")(v),
 }
 
 # Context keys the CDK itself writes (feature flags are filtered by prefix).

@@ -77,7 +77,7 @@ def iam_integration(cluster_name: str, node_role: iam.IRole) -> list[iam.PolicyS
             sid="AllowPassingInstanceRole",
             actions=["iam:PassRole"],
             resources=[node_role.role_arn],
-            conditions={"StringEquals": {"iam:PassedToService": ["ec2.amazonaws.com"]}},
+            conditions={"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}},
         ),
         iam.PolicyStatement(
             sid="AllowScopedInstanceProfileCreationActions",

@@ -1,0 +1,78 @@
+"""Settings: defaults parse; each kind of invalid value fails with a message naming the setting."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import app as cdk_app
+from stacks.settings import Settings, SettingsError
+
+from tests.conftest import ROOT
+
+
+def settings_with(**overrides) -> Settings:
+    return Settings.from_context({**cdk_app.default_context(), **overrides})
+
+
+def test_defaults_are_valid():
+    settings = settings_with()
+    assert settings.kubernetes_version == "1.35"
+    assert settings.az_count >= 2
+    assert settings.kube_scheduler_image.startswith("registry.k8s.io/kube-scheduler:v1.35.")
+
+
+@pytest.mark.parametrize(
+    "key, value, expected",
+    [
+        ("kubernetesVersion", "1.20", "'kubernetesVersion'"),
+        ("azCount", 0, "'azCount'"),
+        ("azCount", "three", "'azCount'"),
+        ("publicAccessCidrs", "10.0.0.0/33", "'publicAccessCidrs'"),
+        ("vpcCidr", "10.0.0.1/16", "'vpcCidr'"),
+        ("clusterName", "", "'clusterName'"),
+        ("karpenterVersion", "1.13.0", "'karpenterVersion'"),
+        ("albControllerVersion", "v9.9.9", "'albControllerVersion'"),
+        ("addonVersions", '{"kube-proxy": "v1.34.0-eksbuild.1"}', "'addonVersions'"),
+        ("adminPrincipalArn", "arn:aws:iam::123:role/x", "'adminPrincipalArn'"),
+        ("natGateways", 3, "'natGateways'"),
+        ("imageTag", "bad tag", "'imageTag'"),
+        ("unknownSetting", "x", "'unknownSetting'"),
+    ],
+)
+def test_invalid_value_names_the_setting(key, value, expected):
+    with pytest.raises(SettingsError) as err:
+        settings_with(**{key: value})
+    assert expected in str(err.value)
+
+
+def test_public_endpoint_needs_an_allow_list():
+    with pytest.raises(SettingsError, match="publicAccessCidrs"):
+        settings_with(endpointAccess="public", publicAccessCidrs=[])
+    settings = settings_with(endpointAccess="public", publicAccessCidrs="203.0.113.0/24, 198.51.100.7/32")
+    assert settings.public_access_cidrs == ("203.0.113.0/24", "198.51.100.7/32")
+
+
+def test_command_line_strings_are_parsed():
+    settings = settings_with(azCount="3", natGateways="3", nodeCapacityTypes="on-demand,spot")
+    assert settings.az_count == 3 and settings.node_capacity_types == ("on-demand", "spot")
+
+
+@pytest.mark.parametrize(
+    "context, setting",
+    [
+        ({"kubernetesVersion": "1.20"}, "kubernetesVersion"),
+        ({"azCount": "0"}, "azCount"),
+        ({"endpointAccess": "public", "publicAccessCidrs": "300.1.1.1/8"}, "publicAccessCidrs"),
+        ({"clusterName": ""}, "clusterName"),
+    ],
+)
+def test_synth_fails_with_a_clear_message(context, setting):
+    """As `cdk synth -c key=value` does: the CLI hands -c values to the app in CDK_CONTEXT_JSON."""
+    env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps(context), "CDK_OUTDIR": "/nonexistent-never-written"}
+    result = subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert f"Invalid setting '{setting}'" in result.stderr
+    assert "Traceback" not in result.stderr
