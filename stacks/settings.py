@@ -39,6 +39,11 @@ IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 CONNECTION_ARN = re.compile(r"^arn:aws[a-z-]*:(codeconnections|codestar-connections):[a-z0-9-]+:\d{12}:connection/[0-9a-f-]{36}$")
 REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 BRANCH = re.compile(r"^[A-Za-z0-9._/-]{1,255}$")
+MODEL_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
+MODEL_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+REVISION = re.compile(r"^[0-9a-f]{40}$")
+WEIGHTS_SOURCE = re.compile(r"^(hub|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[\w./-]*)?)$")
+CERTIFICATE_ARN = re.compile(r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 ADDONS = ("vpc-cni", "coredns", "kube-proxy", "eks-pod-identity-agent")
 
@@ -86,6 +91,22 @@ class Settings:
     node_expire_after: str
     # --- workload -----------------------------------------------------------
     image_tag: str
+    model_name: str
+    model_id: str
+    model_revision: str
+    weights_source: str
+    neuron_sdk: str
+    min_replicas: int
+    max_replicas: int
+    target_pending_per_replica: int
+    queue_size: int
+    request_timeout_seconds: int
+    ingress_scheme: str
+    ingress_allowed_cidrs: tuple[str, ...]
+    certificate_arn: str | None
+    inf2_xlarge_hourly_usd: float
+    prometheus_chart_version: str
+    prometheus_adapter_chart_version: str
     # --- release pipeline ----------------------------------------------------
     pipeline_connection_arn: str
     pipeline_repository: str
@@ -138,6 +159,13 @@ class Settings:
             raise SettingsError(
                 "systemNodeDesiredSize", "must lie between systemNodeMinSize and systemNodeMaxSize"
             )
+        if self.min_replicas > self.max_replicas:
+            raise SettingsError("minReplicas", f"must be at most maxReplicas ({self.max_replicas})")
+        if self.ingress_scheme == "internet-facing" and not self.ingress_allowed_cidrs:
+            raise SettingsError("ingressAllowedCidrs",
+                                "must list at least one CIDR when ingressScheme is 'internet-facing'")
+        if self.ingress_scheme == "internet-facing" and not self.certificate_arn:
+            raise SettingsError("certificateArn", "is required when ingressScheme is 'internet-facing' (HTTPS only)")
         kube_proxy = self.addon_versions.get("kube-proxy")
         if kube_proxy and not kube_proxy.startswith(f"v{self.kubernetes_version}."):
             raise SettingsError(
@@ -292,6 +320,26 @@ def _budget(value: Any) -> str:
     raise ValueError(f"{value!r} is not a node count or a percentage like 10%")
 
 
+def _min_replicas(value: Any) -> int:
+    number = _int(0, 100)(value)
+    if number == 0:
+        # The autoscaler's signal (pending requests per pod) only exists while a pod
+        # runs, and an HPA cannot scale from zero: a minimum of 0 would never wake up.
+        raise ValueError("0 is not supported: scaling from zero needs a signal that exists without pods "
+                         "(see README, Autoscaling); use 1 or more")
+    return number
+
+
+def _price(value: Any) -> float:
+    try:
+        price = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{value!r} is not a price in USD per hour") from None
+    if not 0 < price < 1000:
+        raise ValueError(f"{price} is out of range; allowed more than 0 and less than 1000")
+    return price
+
+
 _PARSERS: dict[str, Callable[[Any], Any]] = {
     "cluster_name": _text(CLUSTER_NAME, "1-100 letters, digits, '-' or '_', starting with a letter"),
     "kubernetes_version": _kubernetes_version,
@@ -323,6 +371,22 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "node_disruption_budget": _budget,
     "node_expire_after": _duration,
     "image_tag": _text(IMAGE_TAG, "a Docker tag (letters, digits, '_', '.', '-'; the release pipeline sets the commit id)"),
+    "model_name": _text(MODEL_NAME, "1-40 lowercase letters, digits or '-' (an S3 path segment and a label)"),
+    "model_id": _text(MODEL_ID, "a model hub id such as stabilityai/stable-diffusion-2-1-base"),
+    "model_revision": _text(REVISION, "a full 40-character commit id (a branch name would move under the same version)"),
+    "weights_source": _text(WEIGHTS_SOURCE, "'hub' or an s3://bucket/prefix of mirrored weights"),
+    "neuron_sdk": _text(re.compile(r"^\d+\.\d+\.\d+$"), "a Neuron SDK release such as 2.31.1"),
+    "min_replicas": _min_replicas,
+    "max_replicas": _int(1, 100),
+    "target_pending_per_replica": _int(1, 64),
+    "queue_size": _int(1, 256),
+    "request_timeout_seconds": _int(5, 600),
+    "ingress_scheme": _choice("internal", "internet-facing"),
+    "ingress_allowed_cidrs": _cidrs,
+    "certificate_arn": lambda v: None if v in ("", None) else _text(CERTIFICATE_ARN, "an ACM certificate ARN, or empty")(v),
+    "inf2_xlarge_hourly_usd": _price,
+    "prometheus_chart_version": _text(SEMVER, "a chart version such as 28.0.0"),
+    "prometheus_adapter_chart_version": _text(SEMVER, "a chart version such as 5.1.0"),
     "pipeline_connection_arn": _text(CONNECTION_ARN, "a CodeConnections connection ARN"),
     "pipeline_repository": _text(REPOSITORY, "a GitHub repository as owner/name"),
     "pipeline_branch": _text(BRANCH, "a branch name"),

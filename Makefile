@@ -1,0 +1,65 @@
+# Two commands do everything on a fresh machine (Python 3.11, Node 20, no AWS account):
+#   make synth   synthesize the whole app with default settings, offline  -> cdk.out/
+#   make test    the whole test suite (what CI runs via .ci/run)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# Node 20 is what our machines run; jsii only warns about it. No CLI telemetry or notices (offline).
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export CDK_DISABLE_CLI_TELEMETRY := true
+CDK := npx --no-install cdk --no-notices --no-version-reporting
+
+.PHONY: setup synth test diff manifests imports demo bench browser clean
+
+setup: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt model_image/requirements-test.txt model_image/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# The CPU build of torch first (a local wheel here), so nothing pulls a CUDA build.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+synth: setup
+	$(CDK) synth --quiet
+	@echo "templates in cdk.out/; Kubernetes manifests: make manifests"
+
+diff: setup
+	$(CDK) diff
+
+test: setup browser
+	$(PY) -m pytest -q
+
+# Debian's Chromium for the one headless-browser test of the web UI.
+browser:
+	@if ! command -v chromium >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else echo "note: install Debian's chromium for the UI test (it is skipped without it, and fails in CI)"; fi; \
+	fi
+
+# Every Kubernetes object the app deploys, as YAML files in one folder.
+manifests: synth
+	$(PY) -m k8s_charts.rendering cdk.out dist/manifests
+
+# Regenerate the typed Karpenter classes from the vendored CRDs.
+imports: setup
+	rm -rf k8s_charts/imports
+	cd k8s_charts && npx --no-install cdk8s import --language python --output imports \
+	  crds/karpenter.sh_nodepools.yaml crds/karpenter.k8s.aws_ec2nodeclasses.yaml
+
+# Try the real server (API + web UI) on CPU with a tiny random pipeline: no weights needed.
+demo: setup
+	$(PY) -m sd21.demo
+
+# Print the benchmark figures (not tests).
+bench: setup
+	$(PY) -m sd21.bench
+
+clean:
+	rm -rf cdk.out dist

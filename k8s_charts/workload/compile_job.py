@@ -1,0 +1,76 @@
+"""The compile Job: traces the model for Inferentia2 and uploads one versioned
+artifact to S3. Its name carries the artifact version, so new compile inputs
+make a new Job and unchanged inputs leave the finished one alone."""
+import cdk8s
+import cdk8s_plus_27 as kplus
+from constructs import Construct
+
+from k8s_charts.workload.identities import WorkloadIdentities
+from k8s_charts.workload.placement import run_on_inf2_pool
+from k8s_charts.workload.pod_security import drop_all_capabilities, restricted_container, restricted_pod
+from k8s_charts.workload.spec import WorkloadSpec
+
+# neuronx-cc on the SD2.1 UNet needs well over 16 GiB (known to fail there); these
+# requests fit inf2.8xlarge (32 vCPU, 128 GiB), the cheapest inf2 size with room.
+COMPILE_CPU = 16
+COMPILE_MEMORY_GIB = 64
+COMPILE_SCRATCH_GIB = 120  # weights download, compiler work dir, artifact before upload
+SHM_GIB = 16
+
+
+class CompileJobChart(cdk8s.Chart):
+    def __init__(self, scope: Construct, id: str, *, spec: WorkloadSpec, identities: WorkloadIdentities) -> None:
+        super().__init__(scope, id)
+        settings = spec.settings
+        self.job = kplus.Job(
+            self,
+            "Job",
+            metadata=cdk8s.ApiObjectMetadata(
+                name=f"sd21-compile-{spec.model_version}",
+                namespace=identities.namespace.name,
+                labels={"app.kubernetes.io/name": "sd21-compile", "sd21.aws/model-version": spec.model_version},
+            ),
+            service_account=identities.compile_account,
+            backoff_limit=2,
+            active_deadline=cdk8s.Duration.hours(3),
+            ttl_after_finished=cdk8s.Duration.days(1),
+            security_context=restricted_pod(),
+            # A node drained mid-compile would waste the hour of work done so far.
+            pod_metadata=cdk8s.ApiObjectMetadata(annotations={"karpenter.sh/do-not-disrupt": "true"}),
+        )
+        scratch = kplus.Volume.from_empty_dir(self, "scratch", "scratch",
+                                              size_limit=cdk8s.Size.gibibytes(COMPILE_SCRATCH_GIB))
+        shm = kplus.Volume.from_empty_dir(self, "shm", "shm", medium=kplus.EmptyDirMedium.MEMORY,
+                                          size_limit=cdk8s.Size.gibibytes(SHM_GIB))
+        container = self.job.add_container(
+            name="compile",
+            image=spec.image,
+            command=["sd21-compile"],
+            env_variables={
+                name: kplus.EnvValue.from_value(value)
+                for name, value in {
+                    **spec.model_env(),
+                    "SD21_MODEL_ID": settings.model_id,
+                    "SD21_MODEL_REVISION": settings.model_revision,
+                    "SD21_WEIGHTS_SOURCE": spec.weights_source,
+                    "SD21_NEURON_SDK": settings.neuron_sdk,
+                    "SD21_WORKDIR": "/scratch/work",
+                    "HF_HOME": "/scratch/hf",
+                    "HOME": "/scratch",
+                    "TMPDIR": "/scratch/tmp",
+                }.items()
+            },
+            resources=kplus.ContainerResources(
+                cpu=kplus.CpuResources(request=kplus.Cpu.units(COMPILE_CPU)),
+                memory=kplus.MemoryResources(request=cdk8s.Size.gibibytes(COMPILE_MEMORY_GIB),
+                                             limit=cdk8s.Size.gibibytes(COMPILE_MEMORY_GIB + 16)),
+                ephemeral_storage=kplus.EphemeralStorageResources(
+                    request=cdk8s.Size.gibibytes(COMPILE_SCRATCH_GIB)),
+            ),
+            security_context=restricted_container(),
+        )
+        container.mount("/scratch", scratch)
+        container.mount("/dev/shm", shm)
+        drop_all_capabilities(self.job, ["containers/0"])
+        # Compiling needs no NeuronCore: it asks for none, so it never holds a device.
+        run_on_inf2_pool(self.job)

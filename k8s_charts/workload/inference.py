@@ -1,0 +1,200 @@
+"""The inference service: a Deployment whose initContainer stages the compiled
+model from S3 into an emptyDir, the server that serves it, and the Service,
+Ingress (ALB), PodDisruptionBudget and autoscaler around it."""
+import json
+
+import cdk8s
+import cdk8s_plus_27 as kplus
+from constructs import Construct
+
+from k8s_charts.neuron.my_scheduler import SCHEDULER_NAME
+from k8s_charts.workload.identities import WorkloadIdentities
+from k8s_charts.workload.placement import run_on_inf2_pool
+from k8s_charts.workload.pod_security import drop_all_capabilities, restricted_container, restricted_pod
+from k8s_charts.workload.spec import (
+    APP_LABEL, DEREGISTRATION_DELAY_SECONDS, HEALTH_PATH, MODEL_DIR, READY_PATH, SERVE_PORT, SERVICE_PORT,
+    WorkloadSpec,
+)
+
+# One Inferentia2 device = two NeuronCores: the UNet runs data-parallel over
+# both. inf2.xlarge has exactly one device, 4 vCPU and 16 GiB; the requests
+# leave room for the kubelet and the node's DaemonSets.
+NEURON_DEVICES = 1
+SERVE_CPU_MILLI = 3000
+SERVE_MEMORY_GIB = 12
+STAGE_CPU_MILLI = 1000
+STAGE_MEMORY_GIB = 2
+MODEL_DISK_GIB = 20
+# Pending = queued + in flight, per pod; served by prometheus-adapter from the
+# server's own gauges (see stacks/workload/autoscaling.py).
+PENDING_METRIC = "sd21_pending_requests"
+# Loading the compiled model onto the NeuronCores and warming up takes minutes.
+STARTUP_BUDGET_SECONDS = 900
+
+
+class InferenceChart(cdk8s.Chart):
+    def __init__(self, scope: Construct, id: str, *, spec: WorkloadSpec, identities: WorkloadIdentities) -> None:
+        super().__init__(scope, id)
+        settings = spec.settings
+        namespace = identities.namespace.name
+        labels = {"app.kubernetes.io/name": APP_LABEL, "sd21.aws/model-version": spec.model_version}
+        self.deployment = kplus.Deployment(
+            self,
+            "Deployment",
+            metadata=cdk8s.ApiObjectMetadata(name=APP_LABEL, namespace=namespace, labels=labels),
+            replicas=settings.min_replicas,
+            service_account=identities.serve_account,
+            security_context=restricted_pod(),
+            termination_grace_period=cdk8s.Duration.seconds(spec.termination_grace_seconds),
+            select=False,
+            pod_metadata=cdk8s.ApiObjectMetadata(
+                labels=labels,
+                annotations={"prometheus.io/scrape": "true", "prometheus.io/port": str(SERVE_PORT),
+                             "prometheus.io/path": "/metrics"},
+            ),
+            strategy=kplus.DeploymentStrategy.rolling_update(
+                max_surge=kplus.PercentOrAbsolute.absolute(1),
+                max_unavailable=kplus.PercentOrAbsolute.absolute(0)),
+        )
+        self.deployment.select(kplus.LabelSelector.of(labels={"app.kubernetes.io/name": APP_LABEL}))
+        model = kplus.Volume.from_empty_dir(self, "model", "model", size_limit=cdk8s.Size.gibibytes(MODEL_DISK_GIB))
+        tmp = kplus.Volume.from_empty_dir(self, "tmp", "tmp", size_limit=cdk8s.Size.gibibytes(2))
+        env = {name: kplus.EnvValue.from_value(value) for name, value in spec.model_env().items()}
+
+        stage = self.deployment.add_init_container(
+            name="stage",
+            image=spec.image,
+            command=["sd21-stage"],
+            env_variables=env,
+            resources=kplus.ContainerResources(
+                cpu=kplus.CpuResources(request=kplus.Cpu.millis(STAGE_CPU_MILLI)),
+                memory=kplus.MemoryResources(request=cdk8s.Size.gibibytes(STAGE_MEMORY_GIB),
+                                             limit=cdk8s.Size.gibibytes(STAGE_MEMORY_GIB)),
+            ),
+            security_context=restricted_container(),
+        )
+        stage.mount(MODEL_DIR, model)
+        stage.mount("/tmp", tmp)
+
+        server = self.deployment.add_container(
+            name="server",
+            image=spec.image,
+            command=["sd21-serve"],
+            port_number=SERVE_PORT,
+            env_variables={
+                **env,
+                "SD21_PORT": kplus.EnvValue.from_value(str(SERVE_PORT)),
+                "SD21_QUEUE_SIZE": kplus.EnvValue.from_value(str(settings.queue_size)),
+                "SD21_REQUEST_TIMEOUT_S": kplus.EnvValue.from_value(str(settings.request_timeout_seconds)),
+                "SD21_DRAIN_GRACE_S": kplus.EnvValue.from_value(str(spec.drain_grace_seconds)),
+            },
+            resources=kplus.ContainerResources(
+                cpu=kplus.CpuResources(request=kplus.Cpu.millis(SERVE_CPU_MILLI)),
+                memory=kplus.MemoryResources(request=cdk8s.Size.gibibytes(SERVE_MEMORY_GIB),
+                                             limit=cdk8s.Size.gibibytes(SERVE_MEMORY_GIB)),
+                ephemeral_storage=kplus.EphemeralStorageResources(request=cdk8s.Size.gibibytes(MODEL_DISK_GIB)),
+            ),
+            security_context=restricted_container(),
+            startup=kplus.Probe.from_http_get(HEALTH_PATH, port=SERVE_PORT, period_seconds=cdk8s.Duration.seconds(10),
+                                              failure_threshold=STARTUP_BUDGET_SECONDS // 10),
+            readiness=kplus.Probe.from_http_get(READY_PATH, port=SERVE_PORT,
+                                                period_seconds=cdk8s.Duration.seconds(5), failure_threshold=2),
+            liveness=kplus.Probe.from_http_get(HEALTH_PATH, port=SERVE_PORT,
+                                               period_seconds=cdk8s.Duration.seconds(15), failure_threshold=4,
+                                               timeout_seconds=cdk8s.Duration.seconds(5)),
+        )
+        server.mount(MODEL_DIR, model, read_only=True)
+        server.mount("/tmp", tmp)
+
+        run_on_inf2_pool(self.deployment)
+        self.deployment.scheduling.spread(topology=kplus.Topology.ZONE)
+        self._patch_pod_spec(spec)
+
+        self.service = kplus.Service(
+            self,
+            "Service",
+            metadata=cdk8s.ApiObjectMetadata(name=APP_LABEL, namespace=namespace),
+            selector=self.deployment,
+            ports=[kplus.ServicePort(port=SERVICE_PORT, target_port=SERVE_PORT, name="http")],
+            type=kplus.ServiceType.CLUSTER_IP,
+        )
+        self.ingress = kplus.Ingress(
+            self,
+            "Ingress",
+            metadata=cdk8s.ApiObjectMetadata(name=APP_LABEL, namespace=namespace,
+                                             annotations=ingress_annotations(spec)),
+            class_name="alb",
+            default_backend=kplus.IngressBackend.from_service(self.service, port=SERVICE_PORT),
+        )
+        self.disruption_budget = cdk8s.ApiObject(
+            self,
+            "DisruptionBudget",
+            # cdk8s-plus-27 has no PodDisruptionBudget; policy/v1 is validated by the tests.
+            api_version="policy/v1",
+            kind="PodDisruptionBudget",
+            metadata=cdk8s.ApiObjectMetadata(name=APP_LABEL, namespace=namespace),
+        )
+        self.disruption_budget.add_json_patch(cdk8s.JsonPatch.add("/spec", {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": {"app.kubernetes.io/name": APP_LABEL}},
+        }))
+        self.autoscaler = kplus.HorizontalPodAutoscaler(
+            self,
+            "Autoscaler",
+            metadata=cdk8s.ApiObjectMetadata(name=APP_LABEL, namespace=namespace),
+            target=self.deployment,
+            min_replicas=settings.min_replicas,
+            max_replicas=settings.max_replicas,
+            metrics=[kplus.Metric.pods(
+                name=PENDING_METRIC,
+                target=kplus.MetricTarget.average_value(settings.target_pending_per_replica))],
+            scale_up=kplus.ScalingRules(
+                stabilization_window=cdk8s.Duration.seconds(0),
+                policies=[kplus.ScalingPolicy(replicas=kplus.Replicas.absolute(2),
+                                              duration=cdk8s.Duration.minutes(1))]),
+            # Nodes take minutes to come back: do not drop capacity on a short lull.
+            scale_down=kplus.ScalingRules(
+                stabilization_window=cdk8s.Duration.minutes(10),
+                policies=[kplus.ScalingPolicy(replicas=kplus.Replicas.absolute(1),
+                                              duration=cdk8s.Duration.minutes(5))]),
+        )
+
+    def _patch_pod_spec(self, spec: WorkloadSpec) -> None:
+        """Fields cdk8s-plus-27 has no API for."""
+        api = cdk8s.ApiObject.of(self.deployment)
+        pod = "/spec/template/spec"
+        # my-scheduler asks the Neuron scheduler extension for contiguous cores/devices.
+        api.add_json_patch(cdk8s.JsonPatch.add(f"{pod}/schedulerName", SCHEDULER_NAME))
+        api.add_json_patch(cdk8s.JsonPatch.add(f"{pod}/containers/0/resources/limits/aws.amazon.com~1neuron",
+                                               str(NEURON_DEVICES)))
+        api.add_json_patch(cdk8s.JsonPatch.add(f"{pod}/containers/0/lifecycle", {
+            # Keep serving until the load balancer has deregistered this pod.
+            "preStop": {"exec": {"command": ["sleep", str(DEREGISTRATION_DELAY_SECONDS)]}},
+        }))
+        drop_all_capabilities(self.deployment, ["initContainers/0", "containers/0"])
+
+
+def ingress_annotations(spec: WorkloadSpec) -> dict[str, str]:
+    settings = spec.settings
+    annotations = {
+        "alb.ingress.kubernetes.io/scheme": settings.ingress_scheme,
+        "alb.ingress.kubernetes.io/target-type": "ip",
+        "alb.ingress.kubernetes.io/healthcheck-path": HEALTH_PATH,
+        "alb.ingress.kubernetes.io/success-codes": "200",
+        "alb.ingress.kubernetes.io/target-group-attributes":
+            f"deregistration_delay.timeout_seconds={DEREGISTRATION_DELAY_SECONDS}",
+        # Longer than the slowest accepted request (queue wait + generation).
+        "alb.ingress.kubernetes.io/load-balancer-attributes":
+            f"idle_timeout.timeout_seconds={settings.request_timeout_seconds + 30}",
+    }
+    if settings.ingress_allowed_cidrs:
+        annotations["alb.ingress.kubernetes.io/inbound-cidrs"] = ",".join(settings.ingress_allowed_cidrs)
+    if settings.certificate_arn:
+        annotations.update({
+            "alb.ingress.kubernetes.io/certificate-arn": settings.certificate_arn,
+            "alb.ingress.kubernetes.io/listen-ports": json.dumps([{"HTTPS": 443}]),
+            "alb.ingress.kubernetes.io/ssl-policy": "ELBSecurityPolicy-TLS13-1-2-2021-06",
+        })
+    else:
+        annotations["alb.ingress.kubernetes.io/listen-ports"] = json.dumps([{"HTTP": 80}])
+    return annotations

@@ -1,0 +1,77 @@
+"""What the workload charts need, gathered once from the settings and the CDK
+objects (bucket, repository): charts never retype a name or a version."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import Aws, aws_ecr as ecr, aws_s3 as s3
+from sd21.artifact import CompileInputs, artifact_prefix, artifact_version
+
+from stacks.settings import Settings
+
+NAMESPACE = "sd21"
+APP_LABEL = "sd21-inference"
+SERVE_PORT = 8080  # the image's default SD21_PORT
+SERVICE_PORT = 80
+HEALTH_PATH = "/health"
+READY_PATH = "/ready"
+# The load balancer takes this long to stop sending to a terminating pod; the
+# preStop sleep waits it out before the server starts draining.
+DEREGISTRATION_DELAY_SECONDS = 30
+MODEL_DIR = "/model"
+IMAGE_USER = 1000  # the image's non-root user
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    settings: Settings
+    image: str
+    bucket_name: str
+    model_version: str
+
+    @classmethod
+    def build(cls, settings: Settings, repository: ecr.IRepository, bucket: s3.IBucket) -> "WorkloadSpec":
+        return cls(
+            settings=settings,
+            image=repository.repository_uri_for_tag(settings.image_tag),
+            bucket_name=bucket.bucket_name,
+            model_version=artifact_version(compile_inputs(settings)),
+        )
+
+    @property
+    def artifact_prefix(self) -> str:
+        return artifact_prefix(self.settings.model_name, self.model_version)
+
+    @property
+    def weights_source(self) -> str:
+        return self.settings.model_id if self.settings.weights_source == "hub" else self.settings.weights_source
+
+    def model_env(self) -> dict[str, str]:
+        """Environment shared by the compile Job and the server: same model, same version."""
+        return {
+            "SD21_BACKEND": "neuron",
+            "SD21_BUCKET": self.bucket_name,
+            "SD21_MODEL_NAME": self.settings.model_name,
+            "SD21_MODEL_VERSION": self.model_version,
+            "SD21_MODEL_DIR": MODEL_DIR,
+            "AWS_REGION": Aws.REGION,
+        }
+
+    @property
+    def drain_grace_seconds(self) -> int:
+        """Queued work may wait for every request ahead of it, each up to the timeout."""
+        return self.settings.request_timeout_seconds
+
+    @property
+    def termination_grace_seconds(self) -> int:
+        return DEREGISTRATION_DELAY_SECONDS + self.drain_grace_seconds + 15
+
+
+def compile_inputs(settings: Settings) -> CompileInputs:
+    """The inputs whose hash is the artifact version (the compile Job checks it again)."""
+    return CompileInputs.defaults(
+        "neuron",
+        model_id=settings.model_id,
+        model_revision=settings.model_revision,
+        neuron_sdk=settings.neuron_sdk,
+    )
