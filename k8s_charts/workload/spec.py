@@ -19,7 +19,7 @@ READY_PATH = "/ready"
 # preStop sleep waits it out before the server starts draining.
 DEREGISTRATION_DELAY_SECONDS = 30
 MODEL_DIR = "/model"
-IMAGE_USER = 1000  # the image's non-root user
+IMAGE_USER = 10001  # the image's non-root user (model_image/Dockerfile USER)
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,9 @@ class ModelBucket(Construct):
                 s3.LifecycleRule(
                     noncurrent_version_expiration=Duration.days(settings.model_noncurrent_version_days),
                     abort_incomplete_multipart_upload_after=Duration.days(7),
-                )
+                ),
+                # A compile that crashed mid-upload leaves its temporary keys here.
+                s3.LifecycleRule(prefix=f"models/{settings.model_name}/.uploads/", expiration=Duration.days(7)),
             ],
             # Compiled artifacts take an hour of compute each: never drop them with the stack.
             removal_policy=RemovalPolicy.RETAIN,

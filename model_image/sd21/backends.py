@@ -1,0 +1,127 @@
+"""The one place that knows about devices: trace and load the model parts.
+
+`torch_neuronx` is imported lazily and only for the neuron backend, so the
+same code path runs (and is tested) on cpu, where "compile" is torch.jit.trace
+of the very same wrappers.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+TORCH_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+class TextEncoderWrapper(torch.nn.Module):
+    """input_ids (1x77 int64) -> last hidden state (1x77xD)."""
+
+    def __init__(self, text_encoder: torch.nn.Module):
+        super().__init__()
+        self.text_encoder = text_encoder
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.text_encoder(input_ids, return_dict=False)[0]
+
+
+class UNetWrapper(torch.nn.Module):
+    """(latent, timestep, context) -> noise prediction, tuple-free for tracing."""
+
+    def __init__(self, unet: torch.nn.Module):
+        super().__init__()
+        self.unet = unet
+
+    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        return self.unet(sample, timestep, context, return_dict=False)[0]
+
+
+class VaeDecoderWrapper(torch.nn.Module):
+    def __init__(self, decoder: torch.nn.Module):
+        super().__init__()
+        self.decoder = decoder
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        return self.decoder(latent)
+
+
+def part_wrappers(pipe, dtype: torch.dtype) -> dict[str, torch.nn.Module]:
+    """The four traced parts of the Neuron SD2.1 sample, eval mode, in dtype."""
+    parts = {
+        # Text encoder and post_quant_conv are cheap: keep them float32 for accuracy.
+        "text_encoder": TextEncoderWrapper(pipe.text_encoder).float(),
+        "unet": UNetWrapper(pipe.unet).to(dtype),
+        "vae_decoder": VaeDecoderWrapper(pipe.vae.decoder).to(dtype),
+        "vae_post_quant_conv": pipe.vae.post_quant_conv.float(),
+    }
+    return {name: module.eval() for name, module in parts.items()}
+
+
+def example_inputs(part: str, latent_shape: Sequence[int], context_shape: Sequence[int], dtype: torch.dtype):
+    """Batch-1 example tensors: the CFG batch of 2 is split at serve time."""
+    if part == "text_encoder":
+        return (torch.zeros((1, context_shape[1]), dtype=torch.int64),)
+    if part == "unet":
+        return (
+            torch.randn(tuple(latent_shape), dtype=dtype),
+            torch.tensor([999.0], dtype=dtype),
+            torch.randn(tuple(context_shape), dtype=dtype),
+        )
+    if part == "vae_decoder":
+        return (torch.randn(tuple(latent_shape), dtype=dtype),)
+    if part == "vae_post_quant_conv":
+        return (torch.randn(tuple(latent_shape), dtype=torch.float32),)
+    raise ValueError(f"unknown model part {part!r}")
+
+
+def trace_for_backend(
+    backend: str, module: torch.nn.Module, inputs: tuple, compiler_args: Sequence[str], workdir: Path
+) -> torch.jit.ScriptModule:
+    """Compile one part for the backend; the result is saved with torch.jit.save."""
+    with torch.no_grad():
+        if backend == "neuron":
+            import torch_neuronx  # only present in the Neuron image
+
+            traced = torch_neuronx.trace(
+                module, inputs, compiler_workdir=str(workdir), compiler_args=list(compiler_args)
+            )
+            # Load weights asynchronously and only on first use: faster pod start.
+            torch_neuronx.async_load(traced)
+            torch_neuronx.lazy_load(traced)
+            return traced
+        if backend == "cuda":
+            module = module.cuda()
+            inputs = tuple(t.cuda() for t in inputs)
+        return torch.jit.trace(module, inputs, check_trace=False)
+
+
+class _SplitBatch(torch.nn.Module):
+    """CPU/CUDA twin of torch_neuronx.DataParallel: run a batch-1 trace per sample."""
+
+    def __init__(self, traced: torch.jit.ScriptModule):
+        super().__init__()
+        self.traced = traced
+
+    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+        outputs = [self.traced(*(t[i : i + 1] for t in tensors)) for i in range(tensors[0].shape[0])]
+        return torch.cat(outputs, dim=0)
+
+
+def load_traced(backend: str, path: Path, part: str) -> Callable[..., torch.Tensor]:
+    """Load a traced part; the UNet accepts the CFG batch of 2 on every backend."""
+    if backend == "neuron":
+        import torch_neuronx
+
+        traced = torch.jit.load(str(path))
+        if part == "unet":
+            # One sample of the CFG pair on each of the device's two NeuronCores.
+            return torch_neuronx.DataParallel(traced, [0, 1], set_dynamic_batching=False)
+        torch_neuronx.move_trace_to_device(traced, 0)
+        return traced
+    traced = torch.jit.load(str(path), map_location="cuda" if backend == "cuda" else "cpu")
+    traced.eval()
+    return _SplitBatch(traced) if part == "unet" else traced
+
+
+def device_for(backend: str) -> torch.device:
+    return torch.device("cuda") if backend == "cuda" else torch.device("cpu")

@@ -1,0 +1,233 @@
+"""sd21-compile: weights -> traced parts -> one versioned artifact in S3.
+
+Exit codes: 0 done or already present, 2 bad settings / version mismatch,
+3 weights not found, 1 unexpected failure.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import platform
+import shutil
+import tarfile
+import tempfile
+import time
+import uuid
+from importlib import metadata
+from pathlib import Path
+
+from . import s3
+from .artifact import (
+    ARCHIVE_NAME,
+    MANIFEST_NAME,
+    TRACED_PARTS,
+    CompileInputs,
+    artifact_prefix,
+    artifact_version,
+    describe_files,
+    upload_prefix,
+    validate_bucket,
+    validate_model_name,
+)
+from .env import env_default, fail, progress
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="sd21-compile", description=__doc__)
+    parser.add_argument("--backend", default=env_default("SD21_BACKEND", "neuron"), choices=("neuron", "cuda", "cpu"))
+    parser.add_argument("--bucket", default=env_default("SD21_BUCKET"))
+    parser.add_argument("--model-name", default=env_default("SD21_MODEL_NAME", "sd21-512"))
+    parser.add_argument("--expected-version", default=env_default("SD21_MODEL_VERSION"),
+                        help="fail unless the computed artifact version equals this")
+    parser.add_argument("--model-id", default=env_default("SD21_MODEL_ID", CompileInputs.model_id))
+    parser.add_argument("--model-revision", default=env_default("SD21_MODEL_REVISION", CompileInputs.model_revision))
+    parser.add_argument("--weights-source", default=env_default("SD21_WEIGHTS_SOURCE"),
+                        help="hub id, s3:// prefix of mirrored weights, or a local directory (default: model id)")
+    parser.add_argument("--neuron-sdk", default=env_default("SD21_NEURON_SDK", CompileInputs.neuron_sdk))
+    parser.add_argument("--workdir", default=env_default("SD21_WORKDIR"), help="scratch space (default: temp dir)")
+    return parser.parse_args(argv)
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for dist in ("torch", "torch-neuronx", "neuronx-cc", "diffusers", "transformers"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def fetch_weights(source: str, inputs: CompileInputs, scratch: Path) -> tuple[str, dict]:
+    """Return (path-or-hub-id, from_pretrained kwargs) for the weights."""
+    if source.startswith("s3://"):
+        bucket, prefix = s3.parse_url(source.rstrip("/") + "/")
+        client = s3.client()
+        target = scratch / "weights"
+        count = 0
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                destination = target / obj["Key"][len(prefix):]
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                s3.with_retries(lambda: client.download_file(bucket, obj["Key"], str(destination)), obj["Key"])
+                count += 1
+        if count == 0:
+            raise FileNotFoundError(f"no weights under {source}")
+        progress(f"downloaded {count} weight files from {source}")
+        return str(target), {}
+    if Path(source).is_dir():
+        return source, {}
+    if source.startswith(("/", ".")):
+        raise FileNotFoundError(f"weights directory {source} does not exist")
+    return source, {"revision": inputs.model_revision}
+
+
+def build_artifact(inputs: CompileInputs, weights: str, load_kwargs: dict, out: Path) -> None:
+    import diffusers
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    from . import backends
+
+    dtype = backends.TORCH_DTYPES[inputs.dtype]
+    progress(f"loading pipeline from {weights}")
+    pipe = StableDiffusionPipeline.from_pretrained(weights, torch_dtype=torch.float32, **load_kwargs)
+    scheduler = getattr(diffusers, inputs.scheduler).from_config(pipe.scheduler.config)
+    traced_dir = out / "traced"
+    traced_dir.mkdir(parents=True)
+    for part, module in backends.part_wrappers(pipe, dtype).items():
+        started = time.monotonic()
+        example = backends.example_inputs(part, inputs.latent_shape, inputs.context_shape, dtype)
+        traced = backends.trace_for_backend(
+            inputs.backend, module, example, inputs.compiler_args_for(part), out.parent / f"work-{part}"
+        )
+        torch.jit.save(traced, str(traced_dir / f"{part}.pt"))
+        progress(f"traced {part} for {inputs.backend} in {time.monotonic() - started:.1f}s")
+    # Everything else needed to serve with no hub access.
+    pipe.tokenizer.save_pretrained(out / "tokenizer")
+    scheduler.save_pretrained(out / "scheduler")
+    pipe.unet.save_config(out / "unet")
+    pipe.vae.save_config(out / "vae")
+    pipe.text_encoder.config.save_pretrained(out / "text_encoder")
+    assert {p.stem for p in traced_dir.iterdir()} == set(TRACED_PARTS)
+
+
+def write_archive(source: Path, archive: Path) -> dict:
+    """Uncompressed tar (traced weights barely compress; plain tar streams fastest)."""
+    with tarfile.open(archive, "w", format=tarfile.PAX_FORMAT) as tar:
+        for path in sorted(source.rglob("*")):
+            if path.is_file():
+                info = tar.gettarinfo(str(path), arcname=path.relative_to(source).as_posix())
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                info.mtime = 0
+                with open(path, "rb") as handle:
+                    tar.addfile(info, handle)
+    digest = hashlib.sha256()
+    with open(archive, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return {"size": archive.stat().st_size, "sha256": digest.hexdigest()}
+
+
+class _UploadProgress:
+    def __init__(self, label: str, total: int):
+        self.label, self.total, self.done, self.last = label, max(total, 1), 0, -10
+
+    def __call__(self, count: int) -> None:
+        self.done += count
+        percent = int(100 * self.done / self.total)
+        if percent >= self.last + 10:
+            self.last = percent
+            progress(f"{self.label}: {percent}% of {self.total} bytes")
+
+
+def upload(client, bucket: str, name: str, version: str, archive: Path, manifest: dict) -> bool:
+    """Data under a temporary key, copied to its final key; manifest last as the commit marker.
+
+    Returns False when another compile committed this version first.
+    """
+    final_prefix = artifact_prefix(name, version)
+    archive_key = final_prefix + manifest["archive"]["key"]
+    tmp_key = upload_prefix(name, version, uuid.uuid4().hex) + ARCHIVE_NAME
+    client.upload_file(str(archive), bucket, tmp_key,
+                       Callback=_UploadProgress(f"upload s3://{bucket}/{tmp_key}", manifest["archive"]["size"]))
+    progress(f"copy to s3://{bucket}/{archive_key}")
+    client.copy({"Bucket": bucket, "Key": tmp_key}, bucket, archive_key)
+    client.delete_object(Bucket=bucket, Key=tmp_key)
+    try:
+        # Only the first writer commits the version; never overwrite a good manifest.
+        client.put_object(Bucket=bucket, Key=final_prefix + MANIFEST_NAME, IfNoneMatch="*",
+                          Body=json.dumps(manifest, indent=2, sort_keys=True).encode(),
+                          ContentType="application/json")
+    except Exception as error:  # noqa: BLE001
+        code = getattr(error, "response", {}).get("Error", {}).get("Code")
+        if code not in ("PreconditionFailed", "ConditionalRequestConflict"):
+            raise
+        # Another compile committed first. Its archive may be this very key (same
+        # bytes), so nothing under the final prefix is deleted: the compile role
+        # may not delete there, and a finished artifact is never touched.
+        progress(f"version {version} was committed by another compile; keeping its artifact")
+        return False
+    return True
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.bucket:
+        return fail("no bucket: set SD21_BUCKET or --bucket")
+    try:
+        name = validate_model_name(args.model_name)
+        bucket = validate_bucket(args.bucket)
+        inputs = CompileInputs.defaults(
+            args.backend, model_id=args.model_id, model_revision=args.model_revision, neuron_sdk=args.neuron_sdk
+        )
+    except ValueError as error:
+        return fail(str(error))
+    version = artifact_version(inputs)
+    if args.expected_version and args.expected_version != version:
+        return fail(
+            f"compile inputs hash to version {version} but SD21_MODEL_VERSION={args.expected_version}: "
+            f"the deployment and this compile job disagree on model, revision, backend, SDK or compiler "
+            f"settings ({inputs.canonical_json()})"
+        )
+    prefix = artifact_prefix(name, version)
+    client = s3.client()
+    if s3.object_exists(client, bucket, prefix + MANIFEST_NAME):
+        progress(f"artifact s3://{bucket}/{prefix} already present; nothing to do")
+        return 0
+    progress(f"compiling artifact version {version} for {inputs.backend} into s3://{bucket}/{prefix}")
+    with tempfile.TemporaryDirectory(dir=args.workdir) as scratch_name:
+        scratch = Path(scratch_name)
+        try:
+            weights, load_kwargs = fetch_weights(args.weights_source or inputs.model_id, inputs, scratch)
+        except FileNotFoundError as error:
+            return fail(str(error), 3)
+        out = scratch / "artifact"
+        build_artifact(inputs, weights, load_kwargs, out)
+        archive_info = write_archive(out, scratch / ARCHIVE_NAME)
+        manifest = {
+            "format_version": inputs.format_version,
+            "model_name": name,
+            "version": version,
+            "compile_inputs": inputs.to_dict(),
+            "files": describe_files(out),
+            "archive": {"key": f"artifact-{archive_info['sha256'][:16]}.tar", **archive_info},
+            "library_versions": library_versions(),
+            "neuron_sdk": inputs.neuron_sdk,
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        progress(f"artifact: {len(manifest['files'])} files, {archive_info['size']} bytes")
+        if not upload(client, bucket, name, version, scratch / ARCHIVE_NAME, manifest):
+            progress(f"another compile committed s3://{bucket}/{prefix} first; kept it")
+            return 0
+    progress(f"committed s3://{bucket}/{prefix}{MANIFEST_NAME}")
+    return 0
+
+
+def main(argv=None) -> int:
+    return run(parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

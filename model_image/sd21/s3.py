@@ -1,0 +1,74 @@
+"""S3 helpers shared by compile and stage. AWS_ENDPOINT_URL_S3 is honoured by boto3."""
+from __future__ import annotations
+
+import random
+import time
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
+
+TRANSIENT_CODES = {"500", "502", "503", "504", "InternalError", "SlowDown", "RequestTimeout", "Throttling"}
+
+
+class TransientError(Exception):
+    """Retryable failure (network, 5xx, short read)."""
+
+
+def client(max_pool: int = 16):
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3", config=Config(retries={"max_attempts": 5, "mode": "standard"}, max_pool_connections=max_pool)
+    )
+
+
+def parse_url(url: str) -> tuple[str, str]:
+    if not url.startswith("s3://"):
+        raise ValueError(f"not an s3:// URL: {url!r}")
+    bucket, _, key = url[5:].partition("/")
+    if not bucket:
+        raise ValueError(f"no bucket in {url!r}")
+    return bucket, key
+
+
+def is_not_found(error: Exception) -> bool:
+    from botocore.exceptions import ClientError
+
+    return isinstance(error, ClientError) and error.response.get("Error", {}).get("Code") in (
+        "404",
+        "NoSuchKey",
+        "NotFound",
+    )
+
+
+def is_transient(error: Exception) -> bool:
+    from botocore.exceptions import ClientError, ConnectionError, ReadTimeoutError, ResponseStreamingError
+
+    if isinstance(error, (TransientError, ConnectionError, ReadTimeoutError, ResponseStreamingError)):
+        return True
+    return isinstance(error, ClientError) and error.response.get("Error", {}).get("Code") in TRANSIENT_CODES
+
+
+def with_retries(action: Callable[[], T], what: str, attempts: int = 5, base_delay: float = 0.2) -> T:
+    """Retry transient failures with exponential backoff and jitter."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except Exception as error:  # noqa: BLE001 - classified below
+            if not is_transient(error) or attempt == attempts:
+                raise
+            delay = base_delay * 2 ** (attempt - 1) * (0.5 + random.random())
+            print(f"retry {attempt}/{attempts - 1} for {what} in {delay:.1f}s: {error}", flush=True)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def object_exists(s3, bucket: str, key: str) -> bool:
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+        return True
+    except Exception as error:  # noqa: BLE001
+        if is_not_found(error):
+            return False
+        raise

@@ -1,0 +1,188 @@
+"""sd21-serve: HTTP API + Gradio UI over the staged model, with queueing and drain."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import io
+import random
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+from .api import ErrorResponse, GenerationRequest, GenerationResponse
+from .env import env_default, env_float, env_int, progress
+from .service import GenerationService, Rejected, ServiceSettings
+
+API_PATH = "/v1/images/generations"
+UI_PATH = "/ui"
+
+
+def _error(status: int, kind: str, message: str, retry_after: Optional[int] = None, details=None) -> JSONResponse:
+    body = {"error": {"type": kind, "message": message}}
+    if details:
+        body["error"]["details"] = details
+    headers = {"Retry-After": str(retry_after)} if retry_after else None
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _describe_validation(errors) -> tuple[str, list]:
+    details = []
+    for error in errors:
+        location = ".".join(str(part) for part in error.get("loc", ()) if part != "body") or "body"
+        message = error.get("msg", "invalid").removeprefix("Value error, ")
+        if error.get("type") == "json_invalid":
+            message = f"malformed JSON: {error.get('ctx', {}).get('error', 'could not parse')}"
+        details.append({"field": location, "message": message})
+    return "; ".join(f"{d['field']}: {d['message']}" for d in details), details
+
+
+def png_bytes(image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1)  # speed over size: PNGs of 512x512 are small anyway
+    return buffer.getvalue()
+
+
+def create_app(service: Optional[GenerationService] = None, with_ui: bool = True) -> FastAPI:
+    """The app; without a service it still documents itself (used by openapi_document)."""
+    app = FastAPI(
+        title="Stable Diffusion 2.1-base (512x512)",
+        version="1",
+        description="Text-to-image generation. One image at a time per replica; "
+                    "a full queue answers 429 with Retry-After.",
+    )
+    app.state.service = service
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError):
+        message, details = _describe_validation(exc.errors())
+        if service is not None:
+            service.metrics.errors.labels("invalid_request").inc()
+        return _error(422, "invalid_request", message, details=details)
+
+    @app.get("/health", summary="Liveness: the process serves HTTP")
+    async def health():
+        return {"status": "ok"}
+
+    @app.get("/ready", summary="Readiness: model loaded and warmed, not draining",
+             responses={503: {"model": ErrorResponse}})
+    async def ready():
+        if service is not None and service.is_ready:
+            return {"status": "ready"}
+        if service is None or not service.warm:
+            reason = (service.load_error if service and service.load_error else "model is loading")
+            return _error(503, "not_ready", reason)
+        return _error(503, "draining", "server is shutting down")
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
+    async def metrics():
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        registry = service.metrics.registry if service else None
+        return Response(generate_latest(registry) if registry else b"", media_type=CONTENT_TYPE_LATEST)
+
+    @app.post(
+        API_PATH,
+        summary="Generate one 512x512 image",
+        response_model=GenerationResponse,
+        responses={
+            200: {"content": {"image/png": {}}, "description": "JSON (b64_json) or PNG bytes (png)"},
+            422: {"model": ErrorResponse, "description": "Invalid request, with the reason"},
+            429: {"model": ErrorResponse, "description": "Queue full; see Retry-After"},
+            503: {"model": ErrorResponse, "description": "Loading or draining; see Retry-After"},
+            504: {"model": ErrorResponse, "description": "Timed out"},
+        },
+    )
+    async def generate(body: GenerationRequest):
+        from .pipeline import GenerationParams
+
+        if service is None:
+            return _error(503, "not_ready", "no model service")
+        seed = body.seed if body.seed is not None else random.randrange(2**32)
+        params = GenerationParams(prompt=body.prompt, negative_prompt=body.negative_prompt, steps=body.steps,
+                                  guidance_scale=float(body.guidance_scale), seed=seed)
+        try:
+            image = await service.generate(params)
+        except Rejected as rejection:
+            return _error(rejection.status, rejection.kind, rejection.message, rejection.retry_after)
+        data = await asyncio.get_running_loop().run_in_executor(None, png_bytes, image)
+        if body.response_format == "png":
+            return Response(data, media_type="image/png", headers={"X-Seed": str(seed)})
+        return {"created": int(time.time()), "data": [{"b64_json": base64.b64encode(data).decode(), "seed": seed}]}
+
+    if with_ui and service is not None:
+        from .ui import mount_ui
+
+        app = mount_ui(app, service, UI_PATH)
+    return app
+
+
+def openapi_document() -> dict:
+    """The API's OpenAPI document, without loading a model or torch."""
+    return create_app(service=None, with_ui=False).openapi()
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="sd21-serve", description=__doc__)
+    parser.add_argument("--backend", default=env_default("SD21_BACKEND", "neuron"), choices=("neuron", "cuda", "cpu"))
+    parser.add_argument("--model-dir", default=env_default("SD21_MODEL_DIR", "/model"))
+    parser.add_argument("--model-version", default=env_default("SD21_MODEL_VERSION"))
+    parser.add_argument("--host", default=env_default("SD21_HOST", "0.0.0.0"))
+    parser.add_argument("--port", type=int, default=env_int("SD21_PORT", 8080))
+    parser.add_argument("--queue-size", type=int, default=env_int("SD21_QUEUE_SIZE", 4))
+    parser.add_argument("--request-timeout-s", type=float, default=env_float("SD21_REQUEST_TIMEOUT_S", 120.0))
+    parser.add_argument("--drain-grace-s", type=float, default=env_float("SD21_DRAIN_GRACE_S", 90.0))
+    parser.add_argument("--no-ui", action="store_true", default=env_default("SD21_UI", "1") == "0")
+    return parser.parse_args(argv)
+
+
+def settings_from_args(args: argparse.Namespace) -> ServiceSettings:
+    if args.queue_size < 1 or args.request_timeout_s <= 0 or args.drain_grace_s < 0:
+        raise SystemExit("error: queue size must be >= 1, request timeout > 0, drain grace >= 0")
+    return ServiceSettings(backend=args.backend, model_dir=Path(args.model_dir), model_version=args.model_version,
+                           queue_size=args.queue_size, request_timeout_s=args.request_timeout_s,
+                           drain_grace_s=args.drain_grace_s)
+
+
+def build_server(app: FastAPI, service: GenerationService, host: str, port: int):
+    """A uvicorn server whose SIGTERM/SIGINT first drains the service, then exits."""
+    import uvicorn
+
+    class DrainingServer(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:
+            if service.draining:  # second signal: stop now
+                self.force_exit = True
+                return
+            service.start_drain()
+            threading.Thread(target=self._exit_when_idle, name="drain", daemon=True).start()
+
+        def _exit_when_idle(self) -> None:
+            finished = service.wait_idle(service.settings.drain_grace_s)
+            progress("drained; exiting" if finished else "drain grace period over; exiting")
+            self.should_exit = True
+
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5,
+                            lifespan="on")
+    return DrainingServer(config)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    service = GenerationService(settings_from_args(args))
+    app = create_app(service, with_ui=not args.no_ui)
+    service.load_in_background()
+    server = build_server(app, service, args.host, args.port)
+    progress(f"serving on http://{args.host}:{args.port} (API {API_PATH}, UI {UI_PATH})")
+    server.run()
+    service.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

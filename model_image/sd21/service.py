@@ -1,0 +1,207 @@
+"""Admission, queueing, one-at-a-time device execution, metrics and drain.
+
+The event loop admits requests into a bounded queue; a single worker thread
+runs generations on the device. Overflow is refused at once (HTTP 429) so the
+queue never grows past what can finish within the request timeout.
+"""
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from .env import progress
+
+
+class Rejected(Exception):
+    """Request refused before it reached the device."""
+
+    def __init__(self, status: int, kind: str, message: str, retry_after: Optional[int] = None):
+        super().__init__(message)
+        self.status, self.kind, self.message, self.retry_after = status, kind, message, retry_after
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    backend: str = "cpu"
+    model_dir: Path = Path("/model")
+    model_version: Optional[str] = None
+    queue_size: int = 4
+    request_timeout_s: float = 120.0
+    drain_grace_s: float = 90.0
+    warmup_steps: int = 2
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.queue_depth = Gauge("sd21_queue_depth", "Requests waiting for the device", registry=r)
+        self.inflight = Gauge("sd21_inflight_requests", "Requests admitted and not finished", registry=r)
+        self.ready = Gauge("sd21_ready", "1 when the model is loaded, warmed and not draining", registry=r)
+        self.latency = Histogram(
+            "sd21_request_latency_seconds", "Admission to response, accepted requests", registry=r,
+            buckets=(0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 20, 30, 60, 120),
+        )
+        self.generation = Histogram(
+            "sd21_generation_seconds", "Device time per image", registry=r,
+            buckets=(0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 20, 30, 60),
+        )
+        self.device_busy = Counter("sd21_device_busy_seconds", "Seconds the device spent generating", registry=r)
+        self.images = Counter("sd21_images", "Images generated", registry=r)
+        self.errors = Counter("sd21_errors", "Failed or refused requests by kind", ["kind"], registry=r)
+
+
+def resolve_model_dir(model_dir: Path, version: Optional[str]) -> Path:
+    """<dir>/<version> when the version is known, else <dir>/current, else <dir> itself."""
+    for candidate in ((model_dir / version) if version else None, model_dir / "current", model_dir):
+        if candidate is not None and (candidate / "manifest.json").is_file():
+            return candidate
+    raise FileNotFoundError(f"no staged model (manifest.json) under {model_dir}"
+                            + (f" for version {version}" if version else ""))
+
+
+class GenerationService:
+    def __init__(self, settings: ServiceSettings, pipeline=None):
+        self.settings = settings
+        self.metrics = Metrics()
+        self.pipeline = pipeline
+        self.load_error: Optional[str] = None
+        self.warm = False
+        self.draining = False
+        self.queued = 0
+        self.running = 0
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="device")
+        self._idle = threading.Event()
+        self._idle.set()
+        self._lock = threading.Lock()
+        self._mean_seconds = 1.0
+
+    # -- lifecycle ---------------------------------------------------------
+    def load_in_background(self) -> threading.Thread:
+        thread = threading.Thread(target=self._load, name="model-load", daemon=True)
+        thread.start()
+        return thread
+
+    def _load(self) -> None:
+        from .pipeline import GenerationParams, TracedPipeline
+
+        try:
+            if self.pipeline is None:
+                directory = resolve_model_dir(self.settings.model_dir, self.settings.model_version)
+                progress(f"loading model from {directory} on {self.settings.backend}")
+                self.pipeline = TracedPipeline(directory, self.settings.backend)
+            started = time.monotonic()
+            self.pipeline.generate(GenerationParams(prompt="warm up", steps=self.settings.warmup_steps))
+            self._mean_seconds = time.monotonic() - started
+            self.warm = True
+            self._update_ready()
+            progress(f"model warm in {self._mean_seconds:.2f}s; ready")
+        except Exception as error:  # noqa: BLE001 - reported by /ready, logged once
+            self.load_error = f"{type(error).__name__}: {error}"
+            progress(f"model load failed: {self.load_error}")
+
+    @property
+    def is_ready(self) -> bool:
+        return self.warm and not self.draining
+
+    def _update_ready(self) -> None:
+        self.metrics.ready.set(1 if self.is_ready else 0)
+
+    def start_drain(self) -> None:
+        self.draining = True
+        self._update_ready()
+        progress(f"draining: {self.queued} queued, {self.running} running")
+
+    def wait_idle(self, timeout: float) -> bool:
+        return self._idle.wait(timeout)
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # -- requests ----------------------------------------------------------
+    def retry_after(self) -> int:
+        return max(1, math.ceil((self.queued + self.running) * self._mean_seconds))
+
+    def _admit(self) -> None:
+        if self.draining:
+            raise Rejected(503, "draining", "server is shutting down; retry on another replica", 1)
+        if not self.warm:
+            reason = f"model failed to load: {self.load_error}" if self.load_error else "model is loading"
+            raise Rejected(503, "not_ready", reason, 5)
+        if self.queued >= self.settings.queue_size:
+            raise Rejected(429, "overloaded", f"queue is full ({self.settings.queue_size} waiting); retry later",
+                           self.retry_after())
+
+    async def generate(self, params):
+        """Run one generation through the queue; returns a PIL image."""
+        try:
+            self._admit()
+        except Rejected as rejection:
+            self.metrics.errors.labels(rejection.kind).inc()
+            raise
+        admitted = time.monotonic()
+        deadline = admitted + self.settings.request_timeout_s
+        with self._lock:
+            self.queued += 1
+            self._idle.clear()
+            self._publish_depth()
+
+        def on_device():
+            with self._lock:
+                self.queued -= 1
+                self.running += 1
+                self._publish_depth()
+            t0 = time.monotonic()
+            try:
+                if t0 > deadline:
+                    raise TimeoutError("request timed out in the queue")
+                return self.pipeline.generate(params, should_stop=lambda: time.monotonic() > deadline)
+            finally:
+                elapsed = time.monotonic() - t0
+                self.metrics.device_busy.inc(elapsed)
+                self.metrics.generation.observe(elapsed)
+                self._mean_seconds = 0.8 * self._mean_seconds + 0.2 * elapsed
+                with self._lock:
+                    self.running -= 1
+                    self._settle()
+
+        def on_done(future) -> None:
+            if future.cancelled():  # caller went away before the device picked it up
+                with self._lock:
+                    self.queued -= 1
+                    self._settle()
+
+        job = self._executor.submit(on_device)
+        job.add_done_callback(on_done)
+        try:
+            image = await asyncio.wrap_future(job)
+        except Exception as error:  # noqa: BLE001
+            from .pipeline import GenerationCancelled
+
+            if isinstance(error, (TimeoutError, GenerationCancelled)):
+                self.metrics.errors.labels("timeout").inc()
+                raise Rejected(504, "timeout", f"generation did not finish within "
+                                              f"{self.settings.request_timeout_s:g}s") from error
+            self.metrics.errors.labels("internal").inc()
+            raise Rejected(500, "internal", f"generation failed: {type(error).__name__}") from error
+        self.metrics.images.inc()
+        self.metrics.latency.observe(time.monotonic() - admitted)
+        return image
+
+    def _settle(self) -> None:
+        """Publish counters; mark idle when nothing is queued or running. Caller holds the lock."""
+        self._publish_depth()
+        if self.queued == 0 and self.running == 0:
+            self._idle.set()
+
+    def _publish_depth(self) -> None:
+        self.metrics.queue_depth.set(self.queued)
+        self.metrics.inflight.set(self.queued + self.running)

@@ -1,0 +1,232 @@
+"""sd21-stage (initContainer): stream one artifact version from S3 into SD21_MODEL_DIR.
+
+Parallel ranged GETs feed the tar extractor directly (no archive copy on disk),
+every file's sha256 is checked against the manifest, and the version directory
+appears only by an atomic rename once everything verified. Layout:
+  <dest>/<version>/...   the staged artifact (manifest.json inside)
+  <dest>/current         symlink to the last staged version
+Exit codes: 0 staged or already staged, 2 bad settings, 3 version not found,
+4 corrupt artifact, 5 S3 unreachable after retries.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import tarfile
+import time
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path, PurePosixPath
+
+from . import s3
+from .artifact import MANIFEST_NAME, artifact_prefix, validate_bucket, validate_model_name, validate_version
+from .env import env_default, env_int, fail, progress
+
+
+class CorruptArtifact(Exception):
+    pass
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="sd21-stage", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bucket", default=env_default("SD21_BUCKET"))
+    parser.add_argument("--model-name", default=env_default("SD21_MODEL_NAME", "sd21-512"))
+    parser.add_argument("--version", default=env_default("SD21_MODEL_VERSION"))
+    parser.add_argument("--dest", default=env_default("SD21_MODEL_DIR", "/model"))
+    parser.add_argument("--workers", type=int, default=env_int("SD21_STAGE_WORKERS", 8))
+    parser.add_argument("--chunk-mib", type=int, default=env_int("SD21_STAGE_CHUNK_MIB", 8))
+    return parser.parse_args(argv)
+
+
+class RangedStream:
+    """Read-only file object over an S3 object, fetched as parallel ranged GETs.
+
+    Chunks are requested up to `window` ahead and handed out in order, so memory
+    stays bounded (window x chunk) while the network stays busy.
+    """
+
+    def __init__(self, client, bucket: str, key: str, size: int, chunk: int, workers: int):
+        self.client, self.bucket, self.key, self.size, self.chunk = client, bucket, key, size, chunk
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="range")
+        self.window = workers * 2
+        self.next_offset = 0
+        self.pending: list[Future] = []
+        self.buffer = memoryview(b"")
+        self.position = 0
+        self.digest = hashlib.sha256()
+        self._last_report = -10
+
+    def _fetch(self, start: int, end: int) -> bytes:
+        def get() -> bytes:
+            body = self.client.get_object(Bucket=self.bucket, Key=self.key, Range=f"bytes={start}-{end - 1}")["Body"]
+            data = body.read()
+            if len(data) != end - start:
+                raise s3.TransientError(f"short read {len(data)} of {end - start} bytes at {start}")
+            return data
+
+        return s3.with_retries(get, f"{self.key} bytes {start}-{end - 1}")
+
+    def _fill_window(self) -> None:
+        while len(self.pending) < self.window and self.next_offset < self.size:
+            end = min(self.next_offset + self.chunk, self.size)
+            self.pending.append(self.pool.submit(self._fetch, self.next_offset, end))
+            self.next_offset = end
+
+    def read(self, n: int = -1) -> bytes:
+        out = bytearray()
+        while n < 0 or len(out) < n:
+            if not self.buffer:
+                self._fill_window()
+                if not self.pending:
+                    break
+                data = self.pending.pop(0).result()
+                self.digest.update(data)
+                self.buffer = memoryview(data)
+            take = len(self.buffer) if n < 0 else min(n - len(out), len(self.buffer))
+            out += self.buffer[:take]
+            self.buffer = self.buffer[take:]
+        self.position += len(out)
+        self._report()
+        return bytes(out)
+
+    def _report(self) -> None:
+        percent = int(100 * self.position / max(self.size, 1))
+        if percent >= self._last_report + 10:
+            self._last_report = percent
+            progress(f"staged {percent}% ({self.position} of {self.size} bytes)")
+
+    def close(self) -> None:
+        for future in self.pending:
+            future.cancel()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def safe_member_path(root: Path, name: str) -> Path:
+    path = PurePosixPath(name)
+    if path.is_absolute() or ".." in path.parts or not path.parts:
+        raise CorruptArtifact(f"unsafe path in archive: {name!r}")
+    return root.joinpath(*path.parts)
+
+
+def extract_verified(stream: RangedStream, target: Path, manifest: dict) -> None:
+    """Extract while downloading; verify every file and the archive checksum."""
+    expected = {entry["path"]: entry for entry in manifest["files"]}
+    seen: dict[str, tuple[int, str]] = {}
+    try:
+        with tarfile.open(fileobj=stream, mode="r|", bufsize=1 << 20) as tar:
+            for member in tar:
+                if member.isdir():
+                    continue
+                if not member.isfile():
+                    raise CorruptArtifact(f"unexpected non-file entry {member.name!r} in archive")
+                destination = safe_member_path(target, member.name)
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                digest, size = hashlib.sha256(), 0
+                source = tar.extractfile(member)
+                with open(destination, "wb") as handle:
+                    while block := source.read(1 << 20):
+                        digest.update(block)
+                        size += len(block)
+                        handle.write(block)
+                seen[member.name] = (size, digest.hexdigest())
+    except (tarfile.TarError, EOFError) as error:
+        raise CorruptArtifact(f"archive is not a valid tar stream: {error}") from error
+    stream.read()  # tar padding: the archive checksum covers every byte
+    if stream.digest.hexdigest() != manifest["archive"]["sha256"]:
+        raise CorruptArtifact("archive sha256 does not match the manifest")
+    for path, entry in expected.items():
+        if path not in seen:
+            raise CorruptArtifact(f"{path} is missing from the archive")
+        if seen[path] != (entry["size"], entry["sha256"]):
+            raise CorruptArtifact(f"{path}: size/sha256 {seen[path]} differ from manifest")
+    extra = set(seen) - set(expected)
+    if extra:
+        raise CorruptArtifact(f"files not in the manifest: {sorted(extra)}")
+
+
+def point_current(dest: Path, version: str) -> None:
+    """Atomically repoint <dest>/current at the version directory."""
+    link_tmp = dest / f".current-{uuid.uuid4().hex}"
+    os.symlink(version, link_tmp)
+    os.replace(link_tmp, dest / "current")
+
+
+def stage(client, bucket: str, name: str, version: str, dest: Path, workers: int, chunk: int) -> int:
+    final = dest / version
+    if (final / MANIFEST_NAME).is_file():
+        point_current(dest, version)
+        progress(f"version {version} already staged in {final}; nothing to do")
+        return 0
+    prefix = artifact_prefix(name, version)
+    try:
+        manifest = json.loads(
+            s3.with_retries(lambda: client.get_object(Bucket=bucket, Key=prefix + MANIFEST_NAME)["Body"].read(),
+                            "manifest")
+        )
+    except Exception as error:  # noqa: BLE001
+        if s3.is_not_found(error):
+            return fail(f"version {version} not found: no s3://{bucket}/{prefix}{MANIFEST_NAME} "
+                        "(not compiled yet, or its upload never committed)", 3)
+        raise
+    if manifest.get("version") != version:
+        return fail(f"manifest at s3://{bucket}/{prefix} is for version {manifest.get('version')!r}", 4)
+    archive_key = prefix + manifest["archive"]["key"]
+    head = s3.with_retries(lambda: client.head_object(Bucket=bucket, Key=archive_key), "archive head")
+    if head["ContentLength"] != manifest["archive"]["size"]:
+        return fail(f"s3://{bucket}/{archive_key} is {head['ContentLength']} bytes but the manifest "
+                    f"says {manifest['archive']['size']}: corrupt or truncated artifact", 4)
+    dest.mkdir(parents=True, exist_ok=True)
+    staging = dest / f".staging-{version}-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    started = time.monotonic()
+    stream = RangedStream(client, bucket, archive_key, head["ContentLength"], chunk, workers)
+    try:
+        extract_verified(stream, staging, manifest)
+        (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        try:
+            os.rename(staging, final)
+        except OSError:
+            if not (final / MANIFEST_NAME).is_file():
+                raise
+            shutil.rmtree(staging)  # another stager won the race with the same bytes
+    except CorruptArtifact as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        return fail(f"corrupt artifact s3://{bucket}/{archive_key}: {error}; nothing was published", 4)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    finally:
+        stream.close()
+    point_current(dest, version)
+    elapsed = time.monotonic() - started
+    size_mib = manifest["archive"]["size"] / 2**20
+    progress(f"staged version {version} into {final}: {size_mib:.1f} MiB in {elapsed:.2f}s "
+             f"({size_mib / max(elapsed, 1e-6):.0f} MiB/s), {len(manifest['files'])} files verified")
+    return 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if not args.bucket or not args.version:
+        return fail("set SD21_BUCKET and SD21_MODEL_VERSION (or --bucket and --version)")
+    try:
+        bucket = validate_bucket(args.bucket)
+        name = validate_model_name(args.model_name)
+        version = validate_version(args.version)
+    except ValueError as error:
+        return fail(str(error))
+    if args.workers < 1 or args.chunk_mib < 1:
+        return fail("--workers and --chunk-mib must be at least 1")
+    try:
+        return stage(s3.client(args.workers + 2), bucket, name, version, Path(args.dest),
+                     args.workers, args.chunk_mib << 20)
+    except Exception as error:  # noqa: BLE001 - clear message instead of a traceback
+        return fail(f"staging failed: {type(error).__name__}: {error}", 5)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,48 @@
+"""The image definition (docker cannot build here): pinned base, pinned deps, non-root, entrypoints."""
+from __future__ import annotations
+
+import re
+import tomllib
+
+from sd21_testlib import MODEL_IMAGE
+
+BASE = "public.ecr.aws/neuron/pytorch-inference-neuronx:2.9.0-neuronx-py312-sdk2.31.1-ubuntu24.04"
+ENTRYPOINTS = {"sd21-compile", "sd21-stage", "sd21-serve", "sd21-benchmark"}
+
+
+def _instructions() -> list[tuple[str, str]]:
+    text = (MODEL_IMAGE / "Dockerfile").read_text().replace("\\\n", " ")
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in lines]
+
+
+def test_pinned_neuron_base_image():
+    froms = [arg for op, arg in _instructions() if op == "FROM"]
+    assert froms == [BASE]
+
+
+def test_pip_dependencies_are_pinned_and_exclude_torch():
+    requirements = [line.split("#")[0].strip() for line in (MODEL_IMAGE / "requirements.txt").read_text().splitlines()]
+    requirements = [line for line in requirements if line]
+    assert requirements and all(re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+==[\w.]+", line) for line in requirements)
+    assert not any(line.lower().startswith(("torch==", "torch-neuronx", "neuronx-cc")) for line in requirements)
+    runs = " ".join(arg for op, arg in _instructions() if op == "RUN")
+    for install in re.findall(r"pip install ([^&;]+)", runs):
+        assert "-r requirements.txt" in install or "--no-deps" in install, install
+
+
+def test_runs_as_non_root_user():
+    users = [arg for op, arg in _instructions() if op == "USER"]
+    assert users and users[-1] not in ("root", "0", "0:0")
+
+
+def test_four_entrypoints_and_no_cluster_tools():
+    scripts = tomllib.loads((MODEL_IMAGE / "pyproject.toml").read_text())["project"]["scripts"]
+    assert set(scripts) == ENTRYPOINTS
+    pyproject = tomllib.loads((MODEL_IMAGE / "pyproject.toml").read_text())
+    assert pyproject["project"]["dependencies"] == []
+    text = (MODEL_IMAGE / "Dockerfile").read_text().lower()
+    assert "pip install --no-deps ." in text
+    for tool in ("kubectl", "awscli", "aws-cli", "awscliv2"):
+        assert tool not in text
+    assert not re.search(r"\baws\s", " ".join(arg for op, arg in _instructions() if op == "RUN").lower())

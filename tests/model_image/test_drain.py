@@ -1,0 +1,47 @@
+"""SIGTERM with requests in flight: /ready fails at once, all of them complete, then exit 0."""
+from __future__ import annotations
+
+import concurrent.futures
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+
+from sd21_testlib import free_port, subprocess_env, wait_for
+
+
+def test_sigterm_drains_in_flight_requests(s3_env, staged_dir, artifact_version):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = subprocess_env(s3_env) | {"SD21_BACKEND": "cpu", "SD21_MODEL_DIR": str(staged_dir),
+                                    "SD21_MODEL_VERSION": artifact_version, "SD21_PORT": str(port),
+                                    "SD21_HOST": "127.0.0.1", "SD21_QUEUE_SIZE": "4",
+                                    "SD21_DRAIN_GRACE_S": "60", "SD21_UI": "0"}
+    process = subprocess.Popen([sys.executable, "-m", "sd21.server"], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(url + "/ready", timeout=90)
+        body = {"prompt": "drain", "steps": 4, "seed": 5, "response_format": "png"}
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            futures = [pool.submit(httpx.post, url + "/v1/images/generations", json=body, timeout=120)
+                       for _ in range(3)]
+            deadline = time.monotonic() + 10
+            while "sd21_inflight_requests 3.0" not in httpx.get(url + "/metrics").text:
+                assert time.monotonic() < deadline, "requests never got in flight"
+                time.sleep(0.02)
+            process.send_signal(signal.SIGTERM)
+            ready = httpx.get(url + "/ready", timeout=5)
+            assert ready.status_code == 503 and ready.json()["error"]["type"] == "draining"
+            refused = httpx.post(url + "/v1/images/generations", json=body, timeout=5)
+            assert refused.status_code == 503 and "Retry-After" in refused.headers
+            results = [future.result() for future in futures]
+        assert [r.status_code for r in results] == [200, 200, 200]
+        assert all(r.content.startswith(b"\x89PNG") for r in results)
+        assert process.wait(timeout=30) == 0
+        assert "drained; exiting" in process.stdout.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
