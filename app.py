@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""CDK entry point: read the settings, build the application stacks, run cdk-nag."""
+"""CDK entry point: read the settings, build the application stacks and the release pipeline, run cdk-nag."""
 import json
 import os
 import sys
@@ -10,7 +10,7 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 import aws_cdk as cdk  # noqa: E402
 
-from stacks.application import Application, build_application  # noqa: E402
+from stacks.application import Application, build_application, build_release  # noqa: E402
 from stacks.compliance import check_compliance  # noqa: E402
 from stacks.settings import Settings, SettingsError  # noqa: E402
 
@@ -27,6 +27,7 @@ def default_context() -> dict:
 def build(app: cdk.App) -> Application:
     settings = Settings.from_context(app.node.get_all_context())
     application = build_application(app, settings)
+    build_release(app, application)
     check_compliance(app)
     return application
 

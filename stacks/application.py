@@ -1,6 +1,7 @@
 """The application stacks, wired together. Used by app.py (sandbox `cdk deploy`)
 and by the release pipeline's deploy stage, so both deploy the same thing."""
 from dataclasses import dataclass
+from typing import Any
 
 from constructs import Construct
 
@@ -16,10 +17,14 @@ class Application:
     storage: StorageStack
     network: NetworkStack
     cluster: ClusterStack
+    workload: Any = None  # PENDING: wired once the Kubernetes-layer charts land
+    # The release pipeline stack (stacks.pipeline_stack.PipelineStack), set by
+    # build_release; not one of `stacks`: it deploys them, in its own stage.
+    release: Any = None
 
     @property
     def stacks(self) -> list:
-        return [self.storage, self.network, self.cluster]
+        return [s for s in (self.storage, self.network, self.cluster, self.workload) if s is not None]
 
 
 def build_application(scope: Construct, settings: Settings, prefix: str = "Sd21") -> Application:
@@ -30,3 +35,14 @@ def build_application(scope: Construct, settings: Settings, prefix: str = "Sd21"
     cluster = ClusterStack(scope, f"{prefix}-Cluster", settings=settings, vpc=network.vpc,
                            description="sd21: EKS, Karpenter, load balancer controller, Neuron")
     return Application(settings=settings, storage=storage, network=network, cluster=cluster)
+
+
+def build_release(scope: Construct, application: Application, prefix: str = "Sd21"):
+    """The release pipeline stack; its deploy stage calls build_application again."""
+    from stacks.pipeline_stack import PipelineStack  # imports this module
+
+    application.release = PipelineStack(
+        scope, f"{prefix}-Release", settings=application.settings,
+        description="sd21: release pipeline (CDK Pipelines, change-set approvals)",
+    )
+    return application.release

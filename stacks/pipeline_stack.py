@@ -1,0 +1,76 @@
+"""The release pipeline (CDK Pipelines, self-mutating):
+
+Source (CodeConnections) -> Build (install, `make test`, `cdk synth -c imageTag=<commit>`)
+-> UpdatePipeline -> Assets -> Prod: permissions-broadening check, then for every
+application stack Prepare (change set) -> ApproveChangeSet -> Deploy; the model image
+is built and pushed as `<repository>:<commit>` right after the Storage stack (which
+owns the repository) and before any stack that depends on Storage.
+"""
+from aws_cdk import Stack, aws_codebuild as codebuild, aws_codepipeline as codepipeline, pipelines
+from constructs import Construct
+
+from stacks.release.acknowledgments import acknowledge_release
+from stacks.release.artifacts import ArtifactStore
+from stacks.release.commands import INSTALL_COMMANDS, SYNTH_COMMANDS, SYNTH_IMAGE
+from stacks.release.deploy_stage import DeployStage
+from stacks.release.image_build import ImageTarget, image_build_step
+from stacks.release.notifications import ApprovalNotifications
+from stacks.release.review import approval_step
+from stacks.release.template_fixes import deployment_role_arns_as_sub
+from stacks.settings import Settings
+
+
+class PipelineStack(Stack):
+    def __init__(self, scope: Construct, id: str, *, settings: Settings, stage_id: str = "Prod", **kwargs) -> None:
+        super().__init__(scope, id, **kwargs)
+        self.artifacts = ArtifactStore(self, "Artifacts")
+        self.notifications = ApprovalNotifications(self, "Approvals", settings=settings, key=self.artifacts.key)
+        topic = self.notifications.topic
+
+        self.source = pipelines.CodePipelineSource.connection(
+            settings.pipeline_repository, settings.pipeline_branch,
+            connection_arn=settings.pipeline_connection_arn, trigger_on_push=True,
+        )
+        self.synth = pipelines.CodeBuildStep(
+            "Synth",
+            input=self.source,
+            install_commands=list(INSTALL_COMMANDS),
+            commands=list(SYNTH_COMMANDS),
+            primary_output_directory="cdk.out",
+            env={"CDK_DISABLE_CLI_TELEMETRY": "true", "CI": "true"},
+            build_environment=codebuild.BuildEnvironment(
+                build_image=codebuild.LinuxBuildImage.from_docker_registry(SYNTH_IMAGE),
+                # The test suite compiles and serves a tiny model on CPU.
+                compute_type=codebuild.ComputeType.LARGE,
+            ),
+        )
+        self.pipeline = pipelines.CodePipeline(
+            self,
+            "Pipeline",
+            synth=self.synth,
+            self_mutation=True,
+            use_change_sets=True,
+            cross_account_keys=False,
+            artifact_bucket=self.artifacts.bucket,
+            pipeline_type=codepipeline.PipelineType.V2,
+        )
+
+        self.stage = DeployStage(self, stage_id, settings=settings)
+        application = self.stage.application
+        self.image = ImageTarget(self, settings)
+        self.image_build = image_build_step(self.image, self.source)
+        self.stack_steps = {
+            stack: pipelines.StackSteps(
+                stack=stack,
+                change_set=[approval_step(stack, topic)],
+                post=[self.image_build] if stack is application.storage else [],
+            )
+            for stack in application.stacks
+        }
+        self.permissions_check = pipelines.ConfirmPermissionsBroadening(
+            "CheckPermissions", stage=self.stage, notification_topic=topic
+        )
+        self.pipeline.add_stage(self.stage, pre=[self.permissions_check], stack_steps=list(self.stack_steps.values()))
+        self.pipeline.build_pipeline()
+        deployment_role_arns_as_sub(self.pipeline.pipeline)
+        acknowledge_release(self.pipeline, self.artifacts, self.image_build, self.image)

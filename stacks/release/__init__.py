@@ -1,0 +1,1 @@
+"""The release pipeline's parts: commands, artifact storage, notifications, image build, deploy stage."""

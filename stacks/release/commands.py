@@ -1,0 +1,56 @@
+"""The shell commands of the release pipeline's CodeBuild steps, in one place.
+
+TEST_COMMAND is the README's test command and the one line `.ci/run` runs; the
+synth step runs exactly it, and tests/release asserts that the two agree.
+
+The image tag is the commit id, read from one CodeBuild variable in both the
+synth step (which passes it to the app as `-c imageTag=...`, so the deploy stage
+references `<repository>:<commit>`) and the image build step (which pushes
+`<repository>:<commit>`). Both steps take the source checkout as their primary
+input, where CodeBuild sets this variable to the commit id of the pipeline run.
+"""
+
+TEST_COMMAND = "make test"
+
+# CodeBuild sets it to the commit id of the primary source (the CodeConnections checkout).
+COMMIT_VARIABLE = "CODEBUILD_RESOLVED_SOURCE_VERSION"
+
+# The synth step runs on Debian with Node 20 and Python 3.11, the environment the
+# Makefile is written for (its UI test installs Debian's chromium when root).
+SYNTH_IMAGE = "public.ecr.aws/docker/library/node:20-bookworm"
+
+# `make setup` is the pinned install (venv from requirements-dev.txt, then npm ci);
+# cdk.json's app command is `.venv/bin/python app.py`, so synth uses that venv.
+INSTALL_COMMANDS = (
+    "apt-get update -qq && apt-get install -y -qq python3 python3-venv make",
+    "make setup",
+)
+
+SYNTH_COMMAND = f"npx --no-install cdk synth --no-notices --no-version-reporting -c imageTag=${COMMIT_VARIABLE}"
+
+SYNTH_COMMANDS = (
+    # A release is always a commit: fail early instead of tagging an image "".
+    f'test -n "${COMMIT_VARIABLE}"',
+    TEST_COMMAND,
+    SYNTH_COMMAND,
+)
+
+# Build context and Dockerfile of the model image (compile, stage, serve).
+IMAGE_CONTEXT = "model_image"
+
+IMAGE_TAG_EXPRESSION = f"${COMMIT_VARIABLE}"
+IMAGE = f"$REPOSITORY_URI:{IMAGE_TAG_EXPRESSION}"
+
+# REPOSITORY_NAME, REPOSITORY_URI and REGISTRY come from the step's environment.
+IMAGE_BUILD_COMMANDS = (
+    f'test -n "${COMMIT_VARIABLE}"',
+    # Tags are immutable: a rerun for the same commit (a retried stage) keeps
+    # the image already pushed instead of failing on the existing tag.
+    f'if aws ecr describe-images --repository-name "$REPOSITORY_NAME" --image-ids imageTag="{IMAGE_TAG_EXPRESSION}" >/dev/null 2>&1; then'
+    f' echo "{IMAGE} exists; tags are immutable, keeping it";'
+    ' else'
+    ' aws ecr get-login-password | docker login --username AWS --password-stdin "$REGISTRY"'
+    f' && docker build --pull --tag "{IMAGE}" --file {IMAGE_CONTEXT}/Dockerfile {IMAGE_CONTEXT}'
+    f' && docker push "{IMAGE}";'
+    ' fi',
+)

@@ -1,0 +1,19 @@
+"""The SNS topic that tells operators a change set (or a permissions broadening) waits for review."""
+from aws_cdk import aws_kms as kms, aws_sns as sns, aws_sns_subscriptions as subscriptions
+from constructs import Construct
+
+from stacks.settings import Settings
+
+
+class ApprovalNotifications(Construct):
+    def __init__(self, scope: Construct, id: str, *, settings: Settings, key: kms.IKey) -> None:
+        super().__init__(scope, id)
+        self.topic = sns.Topic(
+            self,
+            "Topic",
+            display_name="sd21 release: change sets waiting for approval",
+            master_key=key,
+            enforce_ssl=True,
+        )
+        if settings.approval_notification_email:
+            self.topic.add_subscription(subscriptions.EmailSubscription(settings.approval_notification_email))

@@ -1,0 +1,285 @@
+"""The release pipeline: Source -> Build (tests + synth) -> UpdatePipeline -> Prod, where every
+application stack goes Prepare (change set) -> ApproveChangeSet -> Deploy, and the model image
+is pushed as <repository>:<commit id> before any stack that runs it."""
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from stacks.release import commands
+from stacks.release.acknowledgments import logical_id
+from stacks.release.review import CHANGE_SET_NAME
+from stacks.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+COMMIT = f"${commands.COMMIT_VARIABLE}"
+
+
+def buildspec(project_resource: dict) -> dict:
+    return json.loads(project_resource["Properties"]["Source"]["BuildSpec"])
+
+
+def build_commands(project_resource: dict) -> list[str]:
+    return buildspec(project_resource)["phases"]["build"]["commands"]
+
+
+def action_of(actions: list[dict], project_id: str) -> dict:
+    (action,) = [a for a in actions if a.get("Configuration", {}).get("ProjectName") == {"Ref": project_id}]
+    return action
+
+
+def stack_actions(actions: list[dict], stack) -> dict[str, dict]:
+    """Prepare, approval and Deploy of one stack, found by what they do (not by name)."""
+    (prepare,) = [a for a in actions if a["ActionTypeId"]["Provider"] == "CloudFormation"
+                  and a["Configuration"]["StackName"] == stack.stack_name
+                  and a["Configuration"]["ActionMode"] == "CHANGE_SET_REPLACE"]
+    (deploy,) = [a for a in actions if a["ActionTypeId"]["Provider"] == "CloudFormation"
+                 and a["Configuration"]["StackName"] == stack.stack_name
+                 and a["Configuration"]["ActionMode"] == "CHANGE_SET_EXECUTE"]
+    group = prepare["Name"].rsplit(".", 1)[0]
+    (approve,) = [a for a in actions if a["ActionTypeId"]["Provider"] == "Manual"
+                  and a["Name"].startswith(group + ".")]
+    return {"prepare": prepare, "approve": approve, "deploy": deploy}
+
+
+# --- shape of the pipeline -------------------------------------------------------
+
+def test_stages_in_order_source_build_update_then_deploy(stages, release):
+    names = [s["Name"] for s in stages]
+    assert names[:3] == ["Source", "Build", "UpdatePipeline"]
+    assert names[-1] == release.stage.stage_name
+    assert set(names[3:-1]) <= {"Assets"}
+    assert [a["Name"] for a in stages[2]["Actions"]] == ["SelfMutate"]
+
+
+def test_source_is_a_codeconnections_checkout_from_settings(stages, release_template, application):
+    settings = application.settings
+    (source,) = stages[0]["Actions"]
+    assert source["ActionTypeId"] == {"Category": "Source", "Owner": "AWS",
+                                      "Provider": "CodeStarSourceConnection", "Version": "1"}
+    assert source["Configuration"] == {
+        "ConnectionArn": settings.pipeline_connection_arn,
+        "FullRepositoryId": settings.pipeline_repository,
+        "BranchName": settings.pipeline_branch,
+        "DetectChanges": True,
+    }
+    # No token anywhere: no parameters, no outputs, no OAuth configuration.
+    template = release_template.to_json()
+    assert "OAuthToken" not in json.dumps(template)
+    assert set(template.get("Parameters", {})) <= {"BootstrapVersion"}
+    assert not template.get("Outputs")
+
+
+def test_synth_step_runs_the_test_command_then_synthesizes_with_the_commit_as_image_tag(
+        stages, project, release):
+    spec = buildspec(project(release.pipeline.synth_project))
+    build = spec["phases"]["build"]["commands"]
+    assert build.count(commands.TEST_COMMAND) == 1
+    (synth,) = [c for c in build if " cdk synth" in c]
+    assert build.index(commands.TEST_COMMAND) < build.index(synth)
+    assert synth.startswith("npx ") and synth.endswith(f"-c imageTag={COMMIT}")
+    assert spec["phases"]["install"]["commands"] == list(commands.INSTALL_COMMANDS)
+    assert spec["artifacts"]["base-directory"] == "cdk.out"
+    (action,) = stages[1]["Actions"]
+    assert action["Configuration"]["ProjectName"] == {"Ref": logical_id(release.pipeline.synth_project)}
+
+
+def test_ci_run_runs_the_same_test_command():
+    script = (ROOT / ".ci" / "run").read_text().splitlines()
+    steps = [line.strip() for line in script
+             if line.strip() and not line.lstrip().startswith("#")
+             and not re.match(r"^(set|cd)\s", line.strip())]
+    assert steps == [commands.TEST_COMMAND], f".ci/run must run exactly {commands.TEST_COMMAND!r}: {steps}"
+
+
+def test_synth_runs_debian_with_ci_set(project, release):
+    env = project(release.pipeline.synth_project)["Properties"]["Environment"]
+    assert env["Image"] == commands.SYNTH_IMAGE
+    assert {"Name": "CI", "Type": "PLAINTEXT", "Value": "true"} in env["EnvironmentVariables"]
+
+
+# --- deploy stage: change sets reviewed, image built in between ---------------------
+
+def test_every_application_stack_is_prepared_approved_then_deployed(deploy_actions, release, resources):
+    stacks = release.stage.application.stacks
+    assert {s.stack_name for s in stacks} == {
+        a["Configuration"]["StackName"] for a in deploy_actions if a["ActionTypeId"]["Provider"] == "CloudFormation"}
+    (topic_id,) = [k for k, r in resources.items() if r["Type"] == "AWS::SNS::Topic"]
+    for stack in stacks:
+        steps = stack_actions(deploy_actions, stack)
+        prepare, approve, deploy = steps["prepare"], steps["approve"], steps["deploy"]
+        assert prepare["RunOrder"] < approve["RunOrder"] < deploy["RunOrder"], stack.stack_name
+        assert prepare["Configuration"]["ChangeSetName"] == deploy["Configuration"]["ChangeSetName"] == CHANGE_SET_NAME
+        config = approve["Configuration"]
+        assert stack.stack_name in config["CustomData"] and CHANGE_SET_NAME in config["CustomData"]
+        assert len(config["CustomData"]) <= 500  # CodePipeline's limit
+        link = json.dumps(config["ExternalEntityLink"])
+        assert "console.aws.amazon.com/cloudformation" in link and stack.stack_name in link
+        assert config["NotificationArn"] == {"Ref": topic_id}
+
+
+def test_deploy_stage_holds_exactly_the_sandbox_stacks(release, application):
+    staged = release.stage.application
+    assert [s.node.id for s in staged.stacks] == [s.node.id for s in application.stacks]
+    assert staged.settings is application.settings
+
+
+def test_permissions_broadening_is_checked_before_any_change_set(deploy_actions, release):
+    check = [a for a in deploy_actions if a["Name"].startswith("CheckPermissions.")]
+    assert {a["Name"] for a in check} == {"CheckPermissions.Check", "CheckPermissions.Confirm"}
+    first_prepare = min(stack_actions(deploy_actions, s)["prepare"]["RunOrder"]
+                        for s in release.stage.application.stacks)
+    assert max(a["RunOrder"] for a in check) < first_prepare
+
+
+def test_image_is_built_after_storage_and_before_every_stack_that_depends_on_storage(deploy_actions, release):
+    application = release.stage.application
+    build = action_of(deploy_actions, logical_id(release.image_build.project))
+    storage = stack_actions(deploy_actions, application.storage)
+    assert build["RunOrder"] > storage["deploy"]["RunOrder"]
+    for stack in application.stacks:
+        if application.storage in stack.dependencies:
+            assert stack_actions(deploy_actions, stack)["prepare"]["RunOrder"] > build["RunOrder"], stack.stack_name
+
+
+def test_workload_stack_when_wired_depends_on_storage(release):
+    application = release.stage.application
+    if application.workload is None:
+        pytest.skip("the workload stack is not wired into build_application yet")
+    assert application.storage in application.workload.dependencies
+
+
+# --- image: tag = commit id, pushed to the one repository ---------------------------
+
+def test_image_build_pushes_the_commit_id_to_the_storage_repository(project, release, synthesized):
+    resource = project(release.image_build.project)
+    env = resource["Properties"]["Environment"]
+    assert env["PrivilegedMode"] is True
+    variables = {v["Name"]: v["Value"] for v in env["EnvironmentVariables"]}
+    storage = synthesized.template(release.stage.application.storage).to_json()["Resources"]
+    (repository,) = [r for r in storage.values() if r["Type"] == "AWS::ECR::Repository"]
+    assert variables["REPOSITORY_NAME"] == repository["Properties"]["RepositoryName"]
+    assert json.dumps(variables["REPOSITORY_URI"]).endswith(f'/{variables["REPOSITORY_NAME"]}"]]}}')
+    script = " ".join(build_commands(resource))
+    image = f"$REPOSITORY_URI:{COMMIT}"
+    assert f'docker build --pull --tag "{image}" --file model_image/Dockerfile model_image' in script
+    assert f'docker push "{image}"' in script
+    assert (ROOT / "model_image" / "Dockerfile").is_file()
+
+
+def test_synth_tag_and_pushed_tag_are_the_same_variable(project, release, stages, deploy_actions):
+    # Both steps take the source checkout as their primary input, where CodeBuild
+    # sets the variable to the commit id of this pipeline execution.
+    (source,) = stages[0]["Actions"]
+    (synth_action,) = stages[1]["Actions"]
+    build_action = action_of(deploy_actions, logical_id(release.image_build.project))
+    assert synth_action["InputArtifacts"] == build_action["InputArtifacts"] == source["OutputArtifacts"]
+    synth = " ".join(build_commands(project(release.pipeline.synth_project)))
+    push = " ".join(build_commands(project(release.image_build.project)))
+    tag_in_synth = re.search(r"-c imageTag=(\$\w+)", synth).group(1)
+    tag_pushed = re.search(r'docker push "\$REPOSITORY_URI:(\$\w+)"', push).group(1)
+    assert tag_in_synth == tag_pushed == COMMIT
+
+
+def test_a_commit_id_is_a_valid_image_tag(application):
+    context = {k[:1].lower() + k[1:]: v for k, v in _context().items()}
+    context["imageTag"] = "0123456789abcdef0123456789abcdef01234567"
+    assert Settings.from_context(context).image_tag == context["imageTag"]
+
+
+def _context() -> dict:
+    import app as cdk_app
+    return cdk_app.default_context()
+
+
+def test_image_build_role_may_push_only_to_the_repository(resources, release):
+    role_id = logical_id(release.image_build.project.role)
+    statements = [s for r in resources.values() if r["Type"] == "AWS::IAM::Policy"
+                  and {"Ref": role_id} in r["Properties"]["Roles"]
+                  for s in r["Properties"]["PolicyDocument"]["Statement"]]
+    ecr = [s for s in statements if any(a.startswith("ecr:") for a in _list(s["Action"]))]
+    token = [s for s in ecr if _list(s["Action"]) == ["ecr:GetAuthorizationToken"]]
+    assert len(token) == 1 and token[0]["Resource"] == "*"
+    (push,) = [s for s in ecr if s not in token]
+    assert {"ecr:PutImage", "ecr:InitiateLayerUpload", "ecr:UploadLayerPart",
+            "ecr:CompleteLayerUpload"} <= set(push["Action"])
+    assert not any("*" in a for a in push["Action"])
+    assert json.dumps(push["Resource"]).endswith(f':repository/{release.image.name}"]]}}')
+    for statement in statements:
+        assert not {"*", "s3:*", "ssm:*", "ecr:*", "iam:*"} & set(_list(statement["Action"]))
+
+
+def test_no_other_pipeline_role_can_push_images(resources, release):
+    role_id = logical_id(release.image_build.project.role)
+    for resource in resources.values():
+        if resource["Type"] != "AWS::IAM::Policy" or {"Ref": role_id} in resource["Properties"]["Roles"]:
+            continue
+        for statement in resource["Properties"]["PolicyDocument"]["Statement"]:
+            assert "ecr:PutImage" not in _list(statement["Action"])
+
+
+def _list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+# --- storage and notifications ------------------------------------------------------
+
+def test_artifacts_are_kms_encrypted_and_tls_only(resources, release, release_template):
+    (pipeline,) = [r for r in resources.values() if r["Type"] == "AWS::CodePipeline::Pipeline"]
+    store = pipeline["Properties"]["ArtifactStore"]
+    key_id = logical_id(release.artifacts.key)
+    assert store["EncryptionKey"] == {"Id": {"Fn::GetAtt": [key_id, "Arn"]}, "Type": "KMS"}
+    assert resources[key_id]["Properties"]["EnableKeyRotation"] is True
+    bucket = resources[logical_id(release.artifacts.bucket)]["Properties"]
+    rule = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+    assert rule["SSEAlgorithm"] == "aws:kms"
+    assert bucket["LoggingConfiguration"]["DestinationBucketName"]
+    policies = [r for r in resources.values() if r["Type"] == "AWS::S3::BucketPolicy"
+                and r["Properties"]["Bucket"] == {"Ref": logical_id(release.artifacts.bucket)}]
+    assert any(s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+               for p in policies for s in p["Properties"]["PolicyDocument"]["Statement"])
+    # Every CodeBuild project of the pipeline encrypts with the same key.
+    projects = [r for r in resources.values() if r["Type"] == "AWS::CodeBuild::Project"]
+    assert projects and all(p["Properties"]["EncryptionKey"] == {"Fn::GetAtt": [key_id, "Arn"]} for p in projects)
+
+
+def test_approval_topic_is_encrypted_and_tls_only_without_subscription_by_default(resources, application):
+    assert application.settings.approval_notification_email is None
+    (topic_id,) = [k for k, r in resources.items() if r["Type"] == "AWS::SNS::Topic"]
+    assert resources[topic_id]["Properties"]["KmsMasterKeyId"]
+    (policy,) = [r for r in resources.values() if r["Type"] == "AWS::SNS::TopicPolicy"]
+    assert any(s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+               for s in policy["Properties"]["PolicyDocument"]["Statement"])
+    assert not [r for r in resources.values() if r["Type"] == "AWS::SNS::Subscription"]
+
+
+def test_approval_topic_subscribes_the_configured_email(application):
+    """A small stack of its own: the notifications construct alone, with an address set."""
+    import dataclasses
+
+    import aws_cdk as cdk
+    from aws_cdk import aws_kms as kms
+    from aws_cdk.assertions import Template
+
+    from stacks.release.notifications import ApprovalNotifications
+
+    settings = dataclasses.replace(application.settings, approval_notification_email="ops@example.com")
+    stack = cdk.Stack(cdk.App(), "Notifications")
+    ApprovalNotifications(stack, "Approvals", settings=settings, key=kms.Key(stack, "Key"))
+    Template.from_stack(stack).has_resource_properties(
+        "AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "ops@example.com"})
+
+
+# --- lint ----------------------------------------------------------------------------
+
+def test_pipeline_template_is_cfn_lint_clean(synthesized, release):
+    import subprocess
+    import sys
+
+    template = synthesized.outdir / release.template_file
+    cfn_lint = Path(sys.executable).with_name("cfn-lint")  # cfnlint has no __main__
+    result = subprocess.run([str(cfn_lint), "--format", "parseable", str(template)],
+                            capture_output=True, text=True, timeout=300)
+    errors = [line for line in result.stdout.splitlines() if re.search(r":E\d{4}:", line)]
+    assert not errors and result.returncode in (0, 4, 8, 12), result.stdout + result.stderr
