@@ -50,8 +50,10 @@ manifests: synth
 # Regenerate the typed Karpenter classes from the vendored CRDs.
 imports: setup
 	rm -rf k8s_charts/imports
-	cd k8s_charts && npx --no-install cdk8s import --language python --output imports \
-	  crds/karpenter.sh_nodepools.yaml crds/karpenter.k8s.aws_ec2nodeclasses.yaml
+	# One CRD file per call: cdk8s import fails when given several.
+	cd k8s_charts && for crd in crds/karpenter.sh_nodepools.yaml crds/karpenter.k8s.aws_ec2nodeclasses.yaml; do \
+	  npx --no-install cdk8s import --no-check-upgrade --no-save --language python --output imports $$crd || exit 1; \
+	done
 
 # Try the real server (API + web UI) on CPU with a tiny random pipeline: no weights needed.
 demo: setup

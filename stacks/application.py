@@ -9,6 +9,7 @@ from stacks.cluster_stack import ClusterStack
 from stacks.network_stack import NetworkStack
 from stacks.settings import Settings
 from stacks.storage_stack import StorageStack
+from stacks.workload_stack import WorkloadStack
 
 
 @dataclass
@@ -17,14 +18,14 @@ class Application:
     storage: StorageStack
     network: NetworkStack
     cluster: ClusterStack
-    workload: Any = None  # PENDING: wired once the Kubernetes-layer charts land
+    workload: WorkloadStack
     # The release pipeline stack (stacks.pipeline_stack.PipelineStack), set by
     # build_release; not one of `stacks`: it deploys them, in its own stage.
     release: Any = None
 
     @property
     def stacks(self) -> list:
-        return [s for s in (self.storage, self.network, self.cluster, self.workload) if s is not None]
+        return [self.storage, self.network, self.cluster, self.workload]
 
 
 def build_application(scope: Construct, settings: Settings, prefix: str = "Sd21") -> Application:
@@ -34,7 +35,12 @@ def build_application(scope: Construct, settings: Settings, prefix: str = "Sd21"
                            description="sd21: VPC, flow logs, S3 endpoint")
     cluster = ClusterStack(scope, f"{prefix}-Cluster", settings=settings, vpc=network.vpc,
                            description="sd21: EKS, Karpenter, load balancer controller, Neuron")
-    return Application(settings=settings, storage=storage, network=network, cluster=cluster)
+    workload = WorkloadStack(scope, f"{prefix}-Workload", settings=settings, cluster=cluster.cluster,
+                             repository=storage.repository, bucket=storage.bucket, access=storage.access,
+                             description="sd21: compile Job, inference service, autoscaling, pod IAM")
+    # The inf2 NodePool, my-scheduler and the load balancer controller come first.
+    workload.add_dependency(cluster)
+    return Application(settings=settings, storage=storage, network=network, cluster=cluster, workload=workload)
 
 
 def build_release(scope: Construct, application: Application, prefix: str = "Sd21"):

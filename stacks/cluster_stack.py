@@ -1,14 +1,19 @@
+"""The cluster stack: a thin wiring of its units (EKS, Karpenter and its NodePool,
+the load balancer controller, the Neuron charts)."""
 from aws_cdk import Stack, aws_ec2 as ec2
 from constructs import Construct
 
 from stacks.cluster.eks import EksCluster
 from stacks.karpenter.controller import Karpenter
+from stacks.karpenter.node_pools import Inf2NodePool
 from stacks.load_balancing.controller import alb_controller
+from stacks.neuron import NeuronCharts
 from stacks.settings import Settings
 
 
 class ClusterStack(Stack):
-    """EKS with its system nodes, Karpenter and the load balancer controller."""
+    """EKS with its system nodes, Karpenter and its inf2 NodePool, the load balancer
+    controller, and the Neuron device plugin and schedulers."""
 
     def __init__(self, scope: Construct, id: str, *, settings: Settings, vpc: ec2.IVpc, **kwargs) -> None:
         super().__init__(scope, id, **kwargs)
@@ -16,5 +21,8 @@ class ClusterStack(Stack):
         self.cluster = self.eks.cluster
         self.karpenter = Karpenter(self, "Karpenter", settings=settings, cluster=self.cluster,
                                    system_nodes=self.eks.system_nodes)
+        self.node_pools = Inf2NodePool(self, "Inf2", settings=settings, cluster=self.cluster,
+                                       karpenter=self.karpenter)
+        self.neuron = NeuronCharts(self, "Neuron", settings=settings, cluster=self.cluster)
         self.alb_controller = alb_controller(self, settings=settings, cluster=self.cluster,
                                              system_nodes=self.eks.system_nodes)

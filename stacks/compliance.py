@@ -1,6 +1,8 @@
 """cdk-nag wiring: the AwsSolutions pack and the one way we acknowledge a finding."""
+import json
+
 import aws_cdk as cdk
-from aws_cdk import Aws, aws_iam as iam
+from aws_cdk import aws_iam as iam
 from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
@@ -25,19 +27,37 @@ def managed_policy(name: str) -> str:
     return f"AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/{name}]"
 
 
-# How cdk-nag prints the pseudo parameters inside a finding id.
-_NAG_FORM = {Aws.PARTITION: "<AWS::Partition>", Aws.REGION: "<AWS::Region>", Aws.ACCOUNT_ID: "<AWS::AccountId>"}
+def flatten_reference(node) -> str:
+    """A resolved CloudFormation value as cdk-nag writes it inside a finding id
+    (the same rules as cdk-nag's flattenCfnReference)."""
+    if node is None:
+        return ""
+    if isinstance(node, str):
+        return node.replace("${", "<").replace("}", ">")
+    if "Fn::Join" in node:
+        delimiter, items = node["Fn::Join"]
+        return delimiter.join(flatten_reference(item) for item in items)
+    if "Fn::Sub" in node:
+        return flatten_reference(node["Fn::Sub"])
+    if "Fn::GetAtt" in node:
+        resource, attribute = node["Fn::GetAtt"]
+        return f"<{flatten_reference(resource)}.{flatten_reference(attribute)}>"
+    if "Fn::ImportValue" in node:
+        return flatten_reference(node["Fn::ImportValue"])
+    if "Ref" in node:
+        return f"<{flatten_reference(node['Ref'])}>"
+    return json.dumps(node, separators=(",", ":"))
 
 
-def wildcard_findings(statements: list[iam.PolicyStatement]) -> list[str]:
-    """The AwsSolutions-IAM5 finding ids that these statements raise."""
+def wildcard_findings(scope: IConstruct, statements: list[iam.PolicyStatement]) -> list[str]:
+    """The AwsSolutions-IAM5 finding ids that these statements raise in `scope`'s stack."""
+    stack = cdk.Stack.of(scope)
     findings = []
     for statement in statements:
         for resource in statement.resources:
-            if "*" in resource:
-                for token, shown in _NAG_FORM.items():
-                    resource = resource.replace(token, shown)
-                findings.append(f"AwsSolutions-IAM5[Resource::{resource}]")
+            flat = flatten_reference(stack.resolve(resource))
+            if "*" in flat:
+                findings.append(f"AwsSolutions-IAM5[Resource::{flat}]")
         findings += [f"AwsSolutions-IAM5[Action::{a}]" for a in statement.actions if "*" in a]
     return list(dict.fromkeys(findings))
 

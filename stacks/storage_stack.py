@@ -1,13 +1,15 @@
 from aws_cdk import Stack
 from constructs import Construct
 
+from stacks.model_storage.access import ModelAccessRoles
 from stacks.model_storage.bucket import ModelBucket
 from stacks.model_storage.repository import ModelImageRepository
 from stacks.settings import Settings
 
 
 class StorageStack(Stack):
-    """Long-lived data: the model bucket and the image repository (both retained)."""
+    """Long-lived data: the model bucket and the image repository (both retained),
+    and the roles through which pods read and write the bucket."""
 
     def __init__(self, scope: Construct, id: str, *, settings: Settings, **kwargs) -> None:
         super().__init__(scope, id, **kwargs)
@@ -15,3 +17,4 @@ class StorageStack(Stack):
         self.images = ModelImageRepository(self, "ModelImage", settings=settings)
         self.bucket = self.models.bucket
         self.repository = self.images.repository
+        self.access = ModelAccessRoles(self, "ModelAccess", settings=settings, bucket=self.bucket)

@@ -5,9 +5,10 @@ import cdk8s
 import cdk8s_plus_27 as kplus
 from constructs import Construct
 
+from k8s_charts.common import default_seccomp, drop_all_capabilities
 from k8s_charts.workload.identities import WorkloadIdentities
 from k8s_charts.workload.placement import run_on_inf2_pool
-from k8s_charts.workload.pod_security import drop_all_capabilities, restricted_container, restricted_pod
+from k8s_charts.workload.pod_security import restricted_container, restricted_pod
 from k8s_charts.workload.spec import WorkloadSpec
 
 # neuronx-cc on the SD2.1 UNet needs well over 16 GiB (known to fail there); these
@@ -27,7 +28,7 @@ class CompileJobChart(cdk8s.Chart):
             "Job",
             metadata=cdk8s.ApiObjectMetadata(
                 name=f"sd21-compile-{spec.model_version}",
-                namespace=identities.namespace.name,
+                namespace=identities.workload_namespace.name,
                 labels={"app.kubernetes.io/name": "sd21-compile", "sd21.aws/model-version": spec.model_version},
             ),
             service_account=identities.compile_account,
@@ -71,6 +72,7 @@ class CompileJobChart(cdk8s.Chart):
         )
         container.mount("/scratch", scratch)
         container.mount("/dev/shm", shm)
-        drop_all_capabilities(self.job, ["containers/0"])
+        drop_all_capabilities(self.job, 0)
+        default_seccomp(self.job)
         # Compiling needs no NeuronCore: it asks for none, so it never holds a device.
         run_on_inf2_pool(self.job)

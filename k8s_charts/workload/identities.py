@@ -11,7 +11,7 @@ from k8s_charts.workload.spec import NAMESPACE
 class WorkloadIdentities(cdk8s.Chart):
     def __init__(self, scope: Construct, id: str) -> None:
         super().__init__(scope, id)
-        self.namespace = kplus.Namespace(self, "Namespace", metadata=cdk8s.ApiObjectMetadata(name=NAMESPACE))
+        self.workload_namespace = kplus.Namespace(self, "Namespace", metadata=cdk8s.ApiObjectMetadata(name=NAMESPACE))
         self.compile_account = self._account("compile", "sd21-compile")
         self.serve_account = self._account("serve", "sd21-serve")
 
@@ -19,7 +19,7 @@ class WorkloadIdentities(cdk8s.Chart):
         return kplus.ServiceAccount(
             self,
             id,
-            metadata=cdk8s.ApiObjectMetadata(name=name, namespace=self.namespace.name),
+            metadata=cdk8s.ApiObjectMetadata(name=name, namespace=self.workload_namespace.name),
             # Credentials come from Pod Identity, not from a Kubernetes token.
             automount_token=False,
         )

@@ -7,10 +7,12 @@ import cdk8s
 import cdk8s_plus_27 as kplus
 from constructs import Construct
 
+from k8s_charts.common import default_seccomp, drop_all_capabilities
+from k8s_charts.neuron.hardware import NEURON_DEVICE
 from k8s_charts.neuron.my_scheduler import SCHEDULER_NAME
 from k8s_charts.workload.identities import WorkloadIdentities
 from k8s_charts.workload.placement import run_on_inf2_pool
-from k8s_charts.workload.pod_security import drop_all_capabilities, restricted_container, restricted_pod
+from k8s_charts.workload.pod_security import restricted_container, restricted_pod
 from k8s_charts.workload.spec import (
     APP_LABEL, DEREGISTRATION_DELAY_SECONDS, HEALTH_PATH, MODEL_DIR, READY_PATH, SERVE_PORT, SERVICE_PORT,
     WorkloadSpec,
@@ -36,13 +38,12 @@ class InferenceChart(cdk8s.Chart):
     def __init__(self, scope: Construct, id: str, *, spec: WorkloadSpec, identities: WorkloadIdentities) -> None:
         super().__init__(scope, id)
         settings = spec.settings
-        namespace = identities.namespace.name
+        namespace = identities.workload_namespace.name
         labels = {"app.kubernetes.io/name": APP_LABEL, "sd21.aws/model-version": spec.model_version}
         self.deployment = kplus.Deployment(
             self,
             "Deployment",
             metadata=cdk8s.ApiObjectMetadata(name=APP_LABEL, namespace=namespace, labels=labels),
-            replicas=settings.min_replicas,
             service_account=identities.serve_account,
             security_context=restricted_pod(),
             termination_grace_period=cdk8s.Duration.seconds(spec.termination_grace_seconds),
@@ -165,13 +166,18 @@ class InferenceChart(cdk8s.Chart):
         pod = "/spec/template/spec"
         # my-scheduler asks the Neuron scheduler extension for contiguous cores/devices.
         api.add_json_patch(cdk8s.JsonPatch.add(f"{pod}/schedulerName", SCHEDULER_NAME))
-        api.add_json_patch(cdk8s.JsonPatch.add(f"{pod}/containers/0/resources/limits/aws.amazon.com~1neuron",
-                                               str(NEURON_DEVICES)))
+        # JSON Pointer spells "/" inside a key as "~1". The patch lands before the
+        # Deployment's quantities are serialized, so it takes a Quantity's shape.
+        neuron = NEURON_DEVICE.replace("/", "~1")
+        api.add_json_patch(cdk8s.JsonPatch.add(f"{pod}/containers/0/resources/limits/{neuron}",
+                                               {"value": str(NEURON_DEVICES)}))
         api.add_json_patch(cdk8s.JsonPatch.add(f"{pod}/containers/0/lifecycle", {
             # Keep serving until the load balancer has deregistered this pod.
             "preStop": {"exec": {"command": ["sleep", str(DEREGISTRATION_DELAY_SECONDS)]}},
         }))
-        drop_all_capabilities(self.deployment, ["initContainers/0", "containers/0"])
+        drop_all_capabilities(self.deployment, 0, init=True)
+        drop_all_capabilities(self.deployment, 0)
+        default_seccomp(self.deployment)
 
 
 def ingress_annotations(spec: WorkloadSpec) -> dict[str, str]:

@@ -41,7 +41,7 @@ class Karpenter(Construct):
                                         description=f"Karpenter controller: {name}")
             self.controller_role.add_managed_policy(managed)
             acknowledge_all(
-                managed, wildcard_findings(statements),
+                managed, wildcard_findings(managed, statements),
                 "Karpenter creates and deletes instances, launch templates and instance profiles "
                 "whose ids are unknown in advance; wildcards are bounded by the cluster/nodepool/"
                 "ec2nodeclass tag conditions of Karpenter's published policy, and EC2 Describe/pricing "
@@ -55,7 +55,6 @@ class Karpenter(Construct):
             service_account=SERVICE_ACCOUNT,
             role_arn=self.controller_role.role_arn,
         )
-        self.pod_identity.node.add_dependency(cluster)
 
         self.chart = eks.HelmChart(
             self,

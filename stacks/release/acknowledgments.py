@@ -53,7 +53,7 @@ def acknowledge_release(pipeline: pipelines.CodePipeline, artifacts: ArtifactSto
         "installs Debian's chromium); the official node:20-bookworm image from ECR Public is that environment.",
     )
     acknowledge_all(
-        image_build.project, wildcard_findings(image.push_statements()),
+        image_build.project, wildcard_findings(image_build.project, image.push_statements()),
         "ecr:GetAuthorizationToken has no resource-level permissions (it returns a registry login); "
         "every push action is scoped to the model image repository only.",
     )

@@ -1,9 +1,12 @@
-"""IAM roles of the workload, bound by EKS Pod Identity to the ServiceAccounts
-that the workload chart really creates (same namespace, same name)."""
-from aws_cdk import aws_eks_v2 as eks, aws_iam as iam, aws_s3 as s3
+"""Who may touch the model bucket: the compile role (weights in, artifacts out)
+and the serve role (read its model). Both are assumed through EKS Pod Identity;
+the workload stack binds them to the ServiceAccounts its chart creates. They live
+beside the bucket so that their policies name it without a cross-stack import."""
+from aws_cdk import Aws, aws_eks_v2 as eks, aws_iam as iam, aws_s3 as s3
 from constructs import Construct
 import cdk8s_plus_27 as kplus
 
+from stacks.compliance import acknowledge_all, wildcard_findings
 from stacks.settings import Settings
 
 MODELS_PREFIX = "models/"
@@ -14,6 +17,20 @@ def pod_identity_role(scope: Construct, id: str, description: str) -> iam.Role:
     role.assume_role_policy.add_statements(iam.PolicyStatement(
         actions=["sts:TagSession"], principals=[iam.ServicePrincipal("pods.eks.amazonaws.com")]))
     return role
+
+
+class ModelAccessRoles(Construct):
+    def __init__(self, scope: Construct, id: str, *, settings: Settings, bucket: s3.IBucket) -> None:
+        super().__init__(scope, id)
+        self.compile_role = pod_identity_role(self, "CompileRole", "sd21 compile Job: weights in, artifacts out")
+        self.serve_role = pod_identity_role(self, "ServeRole", "sd21 inference pods: read their model")
+        for role, statements in ((self.compile_role, compile_statements(settings, bucket)),
+                                 (self.serve_role, serve_statements(settings, bucket))):
+            for statement in statements:
+                role.add_to_policy(statement)
+            acknowledge_all(role, wildcard_findings(role, statements),
+                            "Object keys under the model prefix are created per artifact version; the "
+                            "wildcard is limited to that prefix (and ListBucket to the same s3:prefix).")
 
 
 def bind(scope: Construct, id: str, *, cluster: eks.ICluster, account: kplus.ServiceAccount,
@@ -31,7 +48,7 @@ def compile_statements(settings: Settings, bucket: s3.IBucket) -> list[iam.Polic
     """Read the weights source; write only under models/ (never delete a finished artifact)."""
     statements = [
         iam.PolicyStatement(sid="ListModels", actions=["s3:ListBucket"], resources=[bucket.bucket_arn],
-                            conditions={"StringLike": {"s3:prefix": [f"{MODELS_PREFIX}*"]}}),
+                            conditions={"StringLike": {"s3:prefix": f"{MODELS_PREFIX}*"}}),
         iam.PolicyStatement(sid="WriteModels", actions=["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
                             resources=[bucket.arn_for_objects(f"{MODELS_PREFIX}*")]),
         # Only the temporary upload keys may be deleted, after they are copied to the final name.
@@ -44,10 +61,10 @@ def compile_statements(settings: Settings, bucket: s3.IBucket) -> list[iam.Polic
         objects = f"{prefix}/*" if prefix else "*"
         statements += [
             iam.PolicyStatement(sid="ListWeights", actions=["s3:ListBucket"],
-                                resources=[f"arn:aws:s3:::{source_bucket}"],
-                                conditions={"StringLike": {"s3:prefix": [objects]}}),
+                                resources=[f"arn:{Aws.PARTITION}:s3:::{source_bucket}"],
+                                conditions={"StringLike": {"s3:prefix": objects}}),
             iam.PolicyStatement(sid="ReadWeights", actions=["s3:GetObject"],
-                                resources=[f"arn:aws:s3:::{source_bucket}/{objects}"]),
+                                resources=[f"arn:{Aws.PARTITION}:s3:::{source_bucket}/{objects}"]),
         ]
     return statements
 
@@ -57,6 +74,6 @@ def serve_statements(settings: Settings, bucket: s3.IBucket) -> list[iam.PolicyS
     prefix = f"{MODELS_PREFIX}{settings.model_name}/"
     return [
         iam.PolicyStatement(sid="ListModel", actions=["s3:ListBucket"], resources=[bucket.bucket_arn],
-                            conditions={"StringLike": {"s3:prefix": [f"{prefix}*"]}}),
+                            conditions={"StringLike": {"s3:prefix": f"{prefix}*"}}),
         iam.PolicyStatement(sid="ReadModel", actions=["s3:GetObject"], resources=[bucket.arn_for_objects(f"{prefix}*")]),
     ]

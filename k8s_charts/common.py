@@ -1,0 +1,97 @@
+"""Small helpers the charts share: pod placement, resources, priority, named RBAC resources.
+
+Each fills a gap or a default of cdk8s-plus-27 the same way in every chart.
+"""
+from __future__ import annotations
+
+import cdk8s
+import cdk8s_plus_27 as kplus
+import jsii
+
+# Kubernetes' built-in priority classes; pods using them must live in kube-system.
+NODE_CRITICAL = "system-node-critical"
+CLUSTER_CRITICAL = "system-cluster-critical"
+
+
+def resources(cpu_millis: int, memory_mib: int, memory_limit_mib: int | None = None) -> kplus.ContainerResources:
+    """Requests sized for the component; a memory limit (no CPU limit, to avoid throttling).
+
+    Given explicitly because cdk8s-plus otherwise adds its generic 1 CPU / 512Mi defaults.
+    """
+    return kplus.ContainerResources(
+        cpu=kplus.CpuResources(request=kplus.Cpu.millis(cpu_millis)),
+        memory=kplus.MemoryResources(
+            request=cdk8s.Size.mebibytes(memory_mib),
+            limit=cdk8s.Size.mebibytes(memory_limit_mib or memory_mib),
+        ),
+    )
+
+
+def set_priority_class(workload: kplus.Workload, priority_class: str) -> None:
+    # Escape hatch: cdk8s-plus-27 has no priorityClassName on pod specs.
+    cdk8s.ApiObject.of(workload).add_json_patch(
+        cdk8s.JsonPatch.add("/spec/template/spec/priorityClassName", priority_class)
+    )
+
+
+def drop_all_capabilities(workload: kplus.Workload, container_index: int, *, init: bool = False) -> None:
+    # Escape hatch: cdk8s-plus-27's Capability enum has no "ALL".
+    containers = "initContainers" if init else "containers"
+    cdk8s.ApiObject.of(workload).add_json_patch(cdk8s.JsonPatch.add(
+        f"/spec/template/spec/{containers}/{container_index}/securityContext/capabilities", {"drop": ["ALL"]}
+    ))
+
+
+def default_seccomp(workload: kplus.Workload) -> None:
+    # Escape hatch: cdk8s-plus-27 has no seccompProfile; RuntimeDefault is the restricted baseline.
+    cdk8s.ApiObject.of(workload).add_json_patch(cdk8s.JsonPatch.add(
+        "/spec/template/spec/securityContext/seccompProfile", {"type": "RuntimeDefault"}))
+
+
+_TAINT_EFFECTS = {
+    "NoSchedule": kplus.TaintEffect.NO_SCHEDULE,
+    "PreferNoSchedule": kplus.TaintEffect.PREFER_NO_SCHEDULE,
+    "NoExecute": kplus.TaintEffect.NO_EXECUTE,
+}
+
+
+def taint_effect(effect: str) -> kplus.TaintEffect:
+    """cdk8s-plus's enum member for a taint effect in Kubernetes spelling."""
+    return _TAINT_EFFECTS[effect]
+
+
+def tolerate(scheduling: kplus.PodScheduling, taint) -> None:
+    """Tolerate a taint (a k8s_charts.neuron.hardware.Taint) whatever its value."""
+    scheduling.tolerate(kplus.Node.tainted(kplus.NodeTaintQuery.exists(taint.key, effect=taint_effect(taint.effect))))
+
+
+def place_on(workload: kplus.Workload, label: tuple[str, str]) -> None:
+    """Require nodes with this label (a required node affinity)."""
+    key, value = label
+    workload.scheduling.attract(kplus.Node.labeled(kplus.NodeLabelQuery.is_(key, value)))
+
+
+@jsii.implements(kplus.IApiResource)
+class NamedResource:
+    """An RBAC rule target restricted to one object by name (`resourceNames`).
+
+    cdk8s-plus only adds resourceNames for objects the chart itself creates;
+    a leader-election Lease is created at run time by the component.
+    """
+
+    def __init__(self, api_group: str, resource_type: str, resource_name: str) -> None:
+        self._api_group = api_group
+        self._resource_type = resource_type
+        self._resource_name = resource_name
+
+    @property
+    def api_group(self) -> str:
+        return self._api_group
+
+    @property
+    def resource_type(self) -> str:
+        return self._resource_type
+
+    @property
+    def resource_name(self) -> str:
+        return self._resource_name

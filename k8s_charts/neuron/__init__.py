@@ -1,0 +1,1 @@
+"""Charts that make Neuron devices schedulable: device plugin, scheduler extension, my-scheduler."""

@@ -1,0 +1,151 @@
+"""Every Kubernetes object the app deploys, read back from the synthesized CloudFormation.
+
+The objects live in the `Manifest` property of Custom::AWSCDK-EKS-KubernetesResource
+resources: a JSON string, or an Fn::Join when a value is only known at deploy time
+(a role name, a queue name). Tokens become readable placeholders
+(`${Ref:LogicalId}`, `${GetAtt:LogicalId.Attr}`) so the result parses as JSON,
+can be validated, joined against the templates in tests, and written as YAML.
+Helm releases (Custom::AWSCDK-EKS-HelmChart) are not rendered: helm does that.
+
+    python -m k8s_charts.rendering <cdk.out dir> <dest dir>
+
+writes one multi-document YAML file per manifest resource, numbered in
+deployment order (CloudFormation DependsOn), so `kubectl apply -f <dest>`
+applies them in the same order as a deploy.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+MANIFEST_TYPE = "Custom::AWSCDK-EKS-KubernetesResource"
+
+
+@dataclass(frozen=True)
+class ManifestResource:
+    """One manifest custom resource and the Kubernetes objects it applies."""
+
+    stack: str
+    logical_id: str
+    path: str  # the construct path (aws:cdk:path) where the template has it, else the logical id
+    depends_on: tuple[str, ...]
+    objects: tuple[dict, ...]
+
+
+def placeholder(token: Any) -> str:
+    """A readable stand-in for a CloudFormation intrinsic inside a manifest."""
+    if isinstance(token, str):
+        return token
+    if isinstance(token, dict) and len(token) == 1:
+        (function, argument), = token.items()
+        if function == "Ref":
+            return f"${{Ref:{argument}}}"
+        if function == "Fn::GetAtt":
+            logical_id, attribute = argument if isinstance(argument, list) else argument.split(".", 1)
+            return f"${{GetAtt:{logical_id}.{attribute}}}"
+        if function == "Fn::Join":
+            separator, parts = argument
+            return separator.join(placeholder(part) for part in parts)
+        if function == "Fn::ImportValue" and isinstance(argument, str):
+            # Export names are plain names: they say which stack's value this is.
+            return f"${{ImportValue:{argument}}}"
+        # Other intrinsics (Fn::Select, ...) keep only their name: their
+        # arguments could hold quotes that would break the surrounding JSON.
+        return f"${{{function}}}"
+    raise ValueError(f"unexpected value in a manifest: {token!r}")
+
+
+def manifest_objects(manifest: Any) -> list[dict]:
+    objects = json.loads(placeholder(manifest))
+    return objects if isinstance(objects, list) else [objects]
+
+
+def manifest_resources(template: dict, stack: str) -> list[ManifestResource]:
+    result = []
+    for logical_id, resource in template.get("Resources", {}).items():
+        if resource.get("Type") != MANIFEST_TYPE:
+            continue
+        depends_on = resource.get("DependsOn", [])
+        result.append(ManifestResource(
+            stack=stack,
+            logical_id=logical_id,
+            path=resource.get("Metadata", {}).get("aws:cdk:path", logical_id),
+            depends_on=tuple([depends_on] if isinstance(depends_on, str) else depends_on),
+            objects=tuple(manifest_objects(resource["Properties"]["Manifest"])),
+        ))
+    return _deployment_order(result)
+
+
+def _deployment_order(resources: list[ManifestResource]) -> list[ManifestResource]:
+    """Topological order by DependsOn among the manifests (stable otherwise)."""
+    by_id = {r.logical_id: r for r in resources}
+    ordered: list[ManifestResource] = []
+    seen: set[str] = set()
+
+    def visit(resource: ManifestResource) -> None:
+        if resource.logical_id in seen:
+            return
+        seen.add(resource.logical_id)
+        for dependency in resource.depends_on:
+            if dependency in by_id:
+                visit(by_id[dependency])
+        ordered.append(resource)
+
+    for resource in resources:
+        visit(resource)
+    return ordered
+
+
+def from_template_file(path: Path) -> list[ManifestResource]:
+    stack = Path(path).name.removesuffix(".template.json")
+    return manifest_resources(json.loads(Path(path).read_text()), stack)
+
+
+def from_cloud_assembly(outdir: Path) -> list[ManifestResource]:
+    """The manifests of the app's stacks in a cdk.out folder (not nested stage assemblies,
+    which hold the release pipeline's copies of the same stacks)."""
+    resources = []
+    for template in sorted(Path(outdir).glob("*.template.json")):
+        resources += from_template_file(template)
+    return resources
+
+
+def all_objects(resources: Iterable[ManifestResource]) -> list[dict]:
+    return [obj for resource in resources for obj in resource.objects]
+
+
+def write_yaml(resources: list[ManifestResource], dest: Path) -> list[Path]:
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    for old in dest.glob("*.yaml"):
+        old.unlink()
+    written = []
+    for index, resource in enumerate(resources, start=1):
+        path = dest / f"{index:02d}-{resource.stack}-{resource.logical_id}.yaml"
+        header = f"# {resource.stack} {resource.path}\n"
+        path.write_text(header + yaml.safe_dump_all(resource.objects, sort_keys=False))
+        written.append(path)
+    return written
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python -m k8s_charts.rendering <cdk.out dir> <dest dir>", file=sys.stderr)
+        return 2
+    outdir, dest = map(Path, argv)
+    if not any(outdir.glob("*.template.json")):
+        print(f"error: no *.template.json in {outdir}; run `cdk synth` first", file=sys.stderr)
+        return 1
+    resources = from_cloud_assembly(outdir)
+    written = write_yaml(resources, dest)
+    print(f"{len(all_objects(resources))} objects in {len(written)} files under {dest}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,45 @@
+"""Attaches Karpenter's EC2NodeClass and the inf2 NodePool to the cluster.
+
+The node class gets the node role object (its name token) and the discovery
+tag; both manifests wait for the Karpenter Helm release, which installs the
+CRDs, and the NodePool also for its node class.
+"""
+import cdk8s
+from aws_cdk import aws_eks_v2 as eks
+from constructs import Construct
+
+from k8s_charts.karpenter.node_class import NodeClassChart
+from k8s_charts.karpenter.node_pool import NodePoolChart
+from stacks.karpenter.controller import Karpenter
+from stacks.settings import Settings
+
+
+class Inf2NodePool(Construct):
+    def __init__(self, scope: Construct, id: str, *, settings: Settings, cluster: eks.Cluster,
+                 karpenter: Karpenter) -> None:
+        super().__init__(scope, id)
+        charts = cdk8s.App()
+        self.node_class_chart = NodeClassChart(
+            charts, "karpenter-node-class",
+            role_name=karpenter.node_role.role.role_name,
+            discovery_tag=settings.discovery_tag,
+            ami_alias=settings.node_ami_alias,
+            volume_gib=settings.node_root_volume_gib,
+        )
+        self.node_pool_chart = NodePoolChart(
+            charts, "karpenter-node-pool",
+            node_class=self.node_class_chart.node_class,
+            capacity_types=settings.node_capacity_types,
+            cpu_limit=settings.node_pool_cpu_limit,
+            memory_gib_limit=settings.node_pool_memory_gib_limit,
+            neuron_limit=settings.node_pool_neuron_limit,
+            consolidate_after=settings.node_consolidate_after,
+            disruption_budget=settings.node_disruption_budget,
+            expire_after=settings.node_expire_after,
+        )
+        self.node_class = cluster.add_cdk8s_chart("Inf2NodeClass", self.node_class_chart)
+        self.node_pool = cluster.add_cdk8s_chart("Inf2NodePool", self.node_pool_chart)
+        # The CRDs come with the Helm release; nodes launched from this class must be
+        # able to join, so the role's access entry must exist too.
+        self.node_class.node.add_dependency(karpenter.chart, karpenter.node_role.access_entry)
+        self.node_pool.node.add_dependency(karpenter.chart, self.node_class)

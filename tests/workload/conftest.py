@@ -1,0 +1,45 @@
+"""Fixtures over the workload stack's synthesized output."""
+import json
+
+import pytest
+
+from k8s_charts import rendering
+
+
+@pytest.fixture(scope="session")
+def workload_template(synthesized, application) -> dict:
+    return json.loads(synthesized.template_file(application.workload).read_text())
+
+
+@pytest.fixture(scope="session")
+def storage_template(synthesized, application) -> dict:
+    return json.loads(synthesized.template_file(application.storage).read_text())
+
+
+@pytest.fixture(scope="session")
+def workload_objects(synthesized, application) -> list[dict]:
+    return rendering.all_objects(rendering.from_template_file(synthesized.template_file(application.workload)))
+
+
+@pytest.fixture(scope="session")
+def cluster_objects(synthesized, application) -> list[dict]:
+    return rendering.all_objects(rendering.from_template_file(synthesized.template_file(application.cluster)))
+
+
+@pytest.fixture(scope="session")
+def workload(workload_objects):
+    """workload(kind) -> the one workload object of that kind."""
+    def one(kind: str) -> dict:
+        matches = [o for o in workload_objects if o["kind"] == kind]
+        assert len(matches) == 1, f"expected one {kind}, found {len(matches)}"
+        return matches[0]
+    return one
+
+
+def export_value(template: dict, import_placeholder: str):
+    """What `${ImportValue:<export>}` refers to: the exporting output's Value."""
+    export = import_placeholder.removeprefix("${ImportValue:").removesuffix("}")
+    for output in template["Outputs"].values():
+        if output.get("Export", {}).get("Name") == export:
+            return output["Value"]
+    raise AssertionError(f"no output exports {export}")

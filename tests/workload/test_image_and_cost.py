@@ -1,0 +1,48 @@
+"""The workload agrees with the image it runs, and the README's cost figures are derived."""
+import re
+import subprocess
+import sys
+
+import pytest
+
+from app import default_context
+from k8s_charts.workload.spec import IMAGE_USER, SERVE_PORT
+from stacks.settings import Settings, SettingsError
+from tests.conftest import ROOT
+
+DOCKERFILE = (ROOT / "model_image" / "Dockerfile").read_text()
+
+
+def test_neuron_sdk_setting_is_the_base_image_sdk():
+    base = re.search(r"^FROM \S+-sdk(\d+\.\d+\.\d+)-", DOCKERFILE, re.M)
+    assert base and base.group(1) == Settings.from_context(default_context()).neuron_sdk
+
+
+def test_pods_run_as_the_image_user_on_the_image_port():
+    assert re.search(r"^USER (\d+)$", DOCKERFILE, re.M).group(1) == str(IMAGE_USER)
+    assert f"SD21_PORT={SERVE_PORT}" in DOCKERFILE
+
+
+def test_a_minimum_of_zero_replicas_is_refused_with_the_reason():
+    with pytest.raises(SettingsError, match="'minReplicas'.*scaling from zero"):
+        Settings.from_context({**default_context(), "minReplicas": 0})
+    with pytest.raises(SettingsError, match="'minReplicas'"):
+        Settings.from_context({**default_context(), "minReplicas": 5, "maxReplicas": 2})
+
+
+def test_internet_facing_needs_allow_list_and_certificate():
+    with pytest.raises(SettingsError, match="'ingressAllowedCidrs'"):
+        Settings.from_context({**default_context(), "ingressScheme": "internet-facing"})
+    with pytest.raises(SettingsError, match="'certificateArn'"):
+        Settings.from_context({**default_context(), "ingressScheme": "internet-facing",
+                               "ingressAllowedCidrs": "203.0.113.0/24"})
+
+
+def test_readme_cost_block_is_the_cost_command_output():
+    result = subprocess.run([sys.executable, "-m", "stacks.workload.cost"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"<!-- cost:begin -->\n```\n(.*?)```\n<!-- cost:end -->", readme, re.S).group(1)
+    assert block == result.stdout
+    assert "$0.349" in result.stdout  # 0.758 $/h / (0.604 images/s * 3600 s/h) * 1000

@@ -1,0 +1,281 @@
+"""Workload manifests: schema-valid, and joined to the rest of the product."""
+import re
+
+import pytest
+
+from k8s_charts.karpenter.node_pool import NEURON_TAINT, NODE_POOL_NAME
+from k8s_charts.neuron.hardware import NEURON_DEVICE
+from k8s_charts.workload.inference import PENDING_METRIC
+from k8s_charts.workload.spec import DEREGISTRATION_DELAY_SECONDS, compile_inputs
+from sd21.artifact import artifact_version
+from tests.k8s.validation import validate_all
+from tests.workload.conftest import export_value
+
+
+def pod_spec(obj: dict) -> dict:
+    return obj["spec"]["template"]["spec"]
+
+
+def container(obj: dict, name: str) -> dict:
+    pod = pod_spec(obj)
+    return next(c for c in pod["containers"] + pod.get("initContainers", []) if c["name"] == name)
+
+
+def env(c: dict) -> dict:
+    return {e["name"]: e.get("value") for e in c.get("env", [])}
+
+
+def test_every_workload_object_validates_strictly(workload_objects, application):
+    assert {o["kind"] for o in workload_objects} >= {
+        "Namespace", "ServiceAccount", "Job", "Deployment", "Service", "Ingress", "PodDisruptionBudget",
+        "HorizontalPodAutoscaler"}
+    assert validate_all(workload_objects, application.settings.kubernetes_version) == []
+
+
+def test_no_cluster_wide_rbac_for_the_workload(workload_objects):
+    assert not [o for o in workload_objects if o["kind"] in ("ClusterRole", "ClusterRoleBinding", "Role",
+                                                             "RoleBinding")]
+    for kind in ("Job", "Deployment"):
+        for o in workload_objects:
+            if o["kind"] == kind:
+                assert pod_spec(o)["automountServiceAccountToken"] is False
+
+
+def test_pod_identity_associations_point_at_real_service_accounts(workload_template, workload_objects,
+                                                                     storage_template, application):
+    accounts = {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in workload_objects
+                if o["kind"] == "ServiceAccount"}
+    associations = [r["Properties"] for r in workload_template["Resources"].values()
+                    if r["Type"] == "AWS::EKS::PodIdentityAssociation"]
+    assert len(associations) == 2
+    bound = {}
+    for association in associations:
+        assert (association["Namespace"], association["ServiceAccount"]) in accounts
+        role = export_value(storage_template, "${ImportValue:" + association["RoleArn"]["Fn::ImportValue"] + "}")
+        bound[association["ServiceAccount"]] = role["Fn::GetAtt"][0]
+    access = application.storage.access
+    logical = application.storage.get_logical_id
+    assert bound == {"sd21-compile": logical(access.compile_role.node.default_child),
+                     "sd21-serve": logical(access.serve_role.node.default_child)}
+    # Each pod runs as the account its role is bound to.
+    used = {o["kind"]: pod_spec(o)["serviceAccountName"] for o in workload_objects if o["kind"] in ("Job", "Deployment")}
+    assert used == {"Job": "sd21-compile", "Deployment": "sd21-serve"}
+
+
+def _role_statements(storage_template, application, role) -> list[dict]:
+    role_id = application.storage.get_logical_id(role.node.default_child)
+    statements = []
+    for resource in storage_template["Resources"].values():
+        if resource["Type"] == "AWS::IAM::Policy" and {"Ref": role_id} in resource["Properties"]["Roles"]:
+            statements += resource["Properties"]["PolicyDocument"]["Statement"]
+    assert statements
+    return statements
+
+
+def _resource_suffixes(statement) -> list[str]:
+    resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+    return [r["Fn::Join"][1][-1] if isinstance(r, dict) else r for r in resources]
+
+
+def test_s3_access_is_scoped_to_model_prefixes_without_wildcard_actions(storage_template, application):
+    name = application.settings.model_name
+    access = application.storage.access
+    serve = _role_statements(storage_template, application, access.serve_role)
+    compile_ = _role_statements(storage_template, application, access.compile_role)
+    for statement in serve + compile_:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        assert all("*" not in a and a.startswith("s3:") for a in actions), statement
+    for statement in serve:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        assert set(actions) <= {"s3:GetObject", "s3:ListBucket"}
+        if "s3:ListBucket" in actions:
+            assert statement["Condition"] == {"StringLike": {"s3:prefix": f"models/{name}/*"}}
+        else:
+            assert _resource_suffixes(statement) == [f"/models/{name}/*"]
+    for statement in compile_:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        if "s3:ListBucket" in actions:
+            assert statement["Condition"] == {"StringLike": {"s3:prefix": "models/*"}}
+        elif "s3:DeleteObject" in actions:
+            assert actions == "s3:DeleteObject" or actions == ["s3:DeleteObject"]
+            assert _resource_suffixes(statement) == [f"/models/{name}/.uploads/*"]
+        else:
+            assert _resource_suffixes(statement) == ["/models/*"]
+
+
+def test_images_are_the_stack_repository_at_the_image_tag(workload, storage_template, application):
+    repository_id = application.storage.get_logical_id(application.storage.repository.node.default_child)
+    tag = application.settings.image_tag
+    images = {container(workload("Job"), "compile")["image"], container(workload("Deployment"), "stage")["image"],
+              container(workload("Deployment"), "server")["image"]}
+    assert len(images) == 1
+    image = images.pop()
+    match = re.fullmatch(r".*\.dkr\.ecr\..*/(\$\{ImportValue:[^}]+\}):(.+)", image)
+    assert match and match.group(2) == tag
+    assert export_value(storage_template, match.group(1)) == {"Ref": repository_id}
+
+
+def test_compile_job_and_deployment_agree_on_the_model_version(workload, application):
+    version = artifact_version(compile_inputs(application.settings))
+    job, deployment = workload("Job"), workload("Deployment")
+    assert job["metadata"]["name"] == f"sd21-compile-{version}"
+    for c in (container(job, "compile"), container(deployment, "stage"), container(deployment, "server")):
+        assert env(c)["SD21_MODEL_VERSION"] == version
+        assert env(c)["SD21_MODEL_NAME"] == application.settings.model_name
+        assert env(c)["SD21_BUCKET"] == env(container(job, "compile"))["SD21_BUCKET"]
+
+
+def test_compile_job_is_sized_and_protected(workload):
+    job = workload("Job")
+    spec = job["spec"]
+    assert spec["backoffLimit"] >= 1 and spec["activeDeadlineSeconds"] > 0 and spec["ttlSecondsAfterFinished"] > 0
+    assert spec["template"]["metadata"]["annotations"]["karpenter.sh/do-not-disrupt"] == "true"
+    compile_ = container(job, "compile")
+    assert compile_["command"] == ["sd21-compile"]
+    memory_mib = int(compile_["resources"]["requests"]["memory"].removesuffix("Mi"))
+    assert memory_mib > 16 * 1024, "16 GiB is known to be too little for the SD2.1 compile"
+    all_resources = {**compile_["resources"].get("requests", {}), **compile_["resources"].get("limits", {})}
+    assert NEURON_DEVICE not in all_resources and "aws.amazon.com/neuroncore" not in all_resources
+    shm = next(v for v in pod_spec(job)["volumes"] if v["name"] == "shm")
+    assert shm["emptyDir"]["medium"] == "Memory"
+    assert {"mountPath": "/dev/shm", "name": "shm"} in compile_["volumeMounts"]
+
+
+# inf2.xlarge: 1 Inferentia2 device (2 NeuronCores), 4 vCPU, 16 GiB. Allocatable as
+# Karpenter computes it: 7.5% VM overhead, kube-reserved for 4 vCPU and 58 pods, eviction 100Mi.
+INF2_XLARGE = {"devices": 1, "cpu_milli": 4000 - 80, "memory_mib": int(16384 * 0.925) - (11 * 58 + 255) - 100}
+
+
+def _milli(cpu: str) -> int:
+    return int(cpu[:-1]) if cpu.endswith("m") else int(float(cpu) * 1000)
+
+
+def _mib(memory: str) -> int:
+    units = {"Mi": 1, "Gi": 1024}
+    return int(memory[:-2]) * units[memory[-2:]]
+
+
+def test_inference_pod_fits_inf2_xlarge(workload, cluster_objects):
+    deployment = workload("Deployment")
+    server, stage = container(deployment, "server"), container(deployment, "stage")
+    assert server["resources"]["limits"][NEURON_DEVICE] == "1"
+    assert int(server["resources"]["limits"][NEURON_DEVICE]) <= INF2_XLARGE["devices"]
+    daemon_sets = [o for o in cluster_objects if o["kind"] == "DaemonSet"]
+    daemon_cpu = sum(_milli(c["resources"]["requests"]["cpu"]) for d in daemon_sets for c in pod_spec(d)["containers"])
+    daemon_mem = sum(_mib(c["resources"]["requests"]["memory"]) for d in daemon_sets for c in pod_spec(d)["containers"])
+    # Plus the EKS DaemonSets (vpc-cni ~25m, kube-proxy 100m, pod identity agent) on every node.
+    eks_daemons_cpu, eks_daemons_mem = 150, 256
+    pod_cpu = max(_milli(server["resources"]["requests"]["cpu"]), _milli(stage["resources"]["requests"]["cpu"]))
+    pod_mem = max(_mib(server["resources"]["requests"]["memory"]), _mib(stage["resources"]["requests"]["memory"]))
+    assert pod_cpu + daemon_cpu + eks_daemons_cpu <= INF2_XLARGE["cpu_milli"]
+    assert pod_mem + daemon_mem + eks_daemons_mem <= INF2_XLARGE["memory_mib"]
+
+
+def test_inference_pod_uses_my_scheduler_and_the_inf2_pool(workload, cluster_objects):
+    pod = pod_spec(workload("Deployment"))
+    config = next(o for o in cluster_objects if o["kind"] == "ConfigMap" and "my-scheduler" in o["metadata"]["name"])
+    assert f"schedulerName: {pod['schedulerName']}" in "".join(config["data"].values())
+    assert {"key": NEURON_TAINT.key, "operator": "Exists", "effect": NEURON_TAINT.effect} in pod["tolerations"]
+    terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert {"key": "karpenter.sh/nodepool", "operator": "In", "values": [NODE_POOL_NAME]} in \
+        terms[0]["matchExpressions"]
+    pool = next(o for o in cluster_objects if o["kind"] == "NodePool")
+    assert pool["metadata"]["name"] == NODE_POOL_NAME
+
+
+def test_pod_security(workload):
+    for kind in ("Job", "Deployment"):
+        pod = pod_spec(workload(kind))
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        for c in pod["containers"] + pod.get("initContainers", []):
+            context = c["securityContext"]
+            assert context["allowPrivilegeEscalation"] is False and context["readOnlyRootFilesystem"] is True
+            assert context["capabilities"] == {"drop": ["ALL"]} and context["runAsNonRoot"] is True
+
+
+def test_stage_init_container_feeds_the_server_through_an_empty_dir(workload):
+    deployment = workload("Deployment")
+    stage, server = container(deployment, "stage"), container(deployment, "server")
+    assert stage["command"] == ["sd21-stage"] and server["command"] == ["sd21-serve"]
+    model_dir = env(server)["SD21_MODEL_DIR"]
+    stage_mount = next(m for m in stage["volumeMounts"] if m["mountPath"] == model_dir)
+    server_mount = next(m for m in server["volumeMounts"] if m["mountPath"] == model_dir)
+    assert stage_mount["name"] == server_mount["name"] and server_mount.get("readOnly") is True
+    volume = next(v for v in pod_spec(deployment)["volumes"] if v["name"] == stage_mount["name"])
+    assert "emptyDir" in volume
+
+
+def test_probes_exist_in_the_server_openapi_document(workload):
+    from sd21.server import openapi_document
+
+    paths = openapi_document()["paths"]
+    server = container(workload("Deployment"), "server")
+    port = server["ports"][0]["containerPort"]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        get = server[probe]["httpGet"]
+        assert get["path"] in paths and "get" in paths[get["path"]], probe
+        assert get["port"] == port
+    assert server["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert server["livenessProbe"]["httpGet"]["path"] == "/health"
+
+
+def test_service_ingress_and_disruption_budget_join(workload):
+    deployment, service, ingress = workload("Deployment"), workload("Service"), workload("Ingress")
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    port = service["spec"]["ports"][0]
+    assert port["targetPort"] == container(deployment, "server")["ports"][0]["containerPort"]
+    backend = ingress["spec"]["defaultBackend"]["service"]
+    assert backend == {"name": service["metadata"]["name"], "port": {"number": port["port"]}}
+    budget = workload("PodDisruptionBudget")
+    assert budget["spec"]["selector"]["matchLabels"].items() <= labels.items()
+
+
+def test_ingress_health_check_and_draining_line_up(workload, application):
+    deployment, ingress = workload("Deployment"), workload("Ingress")
+    annotations = ingress["metadata"]["annotations"]
+    assert ingress["spec"]["ingressClassName"] == "alb"
+    assert annotations["alb.ingress.kubernetes.io/target-type"] == "ip"
+    assert annotations["alb.ingress.kubernetes.io/scheme"] == "internal"
+    assert annotations["alb.ingress.kubernetes.io/healthcheck-path"] == "/health"
+    delay = int(annotations["alb.ingress.kubernetes.io/target-group-attributes"].split("=")[1])
+    server = container(deployment, "server")
+    assert server["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", str(delay)] == ["sleep", str(
+        DEREGISTRATION_DELAY_SECONDS)]
+    grace = pod_spec(deployment)["terminationGracePeriodSeconds"]
+    assert grace >= application.settings.request_timeout_seconds + delay
+    assert int(env(server)["SD21_DRAIN_GRACE_S"]) + delay < grace
+
+
+def test_autoscaler_follows_pending_requests_served_by_the_adapter(workload, workload_template, application):
+    hpa = workload("HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == workload("Deployment")["metadata"]["name"]
+    assert hpa["spec"]["minReplicas"] == application.settings.min_replicas
+    assert hpa["spec"]["maxReplicas"] == application.settings.max_replicas
+    metric = hpa["spec"]["metrics"][0]
+    assert metric["type"] == "Pods" and metric["pods"]["metric"]["name"] == PENDING_METRIC
+    assert "replicas" not in workload("Deployment")["spec"], "the autoscaler owns the replica count"
+    charts = {r["Properties"]["Chart"]: r["Properties"] for r in workload_template["Resources"].values()
+              if r["Type"] == "Custom::AWSCDK-EKS-HelmChart"}
+    assert set(charts) == {"prometheus", "prometheus-adapter"}
+    assert f'"as":"{PENDING_METRIC}"' in str(charts["prometheus-adapter"]["Values"]).replace(" ", "").replace("'", '"')
+
+
+@pytest.mark.parametrize("scheme, extra", [
+    ("internet-facing", {"ingressAllowedCidrs": "203.0.113.0/24",
+                         "certificateArn": "arn:aws:acm:us-east-1:000000000000:certificate/"
+                                           "00000000-0000-0000-0000-000000000000"}),
+])
+def test_internet_facing_ingress_is_https_with_an_allow_list(scheme, extra):
+    from app import default_context
+    from k8s_charts.workload.inference import ingress_annotations
+    from k8s_charts.workload.spec import WorkloadSpec
+    from stacks.settings import Settings
+
+    settings = Settings.from_context({**default_context(), "ingressScheme": scheme, **extra})
+    annotations = ingress_annotations(WorkloadSpec(settings=settings, image="i", bucket_name="b", model_version="v"))
+    assert annotations["alb.ingress.kubernetes.io/scheme"] == "internet-facing"
+    assert annotations["alb.ingress.kubernetes.io/inbound-cidrs"] == "203.0.113.0/24"
+    assert annotations["alb.ingress.kubernetes.io/listen-ports"] == '[{"HTTPS": 443}]'
+    assert annotations["alb.ingress.kubernetes.io/certificate-arn"].startswith("arn:aws:acm:")
