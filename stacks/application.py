@@ -39,7 +39,7 @@ def build_application(scope: Construct, settings: Settings, prefix: str = "Sd21"
                              repository=storage.repository, bucket=storage.bucket, access=storage.access,
                              description="sd21: compile Job, inference service, autoscaling, pod IAM")
     # The inf2 NodePool, my-scheduler and the load balancer controller come first.
-    workload.add_dependency(cluster)
+    workload.add_stack_dependency(cluster)
     return Application(settings=settings, storage=storage, network=network, cluster=cluster, workload=workload)
 
 

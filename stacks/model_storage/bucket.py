@@ -1,31 +1,15 @@
 """The S3 bucket that holds compiled model artifacts under models/<name>/<version>/."""
 from aws_cdk import Duration, RemovalPolicy, aws_s3 as s3
-
-from stacks.compliance import acknowledge
 from constructs import Construct
 
+from stacks.access_logs import access_log_bucket
 from stacks.settings import Settings
 
 
 class ModelBucket(Construct):
     def __init__(self, scope: Construct, id: str, *, settings: Settings) -> None:
         super().__init__(scope, id)
-        self.access_logs = s3.Bucket(
-            self,
-            "AccessLogs",
-            # S3 server access logging can only deliver to SSE-S3 buckets.
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
-            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(365))],
-            removal_policy=RemovalPolicy.RETAIN,
-        )
-        acknowledge(
-            self.access_logs, "AwsSolutions-S1",
-            "This bucket is the server-access-log destination of the model bucket; "
-            "logging it into itself would loop.",
-        )
+        self.access_logs = access_log_bucket(self, "AccessLogs", logs_of="the model bucket")
         self.bucket = s3.Bucket(
             self,
             "Models",

@@ -6,7 +6,7 @@ artifact bucket's key) and the approval topic.
 from aws_cdk import Duration, RemovalPolicy, aws_kms as kms, aws_s3 as s3
 from constructs import Construct
 
-from stacks.compliance import acknowledge
+from stacks.access_logs import access_log_bucket
 
 ARTIFACT_DAYS = 30
 
@@ -21,22 +21,7 @@ class ArtifactStore(Construct):
             enable_key_rotation=True,
             removal_policy=RemovalPolicy.RETAIN,
         )
-        self.access_logs = s3.Bucket(
-            self,
-            "AccessLogs",
-            # S3 server access logging can only deliver to SSE-S3 buckets.
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
-            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(365))],
-            removal_policy=RemovalPolicy.RETAIN,
-        )
-        acknowledge(
-            self.access_logs, "AwsSolutions-S1",
-            "This bucket is the server-access-log destination of the pipeline artifact bucket; "
-            "logging it into itself would loop.",
-        )
+        self.access_logs = access_log_bucket(self, "AccessLogs", logs_of="the pipeline artifact bucket")
         self.bucket = s3.Bucket(
             self,
             "Bucket",
