@@ -20,7 +20,7 @@ class ClusterStack(Stack):
         self.eks = EksCluster(self, "Eks", settings=settings, vpc=vpc)
         self.cluster = self.eks.cluster
         self.karpenter = Karpenter(self, "Karpenter", settings=settings, cluster=self.cluster,
-                                   system_nodes=self.eks.system_nodes)
+                                   system_nodes=self.eks.system_nodes, dns=self.eks.coredns)
         self.node_pools = Inf2NodePool(self, "Inf2", settings=settings, cluster=self.cluster,
                                        karpenter=self.karpenter)
         self.neuron = NeuronCharts(self, "Neuron", settings=settings, cluster=self.cluster)

@@ -21,4 +21,7 @@ class WorkloadStack(Stack):
                                     account=identities.compile_account, role=access.compile_role)
         self.serve_binding = bind(self, "ServeIdentity", cluster=cluster,
                                   account=identities.serve_account, role=access.serve_role)
+        # Pod Identity injects credentials when a pod is created: the associations first.
+        self.manifests.compile_manifest.node.add_dependency(self.compile_binding)
+        self.manifests.inference_manifest.node.add_dependency(self.serve_binding)
         self.autoscaling = PendingRequestsMetric(self, "Autoscaling", settings=settings, cluster=cluster)

@@ -17,6 +17,13 @@ from stacks.application import Application  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def logical_id(construct) -> str:
+    """Logical id of the CloudFormation resource behind an L1, L2 or L3 construct."""
+    while not isinstance(construct, cdk.CfnElement):
+        construct = construct.node.default_child
+    return cdk.Stack.of(construct).get_logical_id(construct)
+
+
 @dataclass
 class Synthesized:
     application: Application

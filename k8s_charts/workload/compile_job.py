@@ -27,7 +27,9 @@ class CompileJobChart(cdk8s.Chart):
             self,
             "Job",
             metadata=cdk8s.ApiObjectMetadata(
-                name=f"sd21-compile-{spec.model_version}",
+                # A Job's pod template is immutable: a new image needs a new Job. With the
+                # same model version that Job finds the artifact in S3 and exits at once.
+                name=f"sd21-compile-{spec.model_version}-{spec.image_digest_hint}",
                 namespace=identities.workload_namespace.name,
                 labels={"app.kubernetes.io/name": "sd21-compile", "sd21.aws/model-version": spec.model_version},
             ),

@@ -11,7 +11,11 @@ from k8s_charts.workload.spec import NAMESPACE
 class WorkloadIdentities(cdk8s.Chart):
     def __init__(self, scope: Construct, id: str) -> None:
         super().__init__(scope, id)
-        self.workload_namespace = kplus.Namespace(self, "Namespace", metadata=cdk8s.ApiObjectMetadata(name=NAMESPACE))
+        self.workload_namespace = kplus.Namespace(self, "Namespace", metadata=cdk8s.ApiObjectMetadata(
+            name=NAMESPACE,
+            # The load balancer controller adds a readiness gate to pods here, so a rollout
+            # only removes an old pod once its replacement is healthy in the ALB.
+            labels={"elbv2.k8s.aws/pod-readiness-gate-inject": "enabled"}))
         self.compile_account = self._account("compile", "sd21-compile")
         self.serve_account = self._account("serve", "sd21-serve")
 

@@ -30,6 +30,9 @@ MODEL_DISK_GIB = 20
 # Pending = queued + in flight, per pod; served by prometheus-adapter from the
 # server's own gauges (see stacks/workload/autoscaling.py).
 PENDING_METRIC = "sd21_pending_requests"
+# Serving loads only from the staged directory: no hub, no telemetry; HOME on a writable emptyDir.
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
+               "GRADIO_ANALYTICS_ENABLED": "False", "HOME": "/tmp"}
 # Loading the compiled model onto the NeuronCores and warming up takes minutes.
 STARTUP_BUDGET_SECONDS = 900
 
@@ -66,7 +69,7 @@ class InferenceChart(cdk8s.Chart):
             name="stage",
             image=spec.image,
             command=["sd21-stage"],
-            env_variables=env,
+            env_variables={**env, "HOME": kplus.EnvValue.from_value("/tmp")},
             resources=kplus.ContainerResources(
                 cpu=kplus.CpuResources(request=kplus.Cpu.millis(STAGE_CPU_MILLI)),
                 memory=kplus.MemoryResources(request=cdk8s.Size.gibibytes(STAGE_MEMORY_GIB),
@@ -88,6 +91,7 @@ class InferenceChart(cdk8s.Chart):
                 "SD21_QUEUE_SIZE": kplus.EnvValue.from_value(str(settings.queue_size)),
                 "SD21_REQUEST_TIMEOUT_S": kplus.EnvValue.from_value(str(settings.request_timeout_seconds)),
                 "SD21_DRAIN_GRACE_S": kplus.EnvValue.from_value(str(spec.drain_grace_seconds)),
+                **{name: kplus.EnvValue.from_value(value) for name, value in OFFLINE_ENV.items()},
             },
             resources=kplus.ContainerResources(
                 cpu=kplus.CpuResources(request=kplus.Cpu.millis(SERVE_CPU_MILLI)),
@@ -96,7 +100,9 @@ class InferenceChart(cdk8s.Chart):
                 ephemeral_storage=kplus.EphemeralStorageResources(request=cdk8s.Size.gibibytes(MODEL_DISK_GIB)),
             ),
             security_context=restricted_container(),
-            startup=kplus.Probe.from_http_get(HEALTH_PATH, port=SERVE_PORT, period_seconds=cdk8s.Duration.seconds(10),
+            # Started = loaded and warmed: a load that fails never becomes ready, so the
+            # pod is restarted once the budget is spent instead of idling unready.
+            startup=kplus.Probe.from_http_get(READY_PATH, port=SERVE_PORT, period_seconds=cdk8s.Duration.seconds(10),
                                               failure_threshold=STARTUP_BUDGET_SECONDS // 10),
             readiness=kplus.Probe.from_http_get(READY_PATH, port=SERVE_PORT,
                                                 period_seconds=cdk8s.Duration.seconds(5), failure_threshold=2),
@@ -108,7 +114,6 @@ class InferenceChart(cdk8s.Chart):
         server.mount("/tmp", tmp)
 
         run_on_inf2_pool(self.deployment)
-        self.deployment.scheduling.spread(topology=kplus.Topology.ZONE)
         self._patch_pod_spec(spec)
 
         self.service = kplus.Service(
@@ -175,6 +180,14 @@ class InferenceChart(cdk8s.Chart):
             # Keep serving until the load balancer has deregistered this pod.
             "preStop": {"exec": {"command": ["sleep", str(DEREGISTRATION_DELAY_SECONDS)]}},
         }))
+        # Spread over zones when capacity allows, never block scheduling on it
+        # (cdk8s-plus-27's spread() is a hard anti-affinity: one pod per zone).
+        api.add_json_patch(cdk8s.JsonPatch.add(f"{pod}/topologySpreadConstraints", [{
+            "maxSkew": 1,
+            "topologyKey": "topology.kubernetes.io/zone",
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": {"app.kubernetes.io/name": APP_LABEL}},
+        }]))
         drop_all_capabilities(self.deployment, 0, init=True)
         drop_all_capabilities(self.deployment, 0)
         default_seccomp(self.deployment)

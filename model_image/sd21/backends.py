@@ -64,7 +64,8 @@ def example_inputs(part: str, latent_shape: Sequence[int], context_shape: Sequen
     if part == "unet":
         return (
             torch.randn(tuple(latent_shape), dtype=dtype),
-            torch.tensor([999.0], dtype=dtype),
+            # The timestep stays float32: bf16 would round 999 to 1000 and step large timesteps by 4.
+            torch.tensor([999.0], dtype=torch.float32),
             torch.randn(tuple(context_shape), dtype=dtype),
         )
     if part == "vae_decoder":

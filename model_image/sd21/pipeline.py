@@ -82,7 +82,7 @@ class TracedPipeline:
                 if should_stop is not None and should_stop():
                     raise GenerationCancelled()
                 model_input = scheduler.scale_model_input(torch.cat([latents] * 2), timestep)
-                t = timestep.to(self.dtype).reshape(1).expand(2).to(self.device)
+                t = timestep.to(torch.float32).reshape(1).expand(2).to(self.device)
                 noise = self.parts["unet"](model_input.to(self.dtype), t, context).float()
                 uncond, cond = noise.chunk(2)
                 noise = uncond + params.guidance_scale * (cond - uncond)

@@ -65,10 +65,8 @@ def with_retries(action: Callable[[], T], what: str, attempts: int = 5, base_del
 
 
 def object_exists(s3, bucket: str, key: str) -> bool:
-    try:
-        s3.head_object(Bucket=bucket, Key=key)
-        return True
-    except Exception as error:  # noqa: BLE001
-        if is_not_found(error):
-            return False
-        raise
+    """Whether `key` exists. A ListObjectsV2 on the key itself, not a HeadObject: S3
+    answers a HeadObject of a missing key with 403 (not 404) unless the caller may
+    list the bucket without a prefix condition, and our roles may only list their prefix."""
+    listing = s3.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
+    return any(item["Key"] == key for item in listing.get("Contents", []))

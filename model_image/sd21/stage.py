@@ -162,6 +162,10 @@ def stage(client, bucket: str, name: str, version: str, dest: Path, workers: int
         progress(f"version {version} already staged in {final}; nothing to do")
         return 0
     prefix = artifact_prefix(name, version)
+    # Checked by listing first: a GetObject of a missing key is a 403 under our IAM (see s3.object_exists).
+    if not s3.with_retries(lambda: s3.object_exists(client, bucket, prefix + MANIFEST_NAME), "manifest lookup"):
+        return fail(f"version {version} not found: no s3://{bucket}/{prefix}{MANIFEST_NAME} "
+                    "(not compiled yet, or its upload never committed)", 3)
     try:
         manifest = json.loads(
             s3.with_retries(lambda: client.get_object(Bucket=bucket, Key=prefix + MANIFEST_NAME)["Body"].read(),

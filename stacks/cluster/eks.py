@@ -77,7 +77,8 @@ class EksCluster(Construct):
         # Nodes only become Ready once the CNI runs; CoreDNS only once nodes exist.
         for addon in networking:
             self.system_nodes.node.add_dependency(addon)
-        self._addon("coredns", settings).node.add_dependency(self.system_nodes)
+        self.coredns = self._addon("coredns", settings)
+        self.coredns.node.add_dependency(self.system_nodes)
 
         if settings.admin_principal_arn:
             self.cluster.grant_access(

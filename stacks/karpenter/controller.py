@@ -15,7 +15,7 @@ CHART_REPOSITORY = "oci://public.ecr.aws/karpenter/karpenter"
 
 class Karpenter(Construct):
     def __init__(self, scope: Construct, id: str, *, settings: Settings, cluster: eks.Cluster,
-                 system_nodes: eks.Nodegroup) -> None:
+                 system_nodes: eks.Nodegroup, dns: eks.Addon) -> None:
         super().__init__(scope, id)
         self.node_role = KarpenterNodeRole(self, "NodeRole", cluster=cluster)
         self.interruption = InterruptionQueue(self, "Interruption")
@@ -76,5 +76,6 @@ class Karpenter(Construct):
                                              "limits": {"memory": "512Mi"}}},
             },
         )
-        # Credentials must exist before the controller's first API call; nodes must run it.
-        self.chart.node.add_dependency(self.pod_identity, system_nodes)
+        # Credentials must exist before the controller's first API call; nodes must
+        # run it, and it resolves the AWS endpoints through cluster DNS.
+        self.chart.node.add_dependency(self.pod_identity, system_nodes, dns)

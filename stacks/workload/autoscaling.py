@@ -12,18 +12,17 @@ from stacks.settings import Settings
 NAMESPACE = "monitoring"
 CHART_REPOSITORY = "https://prometheus-community.github.io/helm-charts"
 PROMETHEUS_RELEASE = "prometheus"
-# The server's gauges (model_image/sd21): pending = queued + in flight.
-QUEUE_GAUGE = "sd21_queue_depth"
+# The server's gauge (model_image/sd21/service.py) of accepted, unfinished
+# requests: queued + running. (sd21_queue_depth is the queued part alone.)
 INFLIGHT_GAUGE = "sd21_inflight_requests"
 
 
 def adapter_rule() -> dict:
     return {
-        "seriesQuery": f'{QUEUE_GAUGE}{{namespace!="",pod!=""}}',
+        "seriesQuery": f'{INFLIGHT_GAUGE}{{namespace!="",pod!=""}}',
         "resources": {"overrides": {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}},
-        "name": {"matches": f"^{QUEUE_GAUGE}$", "as": PENDING_METRIC},
-        "metricsQuery": (f"sum({QUEUE_GAUGE}{{<<.LabelMatchers>>}} + on(namespace, pod) "
-                         f"{INFLIGHT_GAUGE}{{<<.LabelMatchers>>}}) by (<<.GroupBy>>)"),
+        "name": {"matches": f"^{INFLIGHT_GAUGE}$", "as": PENDING_METRIC},
+        "metricsQuery": f"sum({INFLIGHT_GAUGE}{{<<.LabelMatchers>>}}) by (<<.GroupBy>>)",
     }
 
 

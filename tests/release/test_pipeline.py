@@ -143,10 +143,9 @@ def test_image_is_built_after_storage_and_before_every_stack_that_depends_on_sto
             assert stack_actions(deploy_actions, stack)["prepare"]["RunOrder"] > build["RunOrder"], stack.stack_name
 
 
-def test_workload_stack_when_wired_depends_on_storage(release):
+def test_workload_stack_depends_on_storage(release):
+    """So that it waits for the image build that follows the Storage deploy."""
     application = release.stage.application
-    if application.workload is None:
-        pytest.skip("the workload stack is not wired into build_application yet")
     assert application.storage in application.workload.dependencies
 
 

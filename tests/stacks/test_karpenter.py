@@ -1,10 +1,10 @@
 """Karpenter: interruption queue and rules, controller IAM, node role and access entry, Helm release."""
 import json
 
-from aws_cdk import CfnElement
 from aws_cdk.assertions import Match
 
 from stacks.karpenter.interruption import INTERRUPTION_EVENTS
+from tests.conftest import logical_id
 
 
 def _resources(synthesized, application):
@@ -12,10 +12,7 @@ def _resources(synthesized, application):
 
 
 def _logical_id(application, construct):
-    """Logical id of the CloudFormation resource behind an L2/L3 construct."""
-    while not isinstance(construct, CfnElement):
-        construct = construct.node.default_child
-    return application.cluster.get_logical_id(construct)
+    return logical_id(construct)
 
 
 def test_five_rules_with_exact_detail_types_feed_the_queue(synthesized, application):

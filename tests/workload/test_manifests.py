@@ -8,6 +8,7 @@ from k8s_charts.neuron.hardware import NEURON_DEVICE
 from k8s_charts.workload.inference import PENDING_METRIC
 from k8s_charts.workload.spec import DEREGISTRATION_DELAY_SECONDS, compile_inputs
 from sd21.artifact import artifact_version
+from tests.conftest import logical_id
 from tests.k8s.validation import validate_all
 from tests.workload.conftest import export_value
 
@@ -118,11 +119,44 @@ def test_images_are_the_stack_repository_at_the_image_tag(workload, storage_temp
 def test_compile_job_and_deployment_agree_on_the_model_version(workload, application):
     version = artifact_version(compile_inputs(application.settings))
     job, deployment = workload("Job"), workload("Deployment")
-    assert job["metadata"]["name"] == f"sd21-compile-{version}"
+    # The name carries the version (new inputs, new Job) and the image (a Job's pod template is immutable).
+    assert re.fullmatch(rf"sd21-compile-{version}-[0-9a-f]{{6}}", job["metadata"]["name"])
     for c in (container(job, "compile"), container(deployment, "stage"), container(deployment, "server")):
         assert env(c)["SD21_MODEL_VERSION"] == version
         assert env(c)["SD21_MODEL_NAME"] == application.settings.model_name
         assert env(c)["SD21_BUCKET"] == env(container(job, "compile"))["SD21_BUCKET"]
+
+
+def test_a_new_image_tag_makes_a_new_compile_job_of_the_same_version(application):
+    from dataclasses import replace
+
+    from k8s_charts.workload.spec import WorkloadSpec
+
+    spec = WorkloadSpec(settings=application.settings, image="i", bucket_name="b", model_version="v")
+    other = replace(spec, settings=replace(application.settings, image_tag="another-commit"))
+    assert spec.image_digest_hint != other.image_digest_hint and spec.model_version == other.model_version
+
+
+def test_pods_are_created_after_their_pod_identity_associations(workload_template, application):
+    workload = application.workload
+    resources = workload_template["Resources"]
+    for manifest, binding in ((workload.manifests.compile_manifest, workload.compile_binding),
+                              (workload.manifests.inference_manifest, workload.serve_binding)):
+        assert logical_id(binding) in resources[logical_id(manifest)]["DependsOn"]
+
+
+def test_serving_is_offline_and_spread_softly(workload):
+    deployment = workload("Deployment")
+    server_env = env(container(deployment, "server"))
+    assert server_env["HF_HUB_OFFLINE"] == "1" and server_env["TRANSFORMERS_OFFLINE"] == "1"
+    assert server_env["GRADIO_ANALYTICS_ENABLED"] == "False"
+    pod = pod_spec(deployment)
+    assert "podAntiAffinity" not in pod.get("affinity", {}), "a hard anti-affinity caps replicas at the AZ count"
+    assert pod["topologySpreadConstraints"] == [{
+        "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway",
+        "labelSelector": {"matchLabels": deployment["spec"]["selector"]["matchLabels"]}}]
+    namespace = workload("Namespace")
+    assert namespace["metadata"]["labels"]["elbv2.k8s.aws/pod-readiness-gate-inject"] == "enabled"
 
 
 def test_compile_job_is_sized_and_protected(workload):
@@ -216,6 +250,7 @@ def test_probes_exist_in_the_server_openapi_document(workload):
         assert get["path"] in paths and "get" in paths[get["path"]], probe
         assert get["port"] == port
     assert server["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert server["startupProbe"]["httpGet"]["path"] == "/ready", "a failed load must end in a restart"
     assert server["livenessProbe"]["httpGet"]["path"] == "/health"
 
 
@@ -262,20 +297,15 @@ def test_autoscaler_follows_pending_requests_served_by_the_adapter(workload, wor
     assert f'"as":"{PENDING_METRIC}"' in str(charts["prometheus-adapter"]["Values"]).replace(" ", "").replace("'", '"')
 
 
-@pytest.mark.parametrize("scheme, extra", [
-    ("internet-facing", {"ingressAllowedCidrs": "203.0.113.0/24",
-                         "certificateArn": "arn:aws:acm:us-east-1:000000000000:certificate/"
-                                           "00000000-0000-0000-0000-000000000000"}),
-])
-def test_internet_facing_ingress_is_https_with_an_allow_list(scheme, extra):
-    from app import default_context
-    from k8s_charts.workload.inference import ingress_annotations
-    from k8s_charts.workload.spec import WorkloadSpec
-    from stacks.settings import Settings
+def test_pending_metric_is_the_servers_own_gauge():
+    """The server's in-flight gauge counts queued + running requests, so the adapter
+    serves it as is (adding the queue depth would count queued requests twice)."""
+    from sd21.service import Metrics
+    from stacks.workload.autoscaling import INFLIGHT_GAUGE, adapter_rule
 
-    settings = Settings.from_context({**default_context(), "ingressScheme": scheme, **extra})
-    annotations = ingress_annotations(WorkloadSpec(settings=settings, image="i", bucket_name="b", model_version="v"))
-    assert annotations["alb.ingress.kubernetes.io/scheme"] == "internet-facing"
-    assert annotations["alb.ingress.kubernetes.io/inbound-cidrs"] == "203.0.113.0/24"
-    assert annotations["alb.ingress.kubernetes.io/listen-ports"] == '[{"HTTPS": 443}]'
-    assert annotations["alb.ingress.kubernetes.io/certificate-arn"].startswith("arn:aws:acm:")
+    names = {metric.name for metric in Metrics().registry.collect()}
+    assert INFLIGHT_GAUGE in names
+    rule = adapter_rule()
+    assert rule["seriesQuery"].startswith(INFLIGHT_GAUGE + "{")
+    assert rule["metricsQuery"] == f"sum({INFLIGHT_GAUGE}{{<<.LabelMatchers>>}}) by (<<.GroupBy>>)"
+    assert rule["name"]["as"] == PENDING_METRIC
