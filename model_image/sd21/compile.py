@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import platform
 import shutil
 import tarfile
@@ -184,6 +185,10 @@ def run(args: argparse.Namespace) -> int:
         )
     except ValueError as error:
         return fail(str(error))
+    image_sdk = os.environ.get("SD21_IMAGE_NEURON_SDK")
+    if inputs.backend == "neuron" and image_sdk and image_sdk != inputs.neuron_sdk:
+        return fail(f"SD21_NEURON_SDK={inputs.neuron_sdk} but this image carries Neuron SDK {image_sdk}: "
+                    "the artifact version would name a compiler that did not build it")
     version = artifact_version(inputs)
     if args.expected_version and args.expected_version != version:
         return fail(

@@ -46,3 +46,14 @@ def test_readme_cost_block_is_the_cost_command_output():
     block = re.search(r"<!-- cost:begin -->\n```\n(.*?)```\n<!-- cost:end -->", readme, re.S).group(1)
     assert block == result.stdout
     assert "$0.349" in result.stdout  # 0.758 $/h / (0.604 images/s * 3600 s/h) * 1000
+
+
+def test_image_declares_the_sdk_of_its_base_and_compile_enforces_it(monkeypatch, capsys):
+    base = re.search(r"^FROM \S+-sdk(\d+\.\d+\.\d+)-", DOCKERFILE, re.M).group(1)
+    assert re.search(r"SD21_IMAGE_NEURON_SDK=(\S+)", DOCKERFILE).group(1) == base
+
+    from sd21 import compile as compile_entry
+
+    monkeypatch.setenv("SD21_IMAGE_NEURON_SDK", "2.30.0")
+    code = compile_entry.main(["--backend", "neuron", "--bucket", "some-bucket", "--neuron-sdk", base])
+    assert code != 0 and "carries Neuron SDK 2.30.0" in capsys.readouterr().err
