@@ -138,7 +138,8 @@ class Settings:
                 raise
             except (ValueError, TypeError) as err:
                 raise SettingsError(key, str(err)) from None
-        unknown = set(context) - {_camel(f.name) for f in fields(cls)} - _CDK_KEYS
+        unknown = set(context) - {_camel(f.name) for f in fields(cls)}
+        # Keys the CDK and its CLI add (feature flags, aws:cdk:*) all contain one of these.
         unknown = {k for k in unknown if not any(c in k for c in ":@/-")}
         if unknown:
             raise SettingsError(sorted(unknown)[0], "is not a known setting (typo?)")
@@ -392,6 +393,3 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "pipeline_branch": _text(BRANCH, "a branch name"),
     "approval_notification_email": lambda v: None if v in ("", None) else _text(EMAIL, "an e-mail address, or empty")(v),
 }
-
-# Context keys the CDK itself writes (feature flags are filtered by prefix).
-_CDK_KEYS: set[str] = set()

@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import platform
-import shutil
 import tarfile
 import tempfile
 import time

@@ -6,7 +6,6 @@ import asyncio
 import base64
 import io
 import random
-import signal
 import threading
 import time
 from pathlib import Path

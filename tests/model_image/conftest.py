@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sd21_testlib import BUCKET, MODEL_NAME, ThreadedServer, compile_args, free_port, run_stage
+from sd21_testlib import BUCKET, ThreadedServer, compile_args, free_port, run_stage
 
 
 def pytest_configure(config):

@@ -5,7 +5,6 @@ import json
 import re
 from pathlib import Path
 
-import pytest
 
 from stacks.release import commands
 from stacks.release.acknowledgments import logical_id

@@ -1,7 +1,6 @@
 """Workload manifests: schema-valid, and joined to the rest of the product."""
 import re
 
-import pytest
 
 from k8s_charts.karpenter.node_pool import NEURON_TAINT, NODE_POOL_NAME
 from k8s_charts.neuron.hardware import NEURON_DEVICE
@@ -309,3 +308,19 @@ def test_pending_metric_is_the_servers_own_gauge():
     assert rule["seriesQuery"].startswith(INFLIGHT_GAUGE + "{")
     assert rule["metricsQuery"] == f"sum({INFLIGHT_GAUGE}{{<<.LabelMatchers>>}}) by (<<.GroupBy>>)"
     assert rule["name"]["as"] == PENDING_METRIC
+
+
+def test_internet_facing_ingress_is_https_with_an_allow_list():
+    from app import default_context
+    from k8s_charts.workload.inference import ingress_annotations
+    from k8s_charts.workload.spec import WorkloadSpec
+    from stacks.settings import Settings
+
+    settings = Settings.from_context({
+        **default_context(), "ingressScheme": "internet-facing", "ingressAllowedCidrs": "203.0.113.0/24",
+        "certificateArn": "arn:aws:acm:us-east-1:000000000000:certificate/00000000-0000-0000-0000-000000000000"})
+    annotations = ingress_annotations(WorkloadSpec(settings=settings, image="i", bucket_name="b", model_version="v"))
+    assert annotations["alb.ingress.kubernetes.io/scheme"] == "internet-facing"
+    assert annotations["alb.ingress.kubernetes.io/inbound-cidrs"] == "203.0.113.0/24"
+    assert annotations["alb.ingress.kubernetes.io/listen-ports"] == '[{"HTTPS": 443}]'
+    assert annotations["alb.ingress.kubernetes.io/certificate-arn"].startswith("arn:aws:acm:")
