@@ -42,6 +42,32 @@ def drop_all_capabilities(workload: kplus.Workload, container_index: int, *, ini
     ))
 
 
+def disruption_budget(scope, metadata: cdk8s.ApiObjectMetadata, labels: dict[str, str]) -> cdk8s.ApiObject:
+    """At most one pod of the set voluntarily down at a time."""
+    # cdk8s-plus-27 has no PodDisruptionBudget; policy/v1 is validated by the tests.
+    budget = cdk8s.ApiObject(scope, "DisruptionBudget", api_version="policy/v1", kind="PodDisruptionBudget",
+                             metadata=metadata)
+    budget.add_json_patch(cdk8s.JsonPatch.add("/spec", {"maxUnavailable": 1, "selector": {"matchLabels": labels}}))
+    return budget
+
+
+def wait_for_deregistration(workload: kplus.Workload, seconds: int) -> None:
+    """preStop sleep: keep serving until the load balancer has stopped sending to the pod."""
+    cdk8s.ApiObject.of(workload).add_json_patch(cdk8s.JsonPatch.add(
+        "/spec/template/spec/containers/0/lifecycle", {"preStop": {"exec": {"command": ["sleep", str(seconds)]}}}))
+
+
+def spread_softly(workload: kplus.Workload, topology_key: str, labels: dict[str, str]) -> None:
+    """Spread pods over a topology when capacity allows, never block scheduling on it
+    (cdk8s-plus-27's spread() is a hard anti-affinity: one pod per domain)."""
+    cdk8s.ApiObject.of(workload).add_json_patch(cdk8s.JsonPatch.add("/spec/template/spec/topologySpreadConstraints", [{
+        "maxSkew": 1,
+        "topologyKey": topology_key,
+        "whenUnsatisfiable": "ScheduleAnyway",
+        "labelSelector": {"matchLabels": labels},
+    }]))
+
+
 def default_seccomp(workload: kplus.Workload) -> None:
     # Escape hatch: cdk8s-plus-27 has no seccompProfile; RuntimeDefault is the restricted baseline.
     cdk8s.ApiObject.of(workload).add_json_patch(cdk8s.JsonPatch.add(

@@ -35,7 +35,8 @@ IAM_PRINCIPAL = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]
 DURATION = re.compile(r"^(\d+h)?(\d+m)?(\d+s)?$")
 AMI_ALIAS = re.compile(r"^(?P<family>[a-z0-9]+)@(?P<version>latest|v?[\w.-]+)$")
 INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
-IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+# At most 120 characters: the gateway image's tag adds "-gateway" within Docker's 128.
+IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,119}$")
 CONNECTION_ARN = re.compile(r"^arn:aws[a-z-]*:(codeconnections|codestar-connections):[a-z0-9-]+:\d{12}:connection/[0-9a-f-]{36}$")
 REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 BRANCH = re.compile(r"^[A-Za-z0-9._/-]{1,255}$")
@@ -98,6 +99,8 @@ class Settings:
     neuron_sdk: str
     min_replicas: int
     max_replicas: int
+    accept_cold_starts: bool
+    scale_to_zero_after_seconds: int
     target_pending_per_replica: int
     queue_size: int
     request_timeout_seconds: int
@@ -107,6 +110,7 @@ class Settings:
     inf2_xlarge_hourly_usd: float
     prometheus_chart_version: str
     prometheus_adapter_chart_version: str
+    keda_chart_version: str
     # --- release pipeline ----------------------------------------------------
     pipeline_connection_arn: str
     pipeline_repository: str
@@ -117,6 +121,11 @@ class Settings:
     def kube_scheduler_image(self) -> str:
         tag = SUPPORTED_KUBERNETES[self.kubernetes_version]
         return f"registry.k8s.io/kube-scheduler:{tag}"
+
+    @property
+    def scales_to_zero(self) -> bool:
+        """minReplicas 0: KEDA scales the Deployment, and a gateway fronts it (see README, Autoscaling)."""
+        return self.min_replicas == 0
 
     @property
     def discovery_tag(self) -> tuple[str, str]:
@@ -162,6 +171,10 @@ class Settings:
             )
         if self.min_replicas > self.max_replicas:
             raise SettingsError("minReplicas", f"must be at most maxReplicas ({self.max_replicas})")
+        if self.min_replicas == 0 and not self.accept_cold_starts:
+            raise SettingsError("minReplicas", "0 lets the endpoint scale to zero: after an idle period the first "
+                                "requests get 503 for minutes while a node and the model start. Set "
+                                "acceptColdStarts to true to accept that, or use 1 or more")
         if self.ingress_scheme == "internet-facing" and not self.ingress_allowed_cidrs:
             raise SettingsError("ingressAllowedCidrs",
                                 "must list at least one CIDR when ingressScheme is 'internet-facing'")
@@ -321,14 +334,12 @@ def _budget(value: Any) -> str:
     raise ValueError(f"{value!r} is not a node count or a percentage like 10%")
 
 
-def _min_replicas(value: Any) -> int:
-    number = _int(0, 100)(value)
-    if number == 0:
-        # The autoscaler's signal (pending requests per pod) only exists while a pod
-        # runs, and an HPA cannot scale from zero: a minimum of 0 would never wake up.
-        raise ValueError("0 is not supported: scaling from zero needs a signal that exists without pods "
-                         "(see README, Autoscaling); use 1 or more")
-    return number
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ValueError(f"{value!r} is not allowed; expected true or false")
 
 
 def _price(value: Any) -> float:
@@ -371,14 +382,17 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "node_consolidate_after": _duration,
     "node_disruption_budget": _budget,
     "node_expire_after": _duration,
-    "image_tag": _text(IMAGE_TAG, "a Docker tag (letters, digits, '_', '.', '-'; the release pipeline sets the commit id)"),
+    "image_tag": _text(IMAGE_TAG, "a Docker tag of at most 120 letters, digits, '_', '.', '-' (the release pipeline sets the commit id)"),
     "model_name": _text(MODEL_NAME, "1-40 lowercase letters, digits or '-' (an S3 path segment and a label)"),
     "model_id": _text(MODEL_ID, "a model hub id such as stabilityai/stable-diffusion-2-1-base"),
     "model_revision": _text(REVISION, "a full 40-character commit id (a branch name would move under the same version)"),
     "weights_source": _text(WEIGHTS_SOURCE, "'hub' or an s3://bucket/prefix of mirrored weights"),
     "neuron_sdk": _text(re.compile(r"^\d+\.\d+\.\d+$"), "a Neuron SDK release such as 2.31.1"),
-    "min_replicas": _min_replicas,
+    "min_replicas": _int(0, 100),
     "max_replicas": _int(1, 100),
+    "accept_cold_starts": _bool,
+    # KEDA's cooldown: how long without a request before the last replica goes.
+    "scale_to_zero_after_seconds": _int(300, 86400),
     "target_pending_per_replica": _int(1, 64),
     "queue_size": _int(1, 256),
     "request_timeout_seconds": _int(5, 600),
@@ -388,6 +402,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "inf2_xlarge_hourly_usd": _price,
     "prometheus_chart_version": _text(SEMVER, "a chart version such as 28.0.0"),
     "prometheus_adapter_chart_version": _text(SEMVER, "a chart version such as 5.1.0"),
+    "keda_chart_version": _text(SEMVER, "a chart version such as 2.20.2"),
     "pipeline_connection_arn": _text(CONNECTION_ARN, "a CodeConnections connection ARN"),
     "pipeline_repository": _text(REPOSITORY, "a GitHub repository as owner/name"),
     "pipeline_branch": _text(BRANCH, "a branch name"),

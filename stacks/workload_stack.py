@@ -3,7 +3,7 @@ from constructs import Construct
 
 from stacks.model_storage.access import ModelAccessRoles, bind
 from stacks.settings import Settings
-from stacks.workload.autoscaling import PendingRequestsMetric
+from stacks.workload.autoscaling import Autoscaling
 from stacks.workload.manifests import WorkloadManifests
 
 
@@ -24,4 +24,5 @@ class WorkloadStack(Stack):
         # Pod Identity injects credentials when a pod is created: the associations first.
         self.manifests.compile_manifest.node.add_dependency(self.compile_binding)
         self.manifests.inference_manifest.node.add_dependency(self.serve_binding)
-        self.autoscaling = PendingRequestsMetric(self, "Autoscaling", settings=settings, cluster=cluster)
+        self.autoscaling = Autoscaling(self, "Autoscaling", settings=settings, cluster=cluster,
+                                       manifests=self.manifests)

@@ -1,15 +1,24 @@
 """The inference service: a Deployment whose initContainer stages the compiled
 model from S3 into an emptyDir, the server that serves it, and the Service,
-Ingress (ALB), PodDisruptionBudget and autoscaler around it."""
+Ingress (ALB) and PodDisruptionBudget around it.
+
+Autoscaling has two modes (settings.scales_to_zero):
+* minReplicas >= 1: a HorizontalPodAutoscaler here, on the pending-requests metric;
+* minReplicas 0: KEDA's ScaledObject (k8s_charts/workload/scale_to_zero.py) owns
+  the replica count, and the Ingress points at the gateway, which stays up at zero.
+"""
 import json
 
 import cdk8s
 import cdk8s_plus_27 as kplus
 from constructs import Construct
 
-from k8s_charts.common import default_seccomp, drop_all_capabilities
+from k8s_charts.common import (
+    default_seccomp, disruption_budget, drop_all_capabilities, spread_softly, wait_for_deregistration,
+)
 from k8s_charts.neuron.hardware import NEURON_DEVICE
 from k8s_charts.neuron.my_scheduler import SCHEDULER_NAME
+from k8s_charts.workload.gateway import Gateway
 from k8s_charts.workload.identities import WorkloadIdentities
 from k8s_charts.workload.placement import run_on_inf2_pool
 from k8s_charts.workload.pod_security import restricted_container, restricted_pod
@@ -27,19 +36,28 @@ SERVE_MEMORY_GIB = 12
 STAGE_CPU_MILLI = 1000
 STAGE_MEMORY_GIB = 2
 MODEL_DISK_GIB = 20
-# Pending = queued + in flight, per pod; served by prometheus-adapter from the
-# server's own gauges (see stacks/workload/autoscaling.py).
+# The server's gauge (model_image/sd21/service.py) of accepted, unfinished
+# requests: queued + running. (sd21_queue_depth is the queued part alone.)
+INFLIGHT_GAUGE = "sd21_inflight_requests"
+# The same per pod on the custom metrics API, served by prometheus-adapter
+# (stacks/workload/autoscaling.py) for the HPA.
 PENDING_METRIC = "sd21_pending_requests"
 # Serving loads only from the staged directory: no hub, no telemetry; HOME on a writable emptyDir.
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
                "GRADIO_ANALYTICS_ENABLED": "False", "HOME": "/tmp"}
 # Loading the compiled model onto the NeuronCores and warming up takes minutes.
 STARTUP_BUDGET_SECONDS = 900
+# How fast replicas follow the signal (the HPA's and KEDA's behavior alike): up by
+# 2 a minute at once; down by 1 per 5 minutes after 10 quiet minutes, because
+# nodes take minutes to come back.
+SCALE_UP_PODS, SCALE_UP_PERIOD_SECONDS = 2, 60
+SCALE_DOWN_PODS, SCALE_DOWN_PERIOD_SECONDS, SCALE_DOWN_WINDOW_SECONDS = 1, 300, 600
 
 
 class InferenceChart(cdk8s.Chart):
     def __init__(self, scope: Construct, id: str, *, spec: WorkloadSpec, identities: WorkloadIdentities) -> None:
         super().__init__(scope, id)
+        self.spec = spec
         settings = spec.settings
         namespace = identities.workload_namespace.name
         labels = {"app.kubernetes.io/name": APP_LABEL, "sd21.aws/model-version": spec.model_version}
@@ -124,27 +142,30 @@ class InferenceChart(cdk8s.Chart):
             ports=[kplus.ServicePort(port=SERVICE_PORT, target_port=SERVE_PORT, name="http")],
             type=kplus.ServiceType.CLUSTER_IP,
         )
+        # With a minimum of 0 the gateway answers while no replica exists; otherwise
+        # the ALB sends straight to the pods.
+        self.gateway = (Gateway(self, "Gateway", spec=spec, namespace=namespace, upstream=self.service)
+                        if settings.scales_to_zero else None)
+        front = self.gateway.service if self.gateway else self.service
         self.ingress = kplus.Ingress(
             self,
             "Ingress",
             metadata=cdk8s.ApiObjectMetadata(name=APP_LABEL, namespace=namespace,
                                              annotations=ingress_annotations(spec)),
             class_name="alb",
-            default_backend=kplus.IngressBackend.from_service(self.service, port=SERVICE_PORT),
+            default_backend=kplus.IngressBackend.from_service(front, port=SERVICE_PORT),
         )
-        self.disruption_budget = cdk8s.ApiObject(
-            self,
-            "DisruptionBudget",
-            # cdk8s-plus-27 has no PodDisruptionBudget; policy/v1 is validated by the tests.
-            api_version="policy/v1",
-            kind="PodDisruptionBudget",
-            metadata=cdk8s.ApiObjectMetadata(name=APP_LABEL, namespace=namespace),
-        )
-        self.disruption_budget.add_json_patch(cdk8s.JsonPatch.add("/spec", {
-            "maxUnavailable": 1,
-            "selector": {"matchLabels": {"app.kubernetes.io/name": APP_LABEL}},
-        }))
-        self.autoscaler = kplus.HorizontalPodAutoscaler(
+        self.disruption_budget = disruption_budget(
+            self, cdk8s.ApiObjectMetadata(name=APP_LABEL, namespace=namespace),
+            {"app.kubernetes.io/name": APP_LABEL})
+        if settings.scales_to_zero:
+            # KEDA owns the count: an applied `replicas` would wake the endpoint on every deploy.
+            cdk8s.ApiObject.of(self.deployment).add_json_patch(cdk8s.JsonPatch.remove("/spec/replicas"))
+        self.autoscaler = None if settings.scales_to_zero else self._autoscaler(namespace)
+
+    def _autoscaler(self, namespace: str) -> kplus.HorizontalPodAutoscaler:
+        settings = self.spec.settings
+        return kplus.HorizontalPodAutoscaler(
             self,
             "Autoscaler",
             metadata=cdk8s.ApiObjectMetadata(name=APP_LABEL, namespace=namespace),
@@ -156,13 +177,12 @@ class InferenceChart(cdk8s.Chart):
                 target=kplus.MetricTarget.average_value(settings.target_pending_per_replica))],
             scale_up=kplus.ScalingRules(
                 stabilization_window=cdk8s.Duration.seconds(0),
-                policies=[kplus.ScalingPolicy(replicas=kplus.Replicas.absolute(2),
-                                              duration=cdk8s.Duration.minutes(1))]),
-            # Nodes take minutes to come back: do not drop capacity on a short lull.
+                policies=[kplus.ScalingPolicy(replicas=kplus.Replicas.absolute(SCALE_UP_PODS),
+                                              duration=cdk8s.Duration.seconds(SCALE_UP_PERIOD_SECONDS))]),
             scale_down=kplus.ScalingRules(
-                stabilization_window=cdk8s.Duration.minutes(10),
-                policies=[kplus.ScalingPolicy(replicas=kplus.Replicas.absolute(1),
-                                              duration=cdk8s.Duration.minutes(5))]),
+                stabilization_window=cdk8s.Duration.seconds(SCALE_DOWN_WINDOW_SECONDS),
+                policies=[kplus.ScalingPolicy(replicas=kplus.Replicas.absolute(SCALE_DOWN_PODS),
+                                              duration=cdk8s.Duration.seconds(SCALE_DOWN_PERIOD_SECONDS))]),
         )
 
     def _patch_pod_spec(self, spec: WorkloadSpec) -> None:
@@ -176,18 +196,8 @@ class InferenceChart(cdk8s.Chart):
         neuron = NEURON_DEVICE.replace("/", "~1")
         api.add_json_patch(cdk8s.JsonPatch.add(f"{pod}/containers/0/resources/limits/{neuron}",
                                                {"value": str(NEURON_DEVICES)}))
-        api.add_json_patch(cdk8s.JsonPatch.add(f"{pod}/containers/0/lifecycle", {
-            # Keep serving until the load balancer has deregistered this pod.
-            "preStop": {"exec": {"command": ["sleep", str(DEREGISTRATION_DELAY_SECONDS)]}},
-        }))
-        # Spread over zones when capacity allows, never block scheduling on it
-        # (cdk8s-plus-27's spread() is a hard anti-affinity: one pod per zone).
-        api.add_json_patch(cdk8s.JsonPatch.add(f"{pod}/topologySpreadConstraints", [{
-            "maxSkew": 1,
-            "topologyKey": "topology.kubernetes.io/zone",
-            "whenUnsatisfiable": "ScheduleAnyway",
-            "labelSelector": {"matchLabels": {"app.kubernetes.io/name": APP_LABEL}},
-        }]))
+        wait_for_deregistration(self.deployment, DEREGISTRATION_DELAY_SECONDS)
+        spread_softly(self.deployment, "topology.kubernetes.io/zone", {"app.kubernetes.io/name": APP_LABEL})
         drop_all_capabilities(self.deployment, 0, init=True)
         drop_all_capabilities(self.deployment, 0)
         default_seccomp(self.deployment)

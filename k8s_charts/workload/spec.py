@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from aws_cdk import Aws, aws_ecr as ecr, aws_s3 as s3
 from sd21.artifact import CompileInputs, artifact_prefix, artifact_version
 
+from stacks.model_storage.repository import gateway_tag
 from stacks.settings import Settings
 
 NAMESPACE = "sd21"
@@ -27,16 +28,21 @@ IMAGE_USER = 10001  # the image's non-root user (model_image/Dockerfile USER)
 class WorkloadSpec:
     settings: Settings
     image: str
+    gateway_image: str
     bucket_name: str
     model_version: str
+    system_node_label: tuple[str, str]  # where always-on pods (the gateway) run
 
     @classmethod
-    def build(cls, settings: Settings, repository: ecr.IRepository, bucket: s3.IBucket) -> "WorkloadSpec":
+    def build(cls, settings: Settings, repository: ecr.IRepository, bucket: s3.IBucket,
+              system_node_label: tuple[str, str]) -> "WorkloadSpec":
         return cls(
             settings=settings,
             image=repository.repository_uri_for_tag(settings.image_tag),
+            gateway_image=repository.repository_uri_for_tag(gateway_tag(settings.image_tag)),
             bucket_name=bucket.bucket_name,
             model_version=artifact_version(compile_inputs(settings)),
+            system_node_label=system_node_label,
         )
 
     @property

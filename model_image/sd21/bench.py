@@ -2,7 +2,8 @@
 
 1. server overhead per request: HTTP round trip vs direct pipeline call;
 2. device-busy fraction with 8 concurrent clients (from sd21_device_busy_seconds);
-3. staging time and peak disk: sd21-stage vs download-then-extract of a tar.gz
+3. the scale-to-zero gateway's extra hop: the same requests direct and through it;
+4. staging time and peak disk: sd21-stage vs download-then-extract of a tar.gz
    (boto3 download_file + tarfile, the `aws s3 cp` + `tar -xzf` equivalent,
    since the AWS CLI is not in the image), same bytes, same loopback S3.
 """
@@ -97,9 +98,52 @@ def bench_server(model_dir: Path, version: str, steps: int, rounds: int, request
     print(f"[2] 8 concurrent clients, {requests} requests: device busy {busy / result['wall_s']:.1%} of "
           f"{result['wall_s']:.2f}s wall")
     print("    " + report(result).replace("\n", "\n    "))
+    bench_gateway(url, body, rounds)
     server.should_exit = True
     thread.join()
     service.shutdown()
+
+
+def _median_ms(client, method: str, url: str, rounds: int, **kwargs) -> float:
+    times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        assert client.request(method, url, **kwargs).status_code == 200
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000
+
+
+def bench_gateway(upstream: str, body: dict, rounds: int) -> None:
+    import httpx
+    import uvicorn
+    from prometheus_client import CollectorRegistry
+
+    from .gateway import GatewaySettings, create_app
+    from .localstack import free_port
+
+    port = free_port()
+    gateway = uvicorn.Server(uvicorn.Config(create_app(GatewaySettings(upstream, 120), CollectorRegistry()),
+                                            host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=gateway.run, daemon=True)
+    thread.start()
+    while not gateway.started:
+        time.sleep(0.05)
+    via = f"http://127.0.0.1:{port}"
+    figures = {}
+    with httpx.Client(timeout=120) as client:
+        for label, method, path, kwargs, n in (("GET /ready", "GET", "/ready", {}, 200),
+                                               ("generate (PNG)", "POST", "/v1/images/generations",
+                                                {"json": body}, rounds)):
+            _median_ms(client, method, via + path, 2, **kwargs)  # warm both connections
+            direct = _median_ms(client, method, upstream + path, n, **kwargs)
+            proxied = _median_ms(client, method, via + path, n, **kwargs)
+            figures[label] = (direct, proxied, n)
+    gateway.should_exit = True
+    thread.join()
+    print("[3] gateway hop (scale-to-zero mode), medians:")
+    for label, (direct, proxied, n) in figures.items():
+        print(f"    {label:15s} direct {direct:7.1f} ms   via gateway {proxied:7.1f} ms   "
+              f"+{proxied - direct:.1f} ms ({n} requests)")
 
 
 def bench_staging(model_dir: Path, version: str, workdir: Path) -> None:
@@ -135,7 +179,7 @@ def bench_staging(model_dir: Path, version: str, workdir: Path) -> None:
             elapsed = time.perf_counter() - started
         runs[label] = (elapsed, disk.peak)
         shutil.rmtree(root)
-    print(f"[3] staging {artifact_bytes / 2**20:.1f} MiB artifact from loopback S3:")
+    print(f"[4] staging {artifact_bytes / 2**20:.1f} MiB artifact from loopback S3:")
     for label, (elapsed, peak) in runs.items():
         print(f"    {label:17s} {elapsed:6.2f} s   peak disk {peak / 2**20:6.1f} MiB "
               f"({peak / artifact_bytes:.2f}x artifact)")

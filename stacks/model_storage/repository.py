@@ -1,10 +1,20 @@
-"""The ECR repository for the model image (compile, stage, serve, benchmark)."""
+"""The ECR repository for the product's images: the model image (compile, stage,
+serve, benchmark) tagged `<imageTag>`, and the scale-to-zero gateway tagged
+`<imageTag>-gateway` (one commit builds both; one push permission covers them)."""
 import re
 
 from aws_cdk import RemovalPolicy, aws_ecr as ecr
 from constructs import Construct
 
 from stacks.settings import Settings
+
+
+GATEWAY_TAG_SUFFIX = "-gateway"
+IMAGES_PER_RELEASE = 2  # model + gateway
+
+
+def gateway_tag(image_tag: str) -> str:
+    return image_tag + GATEWAY_TAG_SUFFIX
 
 
 def repository_name(settings: Settings) -> str:
@@ -31,8 +41,8 @@ class ModelImageRepository(Construct):
             encryption=ecr.RepositoryEncryption.AES_256,
             lifecycle_rules=[
                 ecr.LifecycleRule(
-                    description=f"keep the last {settings.ecr_images_kept} images",
-                    max_image_count=settings.ecr_images_kept,
+                    description=f"keep the images of the last {settings.ecr_images_kept} releases",
+                    max_image_count=settings.ecr_images_kept * IMAGES_PER_RELEASE,
                 )
             ],
             removal_policy=RemovalPolicy.RETAIN,

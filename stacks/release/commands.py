@@ -6,9 +6,11 @@ synth step runs exactly it, and tests/release asserts that the two agree.
 The image tag is the commit id, read from one CodeBuild variable in both the
 synth step (which passes it to the app as `-c imageTag=...`, so the deploy stage
 references `<repository>:<commit>`) and the image build step (which pushes
-`<repository>:<commit>`). Both steps take the source checkout as their primary
-input, where CodeBuild sets this variable to the commit id of the pipeline run.
+`<repository>:<commit>` and the gateway's `<repository>:<commit>-gateway`). Both
+steps take the source checkout as their primary input, where CodeBuild sets this
+variable to the commit id of the pipeline run.
 """
+from stacks.model_storage.repository import GATEWAY_TAG_SUFFIX
 
 TEST_COMMAND = "make test"
 
@@ -35,22 +37,32 @@ SYNTH_COMMANDS = (
     SYNTH_COMMAND,
 )
 
-# Build context and Dockerfile of the model image (compile, stage, serve).
+# Build context of the images; each image is (Dockerfile, tag suffix) in the one repository.
 IMAGE_CONTEXT = "model_image"
+IMAGES = (("Dockerfile", ""), ("Dockerfile.gateway", GATEWAY_TAG_SUFFIX))
 
 IMAGE_TAG_EXPRESSION = f"${COMMIT_VARIABLE}"
 IMAGE = f"$REPOSITORY_URI:{IMAGE_TAG_EXPRESSION}"
 
+
+def _build_and_push(dockerfile: str, suffix: str) -> str:
+    tag = IMAGE_TAG_EXPRESSION + suffix
+    image = IMAGE + suffix
+    # Tags are immutable: a rerun for the same commit (a retried stage) keeps
+    # the image already pushed instead of failing on the existing tag.
+    return (
+        f'if aws ecr describe-images --repository-name "$REPOSITORY_NAME" --image-ids imageTag="{tag}" >/dev/null 2>&1; then'
+        f' echo "{image} exists; tags are immutable, keeping it";'
+        ' else'
+        f' docker build --pull --tag "{image}" --file {IMAGE_CONTEXT}/{dockerfile} {IMAGE_CONTEXT}'
+        f' && docker push "{image}";'
+        ' fi'
+    )
+
+
 # REPOSITORY_NAME, REPOSITORY_URI and REGISTRY come from the step's environment.
 IMAGE_BUILD_COMMANDS = (
     f'test -n "${COMMIT_VARIABLE}"',
-    # Tags are immutable: a rerun for the same commit (a retried stage) keeps
-    # the image already pushed instead of failing on the existing tag.
-    f'if aws ecr describe-images --repository-name "$REPOSITORY_NAME" --image-ids imageTag="{IMAGE_TAG_EXPRESSION}" >/dev/null 2>&1; then'
-    f' echo "{IMAGE} exists; tags are immutable, keeping it";'
-    ' else'
-    ' aws ecr get-login-password | docker login --username AWS --password-stdin "$REGISTRY"'
-    f' && docker build --pull --tag "{IMAGE}" --file {IMAGE_CONTEXT}/Dockerfile {IMAGE_CONTEXT}'
-    f' && docker push "{IMAGE}";'
-    ' fi',
+    'aws ecr get-login-password | docker login --username AWS --password-stdin "$REGISTRY"',
+    *(_build_and_push(dockerfile, suffix) for dockerfile, suffix in IMAGES),
 )

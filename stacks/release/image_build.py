@@ -1,4 +1,5 @@
-"""The image build step: docker-build model_image/ and push `<repository>:<commit id>`.
+"""The image build step: docker-build model_image/ and push `<repository>:<commit id>`
+(the model image) and `<repository>:<commit id>-gateway` (the scale-to-zero gateway).
 
 It runs after the Storage stack of the deploy stage (a `post` step of that stack),
 so the repository exists on the very first release; stacks that depend on Storage

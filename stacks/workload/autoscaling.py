@@ -1,20 +1,28 @@
-"""The autoscaling signal: Prometheus scrapes each server's queue gauges and
-prometheus-adapter serves `sd21_pending_requests` (queued + in flight, per pod)
-on the custom metrics API, which the HorizontalPodAutoscaler follows. Karpenter
-then adds or removes inf2 nodes for the pods."""
+"""Autoscaling of the inference Deployment, in one of two modes (settings.scales_to_zero).
+
+Both: Prometheus scrapes the servers' queue gauges (and the gateway's counters).
+* minReplicas >= 1: prometheus-adapter serves `sd21_pending_requests` (queued +
+  in flight, per pod) on the custom metrics API; the chart's HPA follows it.
+* minReplicas 0: KEDA (Helm) runs the ScaledObject of k8s_charts/workload/scale_to_zero.py
+  on the same signal plus the gateway's cold requests, which exist without pods.
+Karpenter then adds or removes inf2 nodes for the pods.
+"""
+import cdk8s
 from aws_cdk import aws_eks_v2 as eks
 from constructs import Construct
 
-from k8s_charts.workload.inference import PENDING_METRIC
+from k8s_charts.workload.inference import INFLIGHT_GAUGE, PENDING_METRIC
+from k8s_charts.workload.scale_to_zero import ScaleToZeroChart
 from stacks.cluster.eks import SYSTEM_NODE_LABEL
 from stacks.settings import Settings
+from stacks.workload.manifests import WorkloadManifests
 
 NAMESPACE = "monitoring"
 CHART_REPOSITORY = "https://prometheus-community.github.io/helm-charts"
 PROMETHEUS_RELEASE = "prometheus"
-# The server's gauge (model_image/sd21/service.py) of accepted, unfinished
-# requests: queued + running. (sd21_queue_depth is the queued part alone.)
-INFLIGHT_GAUGE = "sd21_inflight_requests"
+PROMETHEUS_URL = f"http://{PROMETHEUS_RELEASE}-server.{NAMESPACE}.svc"
+KEDA_REPOSITORY = "https://kedacore.github.io/charts"
+KEDA_NAMESPACE = "keda"
 
 
 def adapter_rule() -> dict:
@@ -26,19 +34,30 @@ def adapter_rule() -> dict:
     }
 
 
-class PendingRequestsMetric(Construct):
-    def __init__(self, scope: Construct, id: str, *, settings: Settings, cluster: eks.ICluster) -> None:
+class Autoscaling(Construct):
+    def __init__(self, scope: Construct, id: str, *, settings: Settings, cluster: eks.ICluster,
+                 manifests: WorkloadManifests) -> None:
         super().__init__(scope, id)
-        on_system_nodes = dict([SYSTEM_NODE_LABEL])
-        self.prometheus = eks.HelmChart(
-            self, "Prometheus",
-            cluster=cluster,
-            chart="prometheus",
-            repository=CHART_REPOSITORY,
-            version=settings.prometheus_chart_version,
-            namespace=NAMESPACE,
-            release=PROMETHEUS_RELEASE,
-            values={
+        self.on_system_nodes = dict([SYSTEM_NODE_LABEL])
+        self.prometheus = self._prometheus(settings, cluster)
+        self.adapter = self.keda = self.scaled_object_manifest = None
+        if settings.scales_to_zero:
+            self.keda = self._keda(settings, cluster)
+            self.scale_to_zero_chart = ScaleToZeroChart(
+                cdk8s.App(), "sd21-scale-to-zero", settings=settings,
+                target=manifests.inference_chart.deployment, prometheus_url=PROMETHEUS_URL)
+            self.scaled_object_manifest = eks.KubernetesManifest(
+                self, "ScaledObject", cluster=cluster, manifest=self.scale_to_zero_chart.to_json())
+            # KEDA's CRDs first; and the Deployment it scales must exist.
+            self.scaled_object_manifest.node.add_dependency(self.keda, manifests.inference_manifest)
+        else:
+            self.adapter = self._adapter(settings, cluster)
+            self.adapter.node.add_dependency(self.prometheus)
+
+    def _prometheus(self, settings: Settings, cluster: eks.ICluster) -> eks.HelmChart:
+        return _helm(
+            self, "Prometheus", cluster, CHART_REPOSITORY, "prometheus", settings.prometheus_chart_version,
+            NAMESPACE, release=PROMETHEUS_RELEASE, values={
                 # Only the server: it keeps hours of samples for the autoscaler, nothing else.
                 "alertmanager": {"enabled": False},
                 "prometheus-pushgateway": {"enabled": False},
@@ -47,24 +66,33 @@ class PendingRequestsMetric(Construct):
                 "server": {
                     "retention": "6h",
                     "persistentVolume": {"enabled": False},
-                    "nodeSelector": on_system_nodes,
+                    "nodeSelector": self.on_system_nodes,
                     "global": {"scrape_interval": "15s"},
                     "resources": {"requests": {"cpu": "200m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}},
                 },
             },
         )
-        self.adapter = eks.HelmChart(
-            self, "Adapter",
-            cluster=cluster,
-            chart="prometheus-adapter",
-            repository=CHART_REPOSITORY,
-            version=settings.prometheus_adapter_chart_version,
-            namespace=NAMESPACE,
-            release="prometheus-adapter",
-            values={
-                "prometheus": {"url": f"http://{PROMETHEUS_RELEASE}-server.{NAMESPACE}.svc", "port": 80},
+
+    def _adapter(self, settings: Settings, cluster: eks.ICluster) -> eks.HelmChart:
+        return _helm(
+            self, "Adapter", cluster, CHART_REPOSITORY, "prometheus-adapter",
+            settings.prometheus_adapter_chart_version, NAMESPACE, values={
+                "prometheus": {"url": PROMETHEUS_URL, "port": 80},
                 "rules": {"default": False, "custom": [adapter_rule()]},
-                "nodeSelector": on_system_nodes,
+                "nodeSelector": self.on_system_nodes,
             },
         )
-        self.adapter.node.add_dependency(self.prometheus)
+
+    def _keda(self, settings: Settings, cluster: eks.ICluster) -> eks.HelmChart:
+        # Operator, metrics API server and admission webhooks, all on the system nodes.
+        # KEDA reads only Prometheus here: no cloud identity, so no Pod Identity role.
+        # Waits until they run: the webhook must answer when the ScaledObject is applied.
+        return _helm(self, "Keda", cluster, KEDA_REPOSITORY, "keda", settings.keda_chart_version, KEDA_NAMESPACE,
+                     values={"nodeSelector": self.on_system_nodes}, wait=True)
+
+
+def _helm(scope: Construct, id: str, cluster: eks.ICluster, repository: str, chart: str, version: str,
+          namespace: str, *, values: dict, release: str | None = None, wait: bool = False) -> eks.HelmChart:
+    """A pinned chart whose release is named after the chart unless told otherwise."""
+    return eks.HelmChart(scope, id, cluster=cluster, chart=chart, repository=repository, version=version,
+                         namespace=namespace, release=release or chart, values=values, wait=wait)

@@ -7,6 +7,7 @@ from k8s_charts.workload.compile_job import CompileJobChart
 from k8s_charts.workload.identities import WorkloadIdentities
 from k8s_charts.workload.inference import InferenceChart
 from k8s_charts.workload.spec import WorkloadSpec
+from stacks.cluster.eks import SYSTEM_NODE_LABEL
 from stacks.settings import Settings
 
 
@@ -14,7 +15,7 @@ class WorkloadManifests(Construct):
     def __init__(self, scope: Construct, id: str, *, settings: Settings, cluster: eks.ICluster,
                  repository: ecr.IRepository, bucket: s3.IBucket) -> None:
         super().__init__(scope, id)
-        self.spec = WorkloadSpec.build(settings, repository, bucket)
+        self.spec = WorkloadSpec.build(settings, repository, bucket, SYSTEM_NODE_LABEL)
         charts = cdk8s.App()
         self.identities = WorkloadIdentities(charts, "sd21-identities")
         self.compile_chart = CompileJobChart(charts, "sd21-compile", spec=self.spec, identities=self.identities)

@@ -6,12 +6,18 @@
   CRD's openAPIV3Schema with jsonschema, made strict the way the API server
   prunes: an object schema that lists `properties` allows nothing else, unless it
   says x-kubernetes-preserve-unknown-fields or has its own additionalProperties.
+* KEDA objects (no CRD file could be vendored offline): the models generated from
+  KEDA's API types, @kubernetes-models/keda on npm (pinned in package.json), run
+  by Node (keda_validate.mjs), plus a check that every field is one KEDA's types
+  declare; the HPA behavior inside a ScaledObject against the Kubernetes schema.
 
 `validate(obj, version)` picks the right one and raises ManifestError naming the object.
 """
 from __future__ import annotations
 
 import copy
+import json
+import subprocess
 from functools import lru_cache
 from pathlib import Path
 
@@ -20,6 +26,8 @@ import kubernetes_validate
 import yaml
 
 CRD_DIR = Path(__file__).resolve().parents[2] / "k8s_charts" / "crds"
+KEDA_VALIDATOR = Path(__file__).with_name("keda_validate.mjs")
+KEDA_GROUPS = ("keda.sh", "eventing.keda.sh")
 
 
 class ManifestError(AssertionError):
@@ -100,10 +108,44 @@ def validate(obj: dict, kubernetes_version: str) -> None:
         validate_builtin(obj, kubernetes_version)
 
 
+def is_keda(obj: dict) -> bool:
+    return obj.get("apiVersion", "").rpartition("/")[0] in KEDA_GROUPS
+
+
+def validate_keda(objects: list[dict], kubernetes_version: str) -> list[str]:
+    """Problems of KEDA objects, from one Node run over all of them."""
+    result = subprocess.run(["node", str(KEDA_VALIDATOR)], input=json.dumps(objects), capture_output=True,
+                            text=True, timeout=60, cwd=KEDA_VALIDATOR.parent)
+    if result.returncode != 0:
+        raise RuntimeError(f"the KEDA validator failed (run `make setup`?): {result.stderr.strip()}")
+    problems = json.loads(result.stdout)
+    for obj in objects:
+        problems += _hpa_behavior_problems(obj, kubernetes_version)
+    return problems
+
+
+def _hpa_behavior_problems(obj: dict, kubernetes_version: str) -> list[str]:
+    """KEDA copies spec.advanced.horizontalPodAutoscalerConfig.behavior into the HPA it creates."""
+    behavior = obj.get("spec", {}).get("advanced", {}).get("horizontalPodAutoscalerConfig", {}).get("behavior")
+    if behavior is None:
+        return []
+    hpa = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "behavior"},
+           "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "any"},
+                    "maxReplicas": 1, "behavior": behavior}}
+    try:
+        validate_builtin(hpa, kubernetes_version)
+    except ManifestError as err:
+        return [f"{describe(obj)}: HPA behavior: {err}"]
+    return []
+
+
 def validate_all(objects: list[dict], kubernetes_version: str) -> list[str]:
     """Every problem of every object (empty when all validate)."""
-    problems = []
+    keda = [obj for obj in objects if is_keda(obj)]
+    problems = validate_keda(keda, kubernetes_version) if keda else []
     for obj in objects:
+        if is_keda(obj):
+            continue
         try:
             validate(obj, kubernetes_version)
         except ManifestError as err:

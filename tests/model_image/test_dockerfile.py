@@ -7,11 +7,17 @@ import tomllib
 from sd21_testlib import MODEL_IMAGE
 
 BASE = "public.ecr.aws/neuron/pytorch-inference-neuronx:2.9.0-neuronx-py312-sdk2.31.1-ubuntu24.04"
-ENTRYPOINTS = {"sd21-compile", "sd21-stage", "sd21-serve", "sd21-benchmark"}
+ENTRYPOINTS = {"sd21-compile", "sd21-stage", "sd21-serve", "sd21-benchmark", "sd21-gateway"}
+GATEWAY_BASE = "public.ecr.aws/docker/library/python:3.12-slim-bookworm"
 
 
-def _instructions() -> list[tuple[str, str]]:
-    text = (MODEL_IMAGE / "Dockerfile").read_text().replace("\\\n", " ")
+def _requirements(name: str) -> dict[str, str]:
+    lines = [line.split("#")[0].strip() for line in (MODEL_IMAGE / name).read_text().splitlines()]
+    return dict(line.split("==") for line in lines if line)
+
+
+def _instructions(dockerfile: str = "Dockerfile") -> list[tuple[str, str]]:
+    text = (MODEL_IMAGE / dockerfile).read_text().replace("\\\n", " ")
     lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
     return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in lines]
 
@@ -46,3 +52,34 @@ def test_four_entrypoints_and_no_cluster_tools():
     for tool in ("kubectl", "awscli", "aws-cli", "awscliv2"):
         assert tool not in text
     assert not re.search(r"\baws\s", " ".join(arg for op, arg in _instructions() if op == "RUN").lower())
+
+
+def test_gateway_image_is_slim_pinned_and_non_root():
+    instructions = _instructions("Dockerfile.gateway")
+    assert [arg for op, arg in instructions if op == "FROM"] == [GATEWAY_BASE]
+    installs = [i.strip() for op, arg in instructions if op == "RUN" for i in re.findall(r"pip install ([^&;]+)", arg)]
+    assert installs == ["-r requirements-gateway.txt", "--no-deps ."]
+    assert [arg for op, arg in instructions if op == "USER"][-1] == "10001"
+    assert [arg for op, arg in instructions if op == "CMD"] == ['["sd21-gateway"]']
+
+
+def test_gateway_requirements_are_pinned_like_the_model_image():
+    gateway, model = _requirements("requirements-gateway.txt"), _requirements("requirements.txt")
+    assert gateway and all(re.fullmatch(r"[\w.]+", v) for v in gateway.values())
+    # starlette comes with fastapi in the model image; the rest must be the same versions.
+    assert {k: v for k, v in gateway.items() if k in model} == {k: model[k] for k in gateway if k in model}
+    assert set(gateway) - set(model) <= {"starlette"}
+
+
+def test_gateway_imports_nothing_heavy():
+    import subprocess
+    import sys
+
+    from sd21_testlib import subprocess_env
+
+    probe = ("import sys, sd21.gateway; heavy = {'torch', 'diffusers', 'transformers', 'fastapi', 'gradio', "
+             "'boto3'} & set(sys.modules); print(sorted(heavy))")
+    result = subprocess.run([sys.executable, "-c", probe], env=subprocess_env({}), capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

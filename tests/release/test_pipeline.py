@@ -160,10 +160,12 @@ def test_image_build_pushes_the_commit_id_to_the_storage_repository(project, rel
     assert variables["REPOSITORY_NAME"] == repository["Properties"]["RepositoryName"]
     assert json.dumps(variables["REPOSITORY_URI"]).endswith(f'/{variables["REPOSITORY_NAME"]}"]]}}')
     script = " ".join(build_commands(resource))
-    image = f"$REPOSITORY_URI:{COMMIT}"
-    assert f'docker build --pull --tag "{image}" --file model_image/Dockerfile model_image' in script
-    assert f'docker push "{image}"' in script
-    assert (ROOT / "model_image" / "Dockerfile").is_file()
+    for dockerfile, suffix in (("Dockerfile", ""), ("Dockerfile.gateway", "-gateway")):
+        image = f"$REPOSITORY_URI:{COMMIT}{suffix}"
+        assert f'docker build --pull --tag "{image}" --file model_image/{dockerfile} model_image' in script
+        assert f'docker push "{image}"' in script
+        assert f'--image-ids imageTag="{COMMIT}{suffix}"' in script
+        assert (ROOT / "model_image" / dockerfile).is_file()
 
 
 def test_synth_tag_and_pushed_tag_are_the_same_variable(project, release, stages, deploy_actions):

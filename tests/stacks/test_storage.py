@@ -1,5 +1,6 @@
 """Model bucket and image repository."""
 from aws_cdk.assertions import Match
+from stacks.model_storage.repository import IMAGES_PER_RELEASE
 
 
 def test_bucket_is_encrypted_private_versioned_logged_and_retained(synthesized, application):
@@ -37,6 +38,6 @@ def test_repository_scans_keeps_tags_immutable_and_prunes(synthesized, applicati
             "ImageScanningConfiguration": {"ScanOnPush": True},
             "ImageTagMutability": "IMMUTABLE",
             "LifecyclePolicy": {"LifecyclePolicyText": Match.string_like_regexp(
-                f'"countNumber":{application.settings.ecr_images_kept}')},
+                f'"countNumber":{application.settings.ecr_images_kept * IMAGES_PER_RELEASE}')},
         }),
     })

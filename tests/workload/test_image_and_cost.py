@@ -23,11 +23,25 @@ def test_pods_run_as_the_image_user_on_the_image_port():
     assert f"SD21_PORT={SERVE_PORT}" in DOCKERFILE
 
 
-def test_a_minimum_of_zero_replicas_is_refused_with_the_reason():
-    with pytest.raises(SettingsError, match="'minReplicas'.*scaling from zero"):
+def test_a_minimum_of_zero_replicas_needs_cold_starts_accepted():
+    with pytest.raises(SettingsError, match="'minReplicas'.*acceptColdStarts"):
         Settings.from_context({**default_context(), "minReplicas": 0})
+    settings = Settings.from_context({**default_context(), "minReplicas": "0", "acceptColdStarts": "true"})
+    assert settings.scales_to_zero and settings.accept_cold_starts is True
+    assert not Settings.from_context(default_context()).scales_to_zero
     with pytest.raises(SettingsError, match="'minReplicas'"):
         Settings.from_context({**default_context(), "minReplicas": 5, "maxReplicas": 2})
+    with pytest.raises(SettingsError, match="'acceptColdStarts'.*true or false"):
+        Settings.from_context({**default_context(), "acceptColdStarts": "yes"})
+    with pytest.raises(SettingsError, match="'scaleToZeroAfterSeconds'.*300 to 86400"):
+        Settings.from_context({**default_context(), "scaleToZeroAfterSeconds": 60})
+
+
+def test_idle_cost_at_zero_replicas_is_zero_for_inf2():
+    from stacks.workload.cost import cost_lines
+
+    settings = Settings.from_context({**default_context(), "minReplicas": 0, "acceptColdStarts": True})
+    assert "idle cost with minReplicas=0: $0.000/h, $0/month" in "\n".join(cost_lines(settings))
 
 
 def test_internet_facing_needs_allow_list_and_certificate():

@@ -131,7 +131,8 @@ def test_a_new_image_tag_makes_a_new_compile_job_of_the_same_version(application
 
     from k8s_charts.workload.spec import WorkloadSpec
 
-    spec = WorkloadSpec(settings=application.settings, image="i", bucket_name="b", model_version="v")
+    spec = WorkloadSpec(settings=application.settings, image="i", gateway_image="g", bucket_name="b",
+                        model_version="v", system_node_label=("k", "v"))
     other = replace(spec, settings=replace(application.settings, image_tag="another-commit"))
     assert spec.image_digest_hint != other.image_digest_hint and spec.model_version == other.model_version
 
@@ -300,7 +301,8 @@ def test_pending_metric_is_the_servers_own_gauge():
     """The server's in-flight gauge counts queued + running requests, so the adapter
     serves it as is (adding the queue depth would count queued requests twice)."""
     from sd21.service import Metrics
-    from stacks.workload.autoscaling import INFLIGHT_GAUGE, adapter_rule
+    from stacks.workload.autoscaling import adapter_rule
+    from k8s_charts.workload.inference import INFLIGHT_GAUGE
 
     names = {metric.name for metric in Metrics().registry.collect()}
     assert INFLIGHT_GAUGE in names
@@ -319,7 +321,9 @@ def test_internet_facing_ingress_is_https_with_an_allow_list():
     settings = Settings.from_context({
         **default_context(), "ingressScheme": "internet-facing", "ingressAllowedCidrs": "203.0.113.0/24",
         "certificateArn": "arn:aws:acm:us-east-1:000000000000:certificate/00000000-0000-0000-0000-000000000000"})
-    annotations = ingress_annotations(WorkloadSpec(settings=settings, image="i", bucket_name="b", model_version="v"))
+    spec = WorkloadSpec(settings=settings, image="i", gateway_image="g", bucket_name="b", model_version="v",
+                        system_node_label=("k", "v"))
+    annotations = ingress_annotations(spec)
     assert annotations["alb.ingress.kubernetes.io/scheme"] == "internet-facing"
     assert annotations["alb.ingress.kubernetes.io/inbound-cidrs"] == "203.0.113.0/24"
     assert annotations["alb.ingress.kubernetes.io/listen-ports"] == '[{"HTTPS": 443}]'

@@ -1,0 +1,192 @@
+"""minReplicas 0 (acceptColdStarts): KEDA scales the Deployment from and to zero on a
+signal that exists without pods (the gateway's cold requests), and the gateway
+fronts the endpoint. Synthesized once for this module, cdk-nag included."""
+import json
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import aws_cdk as cdk
+import pytest
+
+import app as cdk_app
+from k8s_charts import rendering
+from k8s_charts.workload.gateway import METRICS_PORT
+from k8s_charts.workload.inference import INFLIGHT_GAUGE
+from k8s_charts.workload.spec import HEALTH_PATH
+from sd21.gateway import COLD_REQUESTS
+from stacks.application import Application, build_application
+from stacks.cluster.eks import SYSTEM_NODE_LABEL
+from stacks.compliance import check_compliance
+from stacks.settings import Settings
+from stacks.workload.autoscaling import KEDA_NAMESPACE, NAMESPACE as PROMETHEUS_NAMESPACE, PROMETHEUS_RELEASE
+from tests.conftest import logical_id
+from tests.k8s.validation import validate_all, validate_keda
+from tests.workload.conftest import export_value
+from tests.workload.test_manifests import container, env, pod_spec
+
+ZERO = {"minReplicas": 0, "acceptColdStarts": True}
+
+
+@dataclass
+class Zero:
+    application: Application
+    outdir: Path
+
+    def template(self, stack) -> dict:
+        return json.loads((self.outdir / stack.template_file).read_text())
+
+    @property
+    def objects(self) -> list[dict]:
+        return rendering.all_objects(rendering.from_template_file(self.outdir / self.application.workload.template_file))
+
+    def one(self, kind: str, name: str) -> dict:
+        (match,) = [o for o in self.objects if o["kind"] == kind and o["metadata"]["name"] == name]
+        return match
+
+
+@pytest.fixture(scope="module")
+def zero(tmp_path_factory) -> Zero:
+    outdir = tmp_path_factory.mktemp("cdk.out.zero")
+    context = {**cdk_app.default_context(), **ZERO}
+    app = cdk.App(context=context, outdir=str(outdir))
+    application = build_application(app, Settings.from_context(context))
+    check_compliance(app)  # an unacknowledged cdk-nag finding raises here
+    app.synth()
+    return Zero(application, outdir)
+
+
+def test_every_object_validates(zero):
+    objects = zero.objects
+    assert {o["kind"] for o in objects} >= {"Deployment", "Service", "Ingress", "PodDisruptionBudget", "ScaledObject"}
+    assert "HorizontalPodAutoscaler" not in {o["kind"] for o in objects}, "KEDA creates and owns the HPA"
+    assert validate_all(objects, zero.application.settings.kubernetes_version) == []
+
+
+def test_the_keda_validator_really_checks():
+    bad = {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": {"name": "x", "namespace": "y"},
+           "spec": {"minReplicaCount": "0", "cooldownPerod": 300,
+                    "triggers": [{"type": "prometheus", "metadata": {"threshold": 2}, "metricTyp": "Value"}],
+                    "advanced": {"horizontalPodAutoscalerConfig": {"behavior": {"scaleUp": {"policy": []}}}}}}
+    problems = " ".join(validate_keda([bad], "1.35"))
+    assert "must have required property scaleTargetRef" in problems
+    assert "minReplicaCount must be integer" in problems
+    assert "threshold must be string" in problems
+    assert "data/spec/cooldownPerod is not a field of" in problems
+    assert "data/spec/triggers/0/metricTyp is not a field of" in problems
+    assert "HPA behavior:" in problems and "policy" in problems
+
+
+def test_cfn_lint_reports_no_errors(zero):
+    cfn_lint = Path(sys.executable).with_name("cfn-lint")
+    template = str(zero.outdir / zero.application.workload.template_file)
+    result = subprocess.run([str(cfn_lint), "--format", "parseable", template], capture_output=True, text=True,
+                            timeout=300)
+    assert not result.returncode & 2 and result.returncode < 16, result.stdout + result.stderr
+
+
+def test_scaled_object_scales_the_deployment_from_zero_on_the_gateway_and_server_metrics(zero):
+    settings = zero.application.settings
+    deployment = zero.one("Deployment", "sd21-inference")
+    scaled = zero.one("ScaledObject", "sd21-inference")
+    spec = scaled["spec"]
+    assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                      "name": deployment["metadata"]["name"]}
+    assert scaled["metadata"]["namespace"] == deployment["metadata"]["namespace"]
+    assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (0, settings.max_replicas)
+    assert spec["cooldownPeriod"] == settings.scale_to_zero_after_seconds
+    assert "replicas" not in deployment["spec"], "KEDA owns the replica count"
+    (trigger,) = spec["triggers"]
+    assert trigger["type"] == "prometheus"
+    metadata = trigger["metadata"]
+    assert metadata["threshold"] == str(settings.target_pending_per_replica)
+    assert metadata["activationThreshold"] == "0"
+    # The address is the Prometheus server the stack installs.
+    assert metadata["serverAddress"] == f"http://{PROMETHEUS_RELEASE}-server.{PROMETHEUS_NAMESPACE}.svc"
+    # The query reads the metrics the server and the gateway really export, in the workload namespace.
+    namespace = deployment["metadata"]["namespace"]
+    assert f'{INFLIGHT_GAUGE}{{namespace="{namespace}"}}' in metadata["query"]
+    assert f'{COLD_REQUESTS}{{namespace="{namespace}"}}' in metadata["query"]
+    assert "clamp_max(" in metadata["query"], "cold requests wake one replica, not one per retry"
+
+
+def test_exported_metric_names_match_the_query():
+    from prometheus_client import CollectorRegistry
+
+    from sd21.gateway import GatewayMetrics
+    from sd21.service import Metrics
+
+    gateway = {sample.name for family in GatewayMetrics(CollectorRegistry()).registry.collect()
+               for sample in family.samples}
+    assert COLD_REQUESTS in gateway
+    assert INFLIGHT_GAUGE in {metric.name for metric in Metrics().registry.collect()}
+
+
+def test_keda_is_installed_on_the_system_nodes_before_the_scaled_object(zero):
+    workload = zero.application.workload
+    resources = zero.template(workload)["Resources"]
+    charts = {r["Properties"]["Chart"]: r["Properties"] for r in resources.values()
+              if r["Type"] == "Custom::AWSCDK-EKS-HelmChart"}
+    assert set(charts) == {"prometheus", "keda"}, "no prometheus-adapter: KEDA serves the metric"
+    keda = charts["keda"]
+    assert keda["Version"] == zero.application.settings.keda_chart_version
+    assert keda["Namespace"] == KEDA_NAMESPACE
+    assert json.loads(keda["Values"]) == {"nodeSelector": dict([SYSTEM_NODE_LABEL])}
+    assert keda["Wait"] is True, "the admission webhook must run before the ScaledObject is applied"
+    depends = resources[logical_id(workload.autoscaling.scaled_object_manifest)]["DependsOn"]
+    assert logical_id(workload.autoscaling.keda) in depends
+    assert logical_id(workload.manifests.inference_manifest) in depends
+
+
+def test_ingress_goes_through_the_gateway_to_the_inference_service(zero):
+    ingress = zero.one("Ingress", "sd21-inference")
+    gateway, gateway_service = zero.one("Deployment", "sd21-gateway"), zero.one("Service", "sd21-gateway")
+    inference_service = zero.one("Service", "sd21-inference")
+    backend = ingress["spec"]["defaultBackend"]["service"]
+    port = gateway_service["spec"]["ports"][0]
+    assert backend == {"name": "sd21-gateway", "port": {"number": port["port"]}}
+    labels = gateway["spec"]["template"]["metadata"]["labels"]
+    assert gateway_service["spec"]["selector"].items() <= labels.items()
+    assert port["targetPort"] == container(gateway, "gateway")["ports"][0]["containerPort"]
+    # The gateway forwards to the inference Service by its DNS name and port.
+    namespace = inference_service["metadata"]["namespace"]
+    upstream = env(container(gateway, "gateway"))["SD21_UPSTREAM"]
+    assert upstream == (f"http://{inference_service['metadata']['name']}.{namespace}.svc:"
+                        f"{inference_service['spec']['ports'][0]['port']}")
+    # The ALB health check hits the gateway's own /health, which answers at zero replicas.
+    assert ingress["metadata"]["annotations"]["alb.ingress.kubernetes.io/healthcheck-path"] == HEALTH_PATH
+    assert container(gateway, "gateway")["readinessProbe"]["httpGet"]["path"] == HEALTH_PATH
+    budget = zero.one("PodDisruptionBudget", "sd21-gateway")
+    assert budget["spec"]["selector"]["matchLabels"].items() <= labels.items()
+
+
+def test_gateway_runs_always_on_system_nodes_without_any_credentials(zero):
+    gateway = zero.one("Deployment", "sd21-gateway")
+    pod = pod_spec(gateway)
+    assert gateway["spec"]["replicas"] >= 2
+    terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    key, value = SYSTEM_NODE_LABEL
+    assert terms == [{"matchExpressions": [{"key": key, "operator": "In", "values": [value]}]}]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["serviceAccountName"] == "sd21-gateway"
+    associations = [r["Properties"]["ServiceAccount"] for r in zero.template(zero.application.workload)
+                    ["Resources"].values() if r["Type"] == "AWS::EKS::PodIdentityAssociation"]
+    assert "sd21-gateway" not in associations
+    gateway_container = container(gateway, "gateway")
+    security = gateway_container["securityContext"]
+    assert security["readOnlyRootFilesystem"] and security["runAsNonRoot"] and security["capabilities"] == {
+        "drop": ["ALL"]}
+    annotations = gateway["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(METRICS_PORT)
+    assert METRICS_PORT in {p["containerPort"] for p in gateway_container["ports"]}
+
+
+def test_gateway_image_is_the_stack_repository_at_the_gateway_tag(zero):
+    storage = zero.application.storage
+    image = container(zero.one("Deployment", "sd21-gateway"), "gateway")["image"]
+    match = re.fullmatch(r".*\.dkr\.ecr\..*/(\$\{ImportValue:[^}]+\}):(.+)", image)
+    assert match and match.group(2) == zero.application.settings.image_tag + "-gateway"
+    repository_id = storage.get_logical_id(storage.repository.node.default_child)
+    assert export_value(zero.template(storage), match.group(1)) == {"Ref": repository_id}
