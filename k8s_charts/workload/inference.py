@@ -36,10 +36,8 @@ SERVE_MEMORY_GIB = 12
 STAGE_CPU_MILLI = 1000
 STAGE_MEMORY_GIB = 2
 MODEL_DISK_GIB = 20
-# The server's gauge (model_image/sd21/service.py) of accepted, unfinished
-# requests: queued + running. (sd21_queue_depth is the queued part alone.)
-INFLIGHT_GAUGE = "sd21_inflight_requests"
-# The same per pod on the custom metrics API, served by prometheus-adapter
+# The server's count of accepted, unfinished requests (queued + running,
+# sd21.metric_names.INFLIGHT_REQUESTS), per pod on the custom metrics API: served by prometheus-adapter
 # (stacks/workload/autoscaling.py) for the HPA.
 PENDING_METRIC = "sd21_pending_requests"
 # Serving loads only from the staged directory: no hub, no telemetry; HOME on a writable emptyDir.

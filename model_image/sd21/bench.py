@@ -31,11 +31,14 @@ class PeakDisk:
     def _run(self) -> None:
         while not self._stop.is_set():
             total = 0
-            for path in self.root.rglob("*"):
-                try:
-                    total += path.stat().st_size if path.is_file() else 0
-                except FileNotFoundError:
-                    pass
+            try:
+                for path in self.root.rglob("*"):
+                    try:
+                        total += path.stat().st_size if path.is_file() else 0
+                    except FileNotFoundError:
+                        pass
+            except FileNotFoundError:
+                continue  # a directory was renamed mid-walk (the atomic publish): sample again
             self.peak = max(self.peak, total)
             time.sleep(0.002)
 

@@ -4,9 +4,9 @@ With minReplicas 0 no inference pod may exist, so nothing behind the load
 balancer would see the request that should wake one up. The gateway runs on the
 system nodes, forwards every request to the inference Service unchanged, and
 when that Service has no ready pod (the connection is refused) it answers 503
-with Retry-After and counts the request in `sd21_gateway_cold_requests_total`.
-KEDA reads that counter from Prometheus to start the first replica; the servers'
-own gauges take over from there (stacks/workload/scale_to_zero.py).
+with Retry-After. It counts every request it receives: KEDA reads that counter
+from Prometheus to start the first replica and to keep one while requests come;
+the servers' own gauges size the rest (k8s_charts/workload/scale_to_zero.py).
 
 It imports nothing heavy (no torch), so it runs from the slim `gateway` stage of
 the Dockerfile. Its own metrics are on a separate port, not behind the ALB.
@@ -21,19 +21,22 @@ from dataclasses import dataclass
 import httpx
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 from starlette.applications import Starlette
-from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from .env import env_default, env_int, progress
+from .metric_names import GATEWAY_COLD, GATEWAY_RECEIVED
 
 HEALTH_PATH = "/health"
-COLD_REQUESTS = "sd21_gateway_cold_requests_total"
 # Per RFC 9110 these describe one connection, not the message: never forwarded.
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
-                        "trailer", "transfer-encoding", "upgrade", "host", "content-length"})
+                        "trailer", "transfer-encoding", "upgrade", "proxy-connection"})
+# The body is forwarded as read, so httpx sets its length.
+NOT_FORWARDED_UPSTREAM = HOP_BY_HOP | {"content-length"}
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+# A generation request is a small JSON document; bodies are read before forwarding.
+MAX_BODY_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -46,16 +49,31 @@ class GatewaySettings:
 class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
-        # Counter names get "_total" appended by the client library.
-        self.cold = Counter(COLD_REQUESTS.removesuffix("_total"),
+        # Unlabelled counters are exported at 0 from the start, so Prometheus'
+        # increase() sees the very first request. The client library adds "_total".
+        self.received = Counter(GATEWAY_RECEIVED.removesuffix("_total"),
+                                "Requests received for forwarding (the autoscaler's activity signal)",
+                                registry=registry)
+        self.cold = Counter(GATEWAY_COLD.removesuffix("_total"),
                             "Requests answered 503 because no inference pod was ready (scaled to zero or starting)",
                             registry=registry)
-        self.requests = Counter("sd21_gateway_requests", "Requests by outcome", ["outcome"], registry=registry)
+        self.outcomes = Counter("sd21_gateway_outcomes", "Requests by outcome", ["outcome"], registry=registry)
         self.inflight = Gauge("sd21_gateway_inflight_requests", "Requests being forwarded now", registry=registry)
 
 
-def _forwarded_headers(headers) -> dict[str, str]:
-    return {name: value for name, value in headers.items() if name.lower() not in HOP_BY_HOP}
+def _upstream_headers(request: Request) -> list[tuple[bytes, bytes]]:
+    """The client's headers, repeated ones kept, Host included (the UI builds its URLs from it)."""
+    headers = [(k, v) for k, v in request.headers.raw if k.decode("latin-1").lower() not in NOT_FORWARDED_UPSTREAM]
+    if "accept-encoding" not in request.headers:
+        headers.append((b"accept-encoding", b"identity"))  # not httpx's default gzip for a client that asked none
+    return headers
+
+
+def _upstream_url(client: httpx.AsyncClient, request: Request) -> httpx.URL:
+    """The path and query exactly as the client sent them (no re-encoding, no reordering)."""
+    raw_path = request.scope.get("raw_path") or request.url.path.encode()
+    query = request.scope.get("query_string", b"")
+    return client.base_url.copy_with(raw_path=raw_path + (b"?" + query if query else b""))
 
 
 def _cold_response(request: Request, settings: GatewaySettings) -> Response:
@@ -74,45 +92,84 @@ def _error(status: int, kind: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"type": kind, "message": message}}, status_code=status)
 
 
-def create_app(settings: GatewaySettings, registry: CollectorRegistry | None = None) -> Starlette:
+async def _bounded_body(request: Request) -> bytes | None:
+    """The request body, or None when it is larger than MAX_BODY_BYTES."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            return None
+    return bytes(body)
+
+
+def create_app(settings: GatewaySettings, registry: CollectorRegistry | None = None,
+               transport: httpx.AsyncBaseTransport | None = None) -> Starlette:
+    """The gateway app; `transport` replaces the network in tests."""
     metrics = GatewayMetrics(registry or CollectorRegistry())
     # Generation may wait in the server's queue up to its timeout; reads get a margin on top.
     timeout = httpx.Timeout(connect=3.0, read=settings.request_timeout_s + 15.0, write=30.0, pool=5.0)
-    client = httpx.AsyncClient(base_url=settings.upstream, timeout=timeout, follow_redirects=False)
+    # A new connection per request: kube-proxy picks the pod per connection, so a
+    # kept-alive one would pin traffic to old (even draining) pods and starve new ones.
+    client = httpx.AsyncClient(base_url=settings.upstream, timeout=timeout, follow_redirects=False,
+                               limits=httpx.Limits(max_keepalive_connections=0), transport=transport)
 
     async def health(request: Request) -> Response:
         # The gateway's own liveness: the ALB must keep it in service while no replica runs.
         return JSONResponse({"status": "ok"})
 
-    async def forward(request: Request) -> Response:
-        upstream_request = client.build_request(
-            request.method, request.url.path, params=request.url.query.encode(),
-            headers=_forwarded_headers(request.headers), content=await request.body())
-        metrics.inflight.inc()
+    async def send(request: Request, body: bytes) -> Response:
         try:
-            upstream = await client.send(upstream_request, stream=True)
-        except httpx.ConnectError:
-            metrics.inflight.dec()
+            upstream = await client.send(client.build_request(
+                request.method, _upstream_url(client, request), headers=_upstream_headers(request), content=body),
+                stream=True)
+        except (httpx.ConnectError, httpx.ConnectTimeout):
+            # Refused (kube-proxy rejects a Service without ready pods) or dropped: no replica to serve.
             metrics.cold.inc()
-            metrics.requests.labels("cold").inc()
+            metrics.outcomes.labels("cold").inc()
             return _cold_response(request, settings)
         except httpx.TimeoutException:
-            metrics.inflight.dec()
-            metrics.requests.labels("upstream_timeout").inc()
+            metrics.outcomes.labels("upstream_timeout").inc()
             return _error(504, "upstream_timeout", "The inference service did not answer in time.")
         except httpx.HTTPError as err:
-            metrics.inflight.dec()
-            metrics.requests.labels("upstream_error").inc()
+            metrics.outcomes.labels("upstream_error").inc()
             return _error(502, "upstream_error", f"The inference service failed: {type(err).__name__}.")
-        metrics.requests.labels("forwarded").inc()
+        metrics.outcomes.labels("forwarded").inc()
+        metrics.inflight.inc()  # the relay's end takes it back
 
-        async def finish() -> None:
-            await upstream.aclose()
+        async def relay():
+            # Streamed as sent (the web UI's event streams must not be buffered). Once the
+            # headers are out an upstream failure can only cut the connection: re-raised.
+            try:
+                async for chunk in upstream.aiter_raw():
+                    yield chunk
+            except httpx.HTTPError:
+                metrics.outcomes.labels("upstream_broken").inc()
+                raise
+            finally:
+                await upstream.aclose()
+                metrics.inflight.dec()
+
+        response = StreamingResponse(relay(), status_code=upstream.status_code)
+        # Repeated headers (Set-Cookie) kept as they are; the raw bytes keep their length and encoding.
+        response.raw_headers = [(name.lower(), value) for name, value in upstream.headers.raw
+                                if name.lower().decode("latin-1") not in HOP_BY_HOP]
+        return response
+
+    async def forward(request: Request) -> Response:
+        metrics.received.inc()
+        body = await _bounded_body(request)
+        if body is None:
+            metrics.outcomes.labels("too_large").inc()
+            return _error(413, "request_too_large", f"The request body is larger than {MAX_BODY_BYTES} bytes.")
+        # In flight from here: waiting for the upstream's answer (a whole generation) included.
+        metrics.inflight.inc()
+        try:
+            return await send(request, body)
+        finally:
             metrics.inflight.dec()
-
-        # Streamed through: the web UI's event streams must not be buffered.
-        return StreamingResponse(upstream.aiter_raw(), status_code=upstream.status_code,
-                                 headers=_forwarded_headers(upstream.headers), background=BackgroundTask(finish))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
@@ -150,7 +207,10 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app(settings, registry)
     start_http_server(args.metrics_port, addr=args.host, registry=registry)
     progress(f"sd21-gateway: {args.host}:{args.port} -> {args.upstream}; metrics on :{args.metrics_port}")
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=args.request_timeout)
+    # The upstream's Date and Server headers pass through; idle connections outlive the
+    # ALB's idle timeout (request timeout + 30 s) so it never reuses a closing one.
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=args.request_timeout,
+                timeout_keep_alive=args.request_timeout + 60, server_header=False, date_header=False)
     return 0
 
 

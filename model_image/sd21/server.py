@@ -166,8 +166,10 @@ def build_server(app: FastAPI, service: GenerationService, host: str, port: int)
             progress("drained; exiting" if finished else "drain grace period over; exiting")
             self.should_exit = True
 
+    # Idle connections stay open longer than the ALB's idle timeout (request timeout
+    # + 30 s), so the ALB never reuses one the server is closing (a 502).
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5,
-                            lifespan="on")
+                            lifespan="on", timeout_keep_alive=service.settings.request_timeout_s + 60)
     return DrainingServer(config)
 
 

@@ -18,6 +18,7 @@ from typing import Optional
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from .env import progress
+from .metric_names import INFLIGHT_REQUESTS
 
 
 class Rejected(Exception):
@@ -44,7 +45,7 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.queue_depth = Gauge("sd21_queue_depth", "Requests waiting for the device", registry=r)
-        self.inflight = Gauge("sd21_inflight_requests", "Requests admitted and not finished", registry=r)
+        self.inflight = Gauge(INFLIGHT_REQUESTS, "Requests admitted and not finished", registry=r)
         self.ready = Gauge("sd21_ready", "1 when the model is loaded, warmed and not draining", registry=r)
         self.latency = Histogram(
             "sd21_request_latency_seconds", "Admission to response, accepted requests", registry=r,

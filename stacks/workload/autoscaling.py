@@ -10,8 +10,9 @@ Karpenter then adds or removes inf2 nodes for the pods.
 import cdk8s
 from aws_cdk import aws_eks_v2 as eks
 from constructs import Construct
+from sd21.metric_names import INFLIGHT_REQUESTS as INFLIGHT_GAUGE
 
-from k8s_charts.workload.inference import INFLIGHT_GAUGE, PENDING_METRIC
+from k8s_charts.workload.inference import PENDING_METRIC
 from k8s_charts.workload.scale_to_zero import ScaleToZeroChart
 from stacks.cluster.eks import SYSTEM_NODE_LABEL
 from stacks.settings import Settings

@@ -6,6 +6,7 @@ import io
 import subprocess
 import sys
 import threading
+import time
 
 import httpx
 import pytest
@@ -54,6 +55,7 @@ def test_cold_requests_get_503_with_retry_after_and_are_counted(cold_gateway):
     assert httpx.get(url + "/health", timeout=10).status_code == 200
     exported = httpx.get(metrics_url).text
     assert metric(exported, "sd21_gateway_cold_requests_total") == 2
+    assert metric(exported, "sd21_gateway_received_requests_total") == 2  # not the gateway's own /health
     assert metric(exported, "sd21_gateway_inflight_requests") == 0
     # Metrics are not reachable through the proxied port (it would forward /metrics upstream).
     assert httpx.get(url + "/metrics", timeout=10).status_code == 503
@@ -106,10 +108,21 @@ def test_requests_are_forwarded_unchanged_to_the_real_server(live_server, gatewa
     assert invalid.status_code == 422
     assert invalid.json() == httpx.post(live_server.url + "/v1/images/generations", timeout=30,
                                         json={"prompt": "x", "size": "256x256"}).json()
+    # The web UI builds its URLs from the client's Host, which the gateway passes on.
+    config = httpx.get(url + "/ui/config", headers={"Host": "sd.example.com"}, timeout=30)
+    assert config.status_code == 200 and "//sd.example.com/ui" in config.json()["root"]
+    # An oversized body is refused by the gateway itself, with the reason.
+    huge = httpx.post(url + "/v1/images/generations", timeout=30, content=b"x" * (2 << 20),
+                      headers={"Content-Type": "application/json"})
+    assert huge.status_code == 413 and huge.json()["error"]["type"] == "request_too_large"
     # Query strings and the upstream's own readiness pass through.
     assert httpx.get(url + "/ready", timeout=30).status_code == 200
     assert httpx.get(url + "/openapi.json?x=1", timeout=30).json()["info"]["title"].startswith("Stable Diffusion")
     assert metrics.cold._value.get() == 0
+    # Back to 0 once every relay has finished (it ends just after the client has the last byte).
+    deadline = time.monotonic() + 5
+    while metrics.inflight._value.get() != 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert metrics.inflight._value.get() == 0
 
 
@@ -140,3 +153,97 @@ def test_a_replica_that_comes_up_is_used_at_once(gateway_in_front_of, live_serve
     finally:
         upstream.should_exit = True
         thread.join(timeout=30)
+
+
+def _echo_upstream():
+    """A loopback upstream that shows what reached it."""
+    import asyncio
+
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse, StreamingResponse
+    from starlette.routing import Route
+
+    async def echo(request):
+        response = JSONResponse({
+            "raw_path": request.scope["raw_path"].decode(), "query": request.scope["query_string"].decode(),
+            "headers": [[k.decode(), v.decode()] for k, v in request.headers.raw],
+            "client_port": request.client.port, "body": (await request.body()).decode()})
+        response.raw_headers.append((b"set-cookie", b"a=1; Expires=Wed, 21 Oct 2037 07:28:00 GMT"))
+        response.raw_headers.append((b"set-cookie", b"b=2"))
+        return response
+
+    async def broken(request):
+        async def chunks():
+            yield b"partial"
+            await asyncio.sleep(0.1)
+            raise RuntimeError("upstream died mid-response")
+        return StreamingResponse(chunks(), media_type="application/octet-stream")
+
+    return Starlette(routes=[Route("/broken", broken), Route("/{path:path}", echo, methods=["GET", "POST"])])
+
+
+@pytest.fixture()
+def echo_upstream():
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(_echo_upstream(), host="127.0.0.1", port=port, log_level="critical"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(f"http://127.0.0.1:{port}/ping", timeout=30)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=30)
+
+
+def test_forwarding_keeps_what_the_client_sent(echo_upstream, gateway_in_front_of):
+    url, metrics = gateway_in_front_of(echo_upstream)
+    headers = [("Host", "sd.example.com"), ("Cookie", "a=1"), ("Cookie", "b=2"), ("X-Forwarded-For", "1.1.1.1"),
+               ("X-Forwarded-For", "2.2.2.2")]
+    with httpx.Client(timeout=10) as client:
+        del client.headers["accept-encoding"]  # a client that asks for no compression
+        first = client.post(url + "/v1/a%2Fb/%25f?b=2&a=1&a=3&flag", headers=headers, content=b'{"x": 1}')
+        second = client.get(url + "/again")
+    seen = first.json()
+    assert (seen["raw_path"], seen["query"], seen["body"]) == ("/v1/a%2Fb/%25f", "b=2&a=1&a=3&flag", '{"x": 1}')
+    sent = [(k.lower(), v) for k, v in seen["headers"]]
+    # Host is the client's (the UI builds its URLs from it); repeated headers stay repeated.
+    assert ("host", "sd.example.com") in sent
+    assert [v for k, v in sent if k == "cookie"] == ["a=1", "b=2"]
+    assert [v for k, v in sent if k == "x-forwarded-for"] == ["1.1.1.1", "2.2.2.2"]
+    # No compression the client did not ask for.
+    assert ("accept-encoding", "identity") in sent
+    # Repeated response headers come back as they were.
+    assert first.headers.get_list("set-cookie") == ["a=1; Expires=Wed, 21 Oct 2037 07:28:00 GMT", "b=2"]
+    # A new upstream connection per request: kube-proxy then picks a pod per request.
+    assert seen["client_port"] != second.json()["client_port"]
+
+
+def test_an_upstream_failure_mid_response_cuts_the_connection_and_releases_the_gauge(echo_upstream,
+                                                                                     gateway_in_front_of):
+    url, metrics = gateway_in_front_of(echo_upstream)
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(url + "/broken", timeout=10).raise_for_status()
+    deadline = time.monotonic() + 5
+    while metrics.inflight._value.get() != 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert metrics.inflight._value.get() == 0
+    assert metrics.outcomes.labels("upstream_broken")._value.get() == 1
+
+
+def test_a_connect_timeout_counts_as_cold():
+    """Where a Service without ready pods drops packets instead of refusing them."""
+    from prometheus_client import CollectorRegistry
+    from starlette.testclient import TestClient
+
+    from sd21.gateway import GatewaySettings, create_app
+
+    def timeout(request):
+        raise httpx.ConnectTimeout("timed out", request=request)
+
+    app = create_app(GatewaySettings("http://upstream.invalid", request_timeout_s=60), CollectorRegistry(),
+                     transport=httpx.MockTransport(timeout))
+    with TestClient(app) as client:
+        answer = client.post("/v1/images/generations", json={"prompt": "x"})
+    assert answer.status_code == 503 and answer.headers["retry-after"] == "60"
+    assert app.state.metrics.cold._value.get() == 1

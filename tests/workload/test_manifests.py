@@ -302,7 +302,7 @@ def test_pending_metric_is_the_servers_own_gauge():
     serves it as is (adding the queue depth would count queued requests twice)."""
     from sd21.service import Metrics
     from stacks.workload.autoscaling import adapter_rule
-    from k8s_charts.workload.inference import INFLIGHT_GAUGE
+    from sd21.metric_names import INFLIGHT_REQUESTS as INFLIGHT_GAUGE
 
     names = {metric.name for metric in Metrics().registry.collect()}
     assert INFLIGHT_GAUGE in names

@@ -14,9 +14,8 @@ import pytest
 import app as cdk_app
 from k8s_charts import rendering
 from k8s_charts.workload.gateway import METRICS_PORT
-from k8s_charts.workload.inference import INFLIGHT_GAUGE
 from k8s_charts.workload.spec import HEALTH_PATH
-from sd21.gateway import COLD_REQUESTS
+from sd21.metric_names import GATEWAY_RECEIVED, INFLIGHT_REQUESTS
 from stacks.application import Application, build_application
 from stacks.cluster.eks import SYSTEM_NODE_LABEL
 from stacks.compliance import check_compliance
@@ -98,30 +97,36 @@ def test_scaled_object_scales_the_deployment_from_zero_on_the_gateway_and_server
     assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (0, settings.max_replicas)
     assert spec["cooldownPeriod"] == settings.scale_to_zero_after_seconds
     assert "replicas" not in deployment["spec"], "KEDA owns the replica count"
-    (trigger,) = spec["triggers"]
-    assert trigger["type"] == "prometheus"
-    metadata = trigger["metadata"]
-    assert metadata["threshold"] == str(settings.target_pending_per_replica)
-    assert metadata["activationThreshold"] == "0"
-    # The address is the Prometheus server the stack installs.
-    assert metadata["serverAddress"] == f"http://{PROMETHEUS_RELEASE}-server.{PROMETHEUS_NAMESPACE}.svc"
-    # The query reads the metrics the server and the gateway really export, in the workload namespace.
+    triggers = {t["name"]: t for t in spec["triggers"]}
+    assert set(triggers) == {"pending-requests", "recent-requests"}
     namespace = deployment["metadata"]["namespace"]
-    assert f'{INFLIGHT_GAUGE}{{namespace="{namespace}"}}' in metadata["query"]
-    assert f'{COLD_REQUESTS}{{namespace="{namespace}"}}' in metadata["query"]
-    assert "clamp_max(" in metadata["query"], "cold requests wake one replica, not one per retry"
+    for trigger in triggers.values():
+        assert (trigger["type"], trigger["metricType"]) == ("prometheus", "AverageValue")
+        # The address is the Prometheus server the stack installs.
+        assert trigger["metadata"]["serverAddress"] == f"http://{PROMETHEUS_RELEASE}-server.{PROMETHEUS_NAMESPACE}.svc"
+        assert trigger["metadata"]["activationThreshold"] == "0"
+    # Load: the servers' own gauge, targetPendingPerReplica each.
+    load = triggers["pending-requests"]["metadata"]
+    assert load["threshold"] == str(settings.target_pending_per_replica)
+    assert load["query"] == f'sum({INFLIGHT_REQUESTS}{{namespace="{namespace}"}}) or vector(0)'
+    # Activity: exists without pods (the gateway counts), wakes or keeps exactly one replica.
+    activity = triggers["recent-requests"]["metadata"]
+    assert activity["threshold"] == "1"
+    assert activity["query"].startswith(f'clamp_max(sum(increase({GATEWAY_RECEIVED}{{namespace="{namespace}"}}[')
+    assert activity["query"].endswith("), 1) or vector(0)")
 
 
-def test_exported_metric_names_match_the_query():
+def test_exported_metric_names_match_the_queries():
     from prometheus_client import CollectorRegistry
 
     from sd21.gateway import GatewayMetrics
     from sd21.service import Metrics
 
-    gateway = {sample.name for family in GatewayMetrics(CollectorRegistry()).registry.collect()
+    gateway = {sample.name: sample.value for family in GatewayMetrics(CollectorRegistry()).registry.collect()
                for sample in family.samples}
-    assert COLD_REQUESTS in gateway
-    assert INFLIGHT_GAUGE in {metric.name for metric in Metrics().registry.collect()}
+    # Exported at 0 before the first request, so increase() sees that request.
+    assert gateway[GATEWAY_RECEIVED] == 0
+    assert INFLIGHT_REQUESTS in {metric.name for metric in Metrics().registry.collect()}
 
 
 def test_keda_is_installed_on_the_system_nodes_before_the_scaled_object(zero):
