@@ -2,7 +2,7 @@
 between the ALB and the inference Service (only when minReplicas is 0).
 
 They forward every request to the inference Service and answer 503 with
-Retry-After while it has no ready pod, counting those requests for KEDA
+Retry-After while it has no ready pod, and count what they receive for KEDA
 (model_image/sd21/gateway.py). No AWS role and no Kubernetes API access.
 """
 from __future__ import annotations

@@ -8,8 +8,8 @@ with Retry-After. It counts every request it receives: KEDA reads that counter
 from Prometheus to start the first replica and to keep one while requests come;
 the servers' own gauges size the rest (k8s_charts/workload/scale_to_zero.py).
 
-It imports nothing heavy (no torch), so it runs from the slim `gateway` stage of
-the Dockerfile. Its own metrics are on a separate port, not behind the ALB.
+It imports nothing heavy (no torch), so it runs from the slim image of
+Dockerfile.gateway. Its own metrics are on a separate port, not behind the ALB.
 """
 from __future__ import annotations
 
@@ -49,8 +49,8 @@ class GatewaySettings:
 class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
-        # Unlabelled counters are exported at 0 from the start, so Prometheus'
-        # increase() sees the very first request. The client library adds "_total".
+        # Unlabelled counters are exported at 0 from the start, so once scraped,
+        # Prometheus' increase() sees the very first request. The library adds "_total".
         self.received = Counter(GATEWAY_RECEIVED.removesuffix("_total"),
                                 "Requests received for forwarding (the autoscaler's activity signal)",
                                 registry=registry)

@@ -4,7 +4,7 @@ Both: Prometheus scrapes the servers' queue gauges (and the gateway's counters).
 * minReplicas >= 1: prometheus-adapter serves `sd21_pending_requests` (queued +
   in flight, per pod) on the custom metrics API; the chart's HPA follows it.
 * minReplicas 0: KEDA (Helm) runs the ScaledObject of k8s_charts/workload/scale_to_zero.py
-  on the same signal plus the gateway's cold requests, which exist without pods.
+  on the same signal plus the gateway's count of received requests, which exists without pods.
 Karpenter then adds or removes inf2 nodes for the pods.
 """
 import cdk8s
