@@ -42,6 +42,12 @@ def drop_all_capabilities(workload: kplus.Workload, container_index: int, *, ini
     ))
 
 
+def scraped_pod_metadata(labels: dict[str, str], metrics_port: int) -> cdk8s.ApiObjectMetadata:
+    """Pod labels plus the annotations the Prometheus server's pod job scrapes by (/metrics)."""
+    return cdk8s.ApiObjectMetadata(labels=labels, annotations={
+        "prometheus.io/scrape": "true", "prometheus.io/port": str(metrics_port), "prometheus.io/path": "/metrics"})
+
+
 def disruption_budget(scope, metadata: cdk8s.ApiObjectMetadata, labels: dict[str, str]) -> cdk8s.ApiObject:
     """At most one pod of the set voluntarily down at a time."""
     # cdk8s-plus-27 has no PodDisruptionBudget; policy/v1 is validated by the tests.

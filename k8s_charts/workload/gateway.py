@@ -12,8 +12,8 @@ import cdk8s_plus_27 as kplus
 from constructs import Construct
 
 from k8s_charts.common import (
-    default_seccomp, disruption_budget, drop_all_capabilities, place_on, resources, spread_softly,
-    wait_for_deregistration,
+    default_seccomp, disruption_budget, drop_all_capabilities, place_on, resources, scraped_pod_metadata,
+    spread_softly, wait_for_deregistration,
 )
 from k8s_charts.workload.pod_security import restricted_container, restricted_pod
 from k8s_charts.workload.spec import DEREGISTRATION_DELAY_SECONDS, HEALTH_PATH, SERVE_PORT, SERVICE_PORT, WorkloadSpec
@@ -42,10 +42,7 @@ class Gateway(Construct):
             security_context=restricted_pod(),
             termination_grace_period=cdk8s.Duration.seconds(spec.termination_grace_seconds),
             select=False,
-            pod_metadata=cdk8s.ApiObjectMetadata(
-                labels=labels,
-                annotations={"prometheus.io/scrape": "true", "prometheus.io/port": str(METRICS_PORT),
-                             "prometheus.io/path": "/metrics"}),
+            pod_metadata=scraped_pod_metadata(labels, METRICS_PORT),
         )
         self.deployment.select(kplus.LabelSelector.of(labels=labels))
         self.upstream_url = f"http://{upstream.name}.{namespace}.svc:{SERVICE_PORT}"

@@ -14,7 +14,8 @@ import cdk8s_plus_27 as kplus
 from constructs import Construct
 
 from k8s_charts.common import (
-    default_seccomp, disruption_budget, drop_all_capabilities, spread_softly, wait_for_deregistration,
+    default_seccomp, disruption_budget, drop_all_capabilities, scraped_pod_metadata, spread_softly,
+    wait_for_deregistration,
 )
 from k8s_charts.neuron.hardware import NEURON_DEVICE
 from k8s_charts.neuron.my_scheduler import SCHEDULER_NAME
@@ -67,11 +68,7 @@ class InferenceChart(cdk8s.Chart):
             security_context=restricted_pod(),
             termination_grace_period=cdk8s.Duration.seconds(spec.termination_grace_seconds),
             select=False,
-            pod_metadata=cdk8s.ApiObjectMetadata(
-                labels=labels,
-                annotations={"prometheus.io/scrape": "true", "prometheus.io/port": str(SERVE_PORT),
-                             "prometheus.io/path": "/metrics"},
-            ),
+            pod_metadata=scraped_pod_metadata(labels, SERVE_PORT),
             strategy=kplus.DeploymentStrategy.rolling_update(
                 max_surge=kplus.PercentOrAbsolute.absolute(1),
                 max_unavailable=kplus.PercentOrAbsolute.absolute(0)),
