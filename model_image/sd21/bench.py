@@ -58,10 +58,9 @@ def device_busy_seconds(metrics_text: str) -> float:
 
 def bench_server(model_dir: Path, version: str, steps: int, rounds: int, requests: int) -> None:
     import httpx
-    import uvicorn
 
     from .bench_client import drive, report
-    from .localstack import free_port
+    from .localstack import serving
     from .pipeline import GenerationParams
     from .server import create_app
     from .service import GenerationService, ServiceSettings
@@ -70,40 +69,31 @@ def bench_server(model_dir: Path, version: str, steps: int, rounds: int, request
                                                 queue_size=8, warmup_steps=steps))
     service._load()  # noqa: SLF001 - load synchronously before timing
     params = GenerationParams(prompt="benchmark", steps=steps, seed=1)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(service, with_ui=False), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    while not server.started:
-        time.sleep(0.05)
     body = {"prompt": "benchmark", "steps": steps, "seed": 1, "response_format": "png"}
-    direct, http = [], []
-    with httpx.Client(timeout=120) as client:
-        # Interleaved after two warm-up rounds, so machine noise hits both sides alike.
-        for round_index in range(rounds + 2):
-            started = time.perf_counter()
-            service.pipeline.generate(params)
-            middle = time.perf_counter()
-            assert client.post(url + "/v1/images/generations", json=body).status_code == 200
-            if round_index >= 2:
-                direct.append(middle - started)
-                http.append(time.perf_counter() - middle)
-    d, h = statistics.median(direct), statistics.median(http)
-    print(f"[1] server overhead ({steps} steps, median of {rounds}): direct {d * 1000:.0f} ms, "
-          f"HTTP {h * 1000:.0f} ms, overhead {(h - d) * 1000:.0f} ms/request ({(h - d) / d:.1%}, "
-          f"includes PNG encoding)")
+    with serving(create_app(service, with_ui=False)) as url:
+        direct, http = [], []
+        with httpx.Client(timeout=120) as client:
+            # Interleaved after two warm-up rounds, so machine noise hits both sides alike.
+            for round_index in range(rounds + 2):
+                started = time.perf_counter()
+                service.pipeline.generate(params)
+                middle = time.perf_counter()
+                assert client.post(url + "/v1/images/generations", json=body).status_code == 200
+                if round_index >= 2:
+                    direct.append(middle - started)
+                    http.append(time.perf_counter() - middle)
+        d, h = statistics.median(direct), statistics.median(http)
+        print(f"[1] server overhead ({steps} steps, median of {rounds}): direct {d * 1000:.0f} ms, "
+              f"HTTP {h * 1000:.0f} ms, overhead {(h - d) * 1000:.0f} ms/request ({(h - d) / d:.1%}, "
+              f"includes PNG encoding)")
 
-    busy_before = device_busy_seconds(httpx.get(url + "/metrics").text)
-    result = asyncio.run(drive(url + "/v1/images/generations", 8, requests, body, 300))
-    busy = device_busy_seconds(httpx.get(url + "/metrics").text) - busy_before
-    print(f"[2] 8 concurrent clients, {requests} requests: device busy {busy / result['wall_s']:.1%} of "
-          f"{result['wall_s']:.2f}s wall")
-    print("    " + report(result).replace("\n", "\n    "))
-    bench_gateway(url, body, rounds)
-    server.should_exit = True
-    thread.join()
+        busy_before = device_busy_seconds(httpx.get(url + "/metrics").text)
+        result = asyncio.run(drive(url + "/v1/images/generations", 8, requests, body, 300))
+        busy = device_busy_seconds(httpx.get(url + "/metrics").text) - busy_before
+        print(f"[2] 8 concurrent clients, {requests} requests: device busy {busy / result['wall_s']:.1%} of "
+              f"{result['wall_s']:.2f}s wall")
+        print("    " + report(result).replace("\n", "\n    "))
+        bench_gateway(url, body, rounds)
     service.shutdown()
 
 
@@ -118,22 +108,14 @@ def _median_ms(client, method: str, url: str, rounds: int, **kwargs) -> float:
 
 def bench_gateway(upstream: str, body: dict, rounds: int) -> None:
     import httpx
-    import uvicorn
     from prometheus_client import CollectorRegistry
 
     from .gateway import GatewaySettings, create_app
-    from .localstack import free_port
+    from .localstack import serving
 
-    port = free_port()
-    gateway = uvicorn.Server(uvicorn.Config(create_app(GatewaySettings(upstream, 120), CollectorRegistry()),
-                                            host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=gateway.run, daemon=True)
-    thread.start()
-    while not gateway.started:
-        time.sleep(0.05)
-    via = f"http://127.0.0.1:{port}"
     figures = {}
-    with httpx.Client(timeout=120) as client:
+    with serving(create_app(GatewaySettings(upstream, 120), CollectorRegistry())) as via, \
+            httpx.Client(timeout=120) as client:
         for label, method, path, kwargs, n in (("GET /ready", "GET", "/ready", {}, 200),
                                                ("generate (PNG)", "POST", "/v1/images/generations",
                                                 {"json": body}, rounds)):
@@ -141,8 +123,6 @@ def bench_gateway(upstream: str, body: dict, rounds: int) -> None:
             direct = _median_ms(client, method, upstream + path, n, **kwargs)
             proxied = _median_ms(client, method, via + path, n, **kwargs)
             figures[label] = (direct, proxied, n)
-    gateway.should_exit = True
-    thread.join()
     print("[3] gateway hop (scale-to-zero mode), medians:")
     for label, (direct, proxied, n) in figures.items():
         print(f"    {label:15s} direct {direct:7.1f} ms   via gateway {proxied:7.1f} ms   "

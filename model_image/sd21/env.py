@@ -10,24 +10,22 @@ def env_default(name: str, default=None):
     return value if value not in (None, "") else default
 
 
-def env_int(name: str, default: int) -> int:
+def _env_number(name: str, default, parse, kind: str):
     value = env_default(name)
     if value is None:
         return default
     try:
-        return int(value)
+        return parse(value)
     except ValueError:
-        raise SystemExit(f"error: {name}={value!r} is not an integer")
+        raise SystemExit(f"error: {name}={value!r} is not {kind}")
+
+
+def env_int(name: str, default: int) -> int:
+    return _env_number(name, default, int, "an integer")
 
 
 def env_float(name: str, default: float) -> float:
-    value = env_default(name)
-    if value is None:
-        return default
-    try:
-        return float(value)
-    except ValueError:
-        raise SystemExit(f"error: {name}={value!r} is not a number")
+    return _env_number(name, default, float, "a number")
 
 
 def progress(message: str) -> None:

@@ -2,8 +2,11 @@
 S3 on loopback (moto) -> stage. Needs the CPU test requirements."""
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import threading
+import time
 from pathlib import Path
 
 BUCKET = "sd21-demo"
@@ -14,6 +17,26 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(app, port: int | None = None):
+    """An ASGI app under uvicorn on 127.0.0.1 in a background thread; yields its URL."""
+    import uvicorn
+
+    port = port or free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError(f"could not serve on 127.0.0.1:{port}")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
 
 
 def start_s3():

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -15,14 +14,10 @@ MODEL_IMAGE = ROOT / "model_image"
 if str(MODEL_IMAGE) not in sys.path:
     sys.path.insert(0, str(MODEL_IMAGE))
 
+from sd21.localstack import free_port, serving  # noqa: E402,F401 - shared with the tests
+
 BUCKET = "sd21-test-models"
 MODEL_NAME = "tiny"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(url: str, timeout: float = 60.0, status: int = 200) -> None:

@@ -2,17 +2,17 @@
 and in front of the real server with the tiny pipeline (forwarded unchanged)."""
 from __future__ import annotations
 
+import contextlib
 import io
 import subprocess
 import sys
-import threading
 import time
 
 import httpx
 import pytest
 from PIL import Image
 
-from sd21_testlib import free_port, subprocess_env, wait_for
+from sd21_testlib import free_port, serving, subprocess_env, wait_for
 
 
 def metric(text: str, name: str) -> float:
@@ -70,29 +70,18 @@ def test_bad_upstream_setting_is_a_clear_error():
 
 
 @pytest.fixture()
-def gateway_in_front_of(request):
+def gateway_in_front_of():
     """A gateway in this process (uvicorn thread) forwarding to the given URL."""
-    import uvicorn
     from prometheus_client import CollectorRegistry
 
     from sd21.gateway import GatewaySettings, create_app
 
-    servers = []
+    with contextlib.ExitStack() as servers:
+        def start(upstream: str):
+            app = create_app(GatewaySettings(upstream, request_timeout_s=60), CollectorRegistry())
+            return servers.enter_context(serving(app)), app.state.metrics
 
-    def start(upstream: str):
-        app = create_app(GatewaySettings(upstream, request_timeout_s=60), CollectorRegistry())
-        port = free_port()
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        servers.append((server, thread))
-        wait_for(f"http://127.0.0.1:{port}/health", timeout=30)
-        return f"http://127.0.0.1:{port}", app.state.metrics
-
-    yield start
-    for server, thread in servers:
-        server.should_exit = True
-        thread.join(timeout=30)
+        yield start
 
 
 def test_requests_are_forwarded_unchanged_to_the_real_server(live_server, gateway_in_front_of):
@@ -131,7 +120,6 @@ def test_a_replica_that_comes_up_is_used_at_once(gateway_in_front_of, live_serve
     from starlette.applications import Starlette
     from starlette.responses import PlainTextResponse
     from starlette.routing import Route
-    import uvicorn
 
     port = free_port()
     url, metrics = gateway_in_front_of(f"http://127.0.0.1:{port}")
@@ -141,18 +129,10 @@ def test_a_replica_that_comes_up_is_used_at_once(gateway_in_front_of, live_serve
     async def hello(request):
         return PlainTextResponse("hi " + request.query_params.get("who", ""), headers={"X-Upstream": "yes"})
 
-    upstream = uvicorn.Server(uvicorn.Config(Starlette(routes=[Route("/hello", hello)]), host="127.0.0.1",
-                                             port=port, log_level="warning"))
-    thread = threading.Thread(target=upstream.run, daemon=True)
-    thread.start()
-    try:
-        wait_for(f"http://127.0.0.1:{port}/hello", timeout=30)
+    with serving(Starlette(routes=[Route("/hello", hello)]), port=port):
         answer = httpx.get(url + "/hello?who=me", timeout=10)
         assert (answer.status_code, answer.text, answer.headers["x-upstream"]) == (200, "hi me", "yes")
         assert metrics.cold._value.get() == 1
-    finally:
-        upstream.should_exit = True
-        thread.join(timeout=30)
 
 
 def _echo_upstream():
@@ -184,16 +164,8 @@ def _echo_upstream():
 
 @pytest.fixture()
 def echo_upstream():
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(_echo_upstream(), host="127.0.0.1", port=port, log_level="critical"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for(f"http://127.0.0.1:{port}/ping", timeout=30)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=30)
+    with serving(_echo_upstream()) as url:
+        yield url
 
 
 def test_forwarding_keeps_what_the_client_sent(echo_upstream, gateway_in_front_of):
