@@ -10,7 +10,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 CDK := npx --no-install cdk --no-notices --no-version-reporting
 
-.PHONY: setup synth test diff manifests imports demo bench browser clean
+.PHONY: setup synth test test-tools diff manifests imports demo bench mirror-weights clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -33,14 +33,18 @@ synth: setup
 diff: setup
 	$(CDK) diff
 
-test: setup browser
+test: setup test-tools
 	$(PY) -m pytest -q
 
-# Debian's Chromium for the one headless-browser test of the web UI.
-browser:
-	@if ! command -v chromium >/dev/null; then \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
-	  else echo "note: install Debian's chromium for the UI test (it is skipped without it, and fails in CI)"; fi; \
+# Debian packages the tests run: bubblewrap (bwrap) runs our containers as the kubelet
+# would (tests/pods), Chromium the headless-browser test of the web UI.
+TEST_TOOLS := bwrap:bubblewrap chromium:chromium
+test-tools:
+	@missing=""; for tool in $(TEST_TOOLS); do \
+	  command -v $${tool%%:*} >/dev/null || missing="$$missing $${tool#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "note: install Debian's$$missing (their tests are skipped without them, and fail in CI)"; fi; \
 	fi
 
 # Every Kubernetes object the app deploys, as YAML files in one folder.
@@ -58,6 +62,12 @@ imports: setup
 # Try the real server (API + web UI) on CPU with a tiny random pipeline: no weights needed.
 demo: setup
 	$(PY) -m sd21.demo
+
+# Mirror the pinned weights once into S3 (the production weightsSource), with a sha256
+# manifest that the compile Job verifies: make mirror-weights DEST=s3://<model bucket>/weights/
+mirror-weights: setup
+	@test -n "$(DEST)" || { echo "usage: make mirror-weights DEST=s3://<bucket>/<prefix>/"; exit 2; }
+	$(PY) -m sd21.weights --dest "$(DEST)"
 
 # Print the benchmark figures (not tests).
 bench: setup

@@ -42,6 +42,17 @@ def drop_all_capabilities(workload: kplus.Workload, container_index: int, *, ini
     ))
 
 
+def report_failures_in_status(workload: kplus.Workload) -> None:
+    """A container that exits with an error shows its last log lines (our one-line reason)
+    as the termination message in `kubectl describe pod`. cdk8s-plus-27 has no API for it."""
+    api = cdk8s.ApiObject.of(workload)
+    pod = api.to_json()["spec"]["template"]["spec"]
+    for containers in ("initContainers", "containers"):
+        for index in range(len(pod.get(containers, []))):
+            api.add_json_patch(cdk8s.JsonPatch.add(
+                f"/spec/template/spec/{containers}/{index}/terminationMessagePolicy", "FallbackToLogsOnError"))
+
+
 def scraped_pod_metadata(labels: dict[str, str], metrics_port: int) -> cdk8s.ApiObjectMetadata:
     """Pod labels plus the annotations the Prometheus server's pod job scrapes by (/metrics)."""
     return cdk8s.ApiObjectMetadata(labels=labels, annotations={

@@ -1,5 +1,6 @@
 """Shared fixtures: the whole app is synthesized once per test session (each
 synth starts a Node/jsii runtime and costs seconds)."""
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,3 +52,93 @@ def synthesized(tmp_path_factory) -> Synthesized:
 @pytest.fixture(scope="session")
 def application(synthesized) -> Application:
     return synthesized.application
+
+
+# --- loopback S3 and tiny weights, shared by the model image and pod tests ---------
+
+TEST_BUCKET = "sd21-test-models"
+
+
+@pytest.fixture(scope="session")
+def s3_env():
+    """moto S3 server on 127.0.0.1; env makes every boto3 client (and subprocess) use it."""
+    from moto.server import ThreadedMotoServer
+    from sd21.localstack import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{port}",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    saved = {key: os.environ.get(key) for key in [*env, "AWS_PROFILE"]}
+    os.environ.pop("AWS_PROFILE", None)
+    os.environ.update(env)
+    import boto3
+
+    boto3.client("s3").create_bucket(Bucket=TEST_BUCKET)
+    yield env
+    server.stop()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def s3_client(s3_env):
+    import boto3
+
+    return boto3.client("s3")
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> Path:
+    from sd21.tiny import save_tiny_weights
+
+    return save_tiny_weights(tmp_path_factory.mktemp("tiny-weights"))
+
+
+# --- the app synthesized once more in scale-to-zero mode (minReplicas 0) --------------
+
+SCALE_TO_ZERO = {"minReplicas": 0, "acceptColdStarts": True}
+
+
+@dataclass
+class ScaleToZeroApp:
+    application: Application
+    outdir: Path
+
+    def template(self, stack) -> dict:
+        return json.loads((self.outdir / stack.template_file).read_text())
+
+    @property
+    def objects(self) -> list[dict]:
+        from k8s_charts import rendering
+
+        return rendering.all_objects(rendering.from_template_file(self.outdir / self.application.workload.template_file))
+
+    def one(self, kind: str, name: str) -> dict:
+        (match,) = [o for o in self.objects if o["kind"] == kind and o["metadata"]["name"] == name]
+        return match
+
+
+@pytest.fixture(scope="session")
+def zero(tmp_path_factory) -> ScaleToZeroApp:
+    """The application stacks with minReplicas 0, cdk-nag included (a finding raises)."""
+    from stacks.application import build_application
+    from stacks.compliance import check_compliance
+    from stacks.settings import Settings
+
+    outdir = tmp_path_factory.mktemp("cdk.out.zero")
+    context = {**cdk_app.default_context(), **SCALE_TO_ZERO}
+    app = cdk.App(context=context, outdir=str(outdir))
+    application = build_application(app, Settings.from_context(context))
+    check_compliance(app)
+    app.synth()
+    return ScaleToZeroApp(application, outdir)

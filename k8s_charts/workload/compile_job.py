@@ -5,7 +5,7 @@ import cdk8s
 import cdk8s_plus_27 as kplus
 from constructs import Construct
 
-from k8s_charts.common import default_seccomp, drop_all_capabilities
+from k8s_charts.common import default_seccomp, drop_all_capabilities, report_failures_in_status
 from k8s_charts.workload.identities import WorkloadIdentities
 from k8s_charts.workload.placement import run_on_inf2_pool
 from k8s_charts.workload.pod_security import restricted_container, restricted_pod
@@ -15,7 +15,11 @@ from k8s_charts.workload.spec import WorkloadSpec
 # requests fit inf2.8xlarge (32 vCPU, 128 GiB), the cheapest inf2 size with room.
 COMPILE_CPU = 16
 COMPILE_MEMORY_GIB = 64
-COMPILE_SCRATCH_GIB = 120  # weights download, compiler work dir, artifact before upload
+# Writable places, each an emptyDir (the root filesystem is read-only):
+SCRATCH_DIR = "/scratch"  # working directory (neuronx-cc writes log-neuron-cc.txt there), weights, artifact
+SCRATCH_GIB = 100
+TMP_GIB = 16       # /tmp: TMPDIR, the compiler's /tmp/<user>/neuroncc_compile_workdir
+VAR_TMP_GIB = 4    # /var/tmp: the Neuron compile cache's default place
 SHM_GIB = 16
 
 
@@ -41,14 +45,16 @@ class CompileJobChart(cdk8s.Chart):
             # A node drained mid-compile would waste the hour of work done so far.
             pod_metadata=cdk8s.ApiObjectMetadata(annotations={"karpenter.sh/do-not-disrupt": "true"}),
         )
-        scratch = kplus.Volume.from_empty_dir(self, "scratch", "scratch",
-                                              size_limit=cdk8s.Size.gibibytes(COMPILE_SCRATCH_GIB))
+        def disk(name: str, gib: int) -> kplus.Volume:
+            return kplus.Volume.from_empty_dir(self, name, name, size_limit=cdk8s.Size.gibibytes(gib))
+
         shm = kplus.Volume.from_empty_dir(self, "shm", "shm", medium=kplus.EmptyDirMedium.MEMORY,
                                           size_limit=cdk8s.Size.gibibytes(SHM_GIB))
         container = self.job.add_container(
             name="compile",
             image=spec.image,
             command=["sd21-compile"],
+            working_dir=SCRATCH_DIR,
             env_variables={
                 name: kplus.EnvValue.from_value(value)
                 for name, value in {
@@ -57,10 +63,10 @@ class CompileJobChart(cdk8s.Chart):
                     "SD21_MODEL_REVISION": settings.model_revision,
                     "SD21_WEIGHTS_SOURCE": spec.weights_source,
                     "SD21_NEURON_SDK": settings.neuron_sdk,
-                    "SD21_WORKDIR": "/scratch/work",
-                    "HF_HOME": "/scratch/hf",
-                    "HOME": "/scratch",
-                    "TMPDIR": "/scratch/tmp",
+                    "SD21_WORKDIR": SCRATCH_DIR,
+                    "HF_HOME": f"{SCRATCH_DIR}/hf",
+                    "HOME": SCRATCH_DIR,
+                    "TMPDIR": "/tmp",
                 }.items()
             },
             resources=kplus.ContainerResources(
@@ -68,13 +74,17 @@ class CompileJobChart(cdk8s.Chart):
                 memory=kplus.MemoryResources(request=cdk8s.Size.gibibytes(COMPILE_MEMORY_GIB),
                                              limit=cdk8s.Size.gibibytes(COMPILE_MEMORY_GIB + 16)),
                 ephemeral_storage=kplus.EphemeralStorageResources(
-                    request=cdk8s.Size.gibibytes(COMPILE_SCRATCH_GIB)),
+                    request=cdk8s.Size.gibibytes(SCRATCH_GIB + TMP_GIB + VAR_TMP_GIB)),
             ),
             security_context=restricted_container(),
         )
-        container.mount("/scratch", scratch)
+        container.mount(SCRATCH_DIR, disk("scratch", SCRATCH_GIB))
+        container.mount("/tmp", disk("tmp", TMP_GIB))
+        container.mount("/var/tmp", disk("var-tmp", VAR_TMP_GIB))
         container.mount("/dev/shm", shm)
         drop_all_capabilities(self.job, 0)
         default_seccomp(self.job)
-        # Compiling needs no NeuronCore: it asks for none, so it never holds a device.
+        report_failures_in_status(self.job)
+        # Tracing runs on the CPU (torch_neuronx.trace cpu_backend=True with --target=inf2,
+        # sd21/backends.py): the Job asks for no Neuron device, so it never waits for or holds one.
         run_on_inf2_pool(self.job)

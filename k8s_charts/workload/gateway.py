@@ -12,8 +12,8 @@ import cdk8s_plus_27 as kplus
 from constructs import Construct
 
 from k8s_charts.common import (
-    default_seccomp, disruption_budget, drop_all_capabilities, place_on, resources, scraped_pod_metadata,
-    spread_softly, wait_for_deregistration,
+    default_seccomp, disruption_budget, drop_all_capabilities, place_on, report_failures_in_status, resources,
+    scraped_pod_metadata, spread_softly, wait_for_deregistration,
 )
 from k8s_charts.workload.pod_security import restricted_container, restricted_pod
 from k8s_charts.workload.spec import DEREGISTRATION_DELAY_SECONDS, HEALTH_PATH, SERVE_PORT, SERVICE_PORT, WorkloadSpec
@@ -70,6 +70,7 @@ class Gateway(Construct):
         spread_softly(self.deployment, "kubernetes.io/hostname", labels)
         drop_all_capabilities(self.deployment, 0)
         default_seccomp(self.deployment)
+        report_failures_in_status(self.deployment)
 
         self.service = kplus.Service(
             self,

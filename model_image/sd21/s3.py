@@ -32,14 +32,28 @@ def parse_url(url: str) -> tuple[str, str]:
     return bucket, key
 
 
-def is_not_found(error: Exception) -> bool:
+def error_code(error: Exception) -> str:
+    """The S3 error code of a ClientError (e.g. NoSuchKey, AccessDenied), else the exception's name."""
     from botocore.exceptions import ClientError
 
-    return isinstance(error, ClientError) and error.response.get("Error", {}).get("Code") in (
-        "404",
-        "NoSuchKey",
-        "NotFound",
-    )
+    if isinstance(error, ClientError):
+        return str(error.response.get("Error", {}).get("Code", "ClientError"))
+    return type(error).__name__
+
+
+def is_not_found(error: Exception) -> bool:
+    return error_code(error) in ("404", "NoSuchKey", "NotFound", "NoSuchBucket")
+
+
+def is_access_denied(error: Exception) -> bool:
+    return error_code(error) in ("403", "AccessDenied", "Forbidden")
+
+
+def is_missing_credentials(error: Exception) -> bool:
+    """No credentials at all: with Pod Identity, the association was not effective when the pod started."""
+    from botocore.exceptions import NoCredentialsError, PartialCredentialsError
+
+    return isinstance(error, (NoCredentialsError, PartialCredentialsError))
 
 
 def is_transient(error: Exception) -> bool:

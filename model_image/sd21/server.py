@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from .api import ErrorResponse, GenerationRequest, GenerationResponse
-from .env import env_default, env_float, env_int, progress
+from .env import env_default, env_float, env_int, fail, progress
 from .service import GenerationService, Rejected, ServiceSettings
 
 API_PATH = "/v1/images/generations"
@@ -173,15 +173,28 @@ def build_server(app: FastAPI, service: GenerationService, host: str, port: int)
     return DrainingServer(config)
 
 
+# Exit codes: 0 stopped, 1 the model failed to load, 2 bad settings, 7 no usable accelerator.
 def main(argv=None) -> int:
     args = parse_args(argv)
-    service = GenerationService(settings_from_args(args))
+    settings = settings_from_args(args)
+    from .backends import DeviceUnavailable, check_device
+
+    # A broken node shows in seconds, as a restarting container with this one line,
+    # not after the startup probe's budget.
+    try:
+        progress(f"accelerator: {check_device(args.backend)}")
+    except DeviceUnavailable as error:
+        return fail(str(error), 7)
+    service = GenerationService(settings)
     app = create_app(service, with_ui=not args.no_ui)
-    service.load_in_background()
     server = build_server(app, service, args.host, args.port)
+    service.on_load_failure = lambda: setattr(server, "should_exit", True)
+    service.load_in_background()
     progress(f"serving on http://{args.host}:{args.port} (API {API_PATH}, UI {UI_PATH})")
     server.run()
     service.shutdown()
+    if service.load_error:
+        return fail(f"the model failed to load: {service.load_error}", 1)
     return 0
 
 

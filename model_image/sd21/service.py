@@ -13,7 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -84,6 +84,8 @@ class GenerationService:
         self._idle.set()
         self._lock = threading.Lock()
         self._mean_seconds = 1.0
+        # Called once if loading fails; the server exits so the kubelet restarts it.
+        self.on_load_failure: Optional[Callable[[], None]] = None
 
     # -- lifecycle ---------------------------------------------------------
     def load_in_background(self) -> threading.Thread:
@@ -108,6 +110,8 @@ class GenerationService:
         except Exception as error:  # noqa: BLE001 - reported by /ready, logged once
             self.load_error = f"{type(error).__name__}: {error}"
             progress(f"model load failed: {self.load_error}")
+            if self.on_load_failure is not None:
+                self.on_load_failure()
 
     @property
     def is_ready(self) -> bool:

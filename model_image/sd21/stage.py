@@ -5,8 +5,10 @@ every file's sha256 is checked against the manifest, and the version directory
 appears only by an atomic rename once everything verified. Layout:
   <dest>/<version>/...   the staged artifact (manifest.json inside)
   <dest>/current         symlink to the last staged version
-Exit codes: 0 staged or already staged, 2 bad settings, 3 version not found,
-4 corrupt artifact, 5 S3 unreachable after retries.
+Leftovers of earlier attempts (a killed download, a half-made link) are removed
+first, so repeated kills never fill the volume; published versions stay.
+Exit codes: 0 staged or already staged, 2 bad settings, 3 version missing or
+unreadable, 4 corrupt artifact, 5 S3 unreachable after retries, 6 no AWS credentials.
 """
 from __future__ import annotations
 
@@ -22,7 +24,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
 from . import s3
-from .artifact import MANIFEST_NAME, artifact_prefix, validate_bucket, validate_model_name, validate_version
+from .artifact import (
+    MANIFEST_NAME, artifact_prefix, validate_bucket, validate_model_name, validate_version,
+)
 from .env import env_default, env_int, fail, progress
 
 
@@ -155,34 +159,74 @@ def point_current(dest: Path, version: str) -> None:
     os.replace(link_tmp, dest / "current")
 
 
+def is_published(entry: Path) -> bool:
+    """A version directory that an earlier stage completed (it renames into place last)."""
+    try:
+        validate_version(entry.name)
+    except ValueError:
+        return False
+    return not entry.is_symlink() and (entry / MANIFEST_NAME).is_file()
+
+
+def remove_leftovers(dest: Path) -> list[str]:
+    """Delete everything in dest that is neither a published version nor `current`."""
+    removed = []
+    if not dest.is_dir():
+        return removed
+    for entry in sorted(dest.iterdir()):
+        if (entry.name == "current" and entry.is_symlink()) or is_published(entry):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+        removed.append(entry.name)
+    if removed:
+        progress(f"removed leftovers of earlier attempts from {dest}: {', '.join(removed)}")
+    return removed
+
+
 def stage(client, bucket: str, name: str, version: str, dest: Path, workers: int, chunk: int) -> int:
+    remove_leftovers(dest)
     final = dest / version
     if (final / MANIFEST_NAME).is_file():
         point_current(dest, version)
         progress(f"version {version} already staged in {final}; nothing to do")
         return 0
     prefix = artifact_prefix(name, version)
+    missing = (f"Version {version} was not found in s3://{bucket}/{prefix}: it is not compiled yet, its upload "
+               "never committed, or this pod may not read it.")
     # Checked by listing first: a GetObject of a missing key is a 403 under our IAM (see s3.object_exists).
-    if not s3.with_retries(lambda: s3.object_exists(client, bucket, prefix + MANIFEST_NAME), "manifest lookup"):
-        return fail(f"version {version} not found: no s3://{bucket}/{prefix}{MANIFEST_NAME} "
-                    "(not compiled yet, or its upload never committed)", 3)
     try:
-        manifest = json.loads(
-            s3.with_retries(lambda: client.get_object(Bucket=bucket, Key=prefix + MANIFEST_NAME)["Body"].read(),
-                            "manifest")
-        )
+        present = s3.with_retries(lambda: s3.object_exists(client, bucket, prefix + MANIFEST_NAME),
+                                  "manifest lookup")
+        body = s3.with_retries(lambda: client.get_object(Bucket=bucket, Key=prefix + MANIFEST_NAME)["Body"].read(),
+                               "manifest") if present else None
     except Exception as error:  # noqa: BLE001
-        if s3.is_not_found(error):
-            return fail(f"version {version} not found: no s3://{bucket}/{prefix}{MANIFEST_NAME} "
-                        "(not compiled yet, or its upload never committed)", 3)
+        if s3.is_not_found(error) or s3.is_access_denied(error):
+            return fail(f"{missing} ({s3.error_code(error)})", 3)
         raise
+    if body is None:
+        return fail(missing, 3)
+    try:
+        manifest = json.loads(body)
+        archive_key = prefix + manifest["archive"]["key"]
+        archive_size = int(manifest["archive"]["size"])
+        manifest["archive"]["sha256"], manifest["files"]  # noqa: B018 - shape check
+    except (ValueError, KeyError, TypeError) as error:
+        return fail(f"The manifest s3://{bucket}/{prefix}{MANIFEST_NAME} is corrupt ({type(error).__name__}).", 4)
     if manifest.get("version") != version:
-        return fail(f"manifest at s3://{bucket}/{prefix} is for version {manifest.get('version')!r}", 4)
-    archive_key = prefix + manifest["archive"]["key"]
-    head = s3.with_retries(lambda: client.head_object(Bucket=bucket, Key=archive_key), "archive head")
-    if head["ContentLength"] != manifest["archive"]["size"]:
-        return fail(f"s3://{bucket}/{archive_key} is {head['ContentLength']} bytes but the manifest "
-                    f"says {manifest['archive']['size']}: corrupt or truncated artifact", 4)
+        return fail(f"The manifest at s3://{bucket}/{prefix} is for version {manifest.get('version')!r}.", 4)
+    try:
+        head = s3.with_retries(lambda: client.head_object(Bucket=bucket, Key=archive_key), "archive head")
+    except Exception as error:  # noqa: BLE001
+        if s3.is_not_found(error) or s3.is_access_denied(error):
+            return fail(f"The archive s3://{bucket}/{archive_key} named by the manifest cannot be read "
+                        f"({s3.error_code(error)}): corrupt or incomplete artifact.", 4)
+        raise
+    if head["ContentLength"] != archive_size:
+        return fail(f"The archive s3://{bucket}/{archive_key} is {head['ContentLength']} bytes but the manifest "
+                    f"says {archive_size}: corrupt or truncated artifact.", 4)
     dest.mkdir(parents=True, exist_ok=True)
     staging = dest / f".staging-{version}-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
@@ -199,7 +243,7 @@ def stage(client, bucket: str, name: str, version: str, dest: Path, workers: int
             shutil.rmtree(staging)  # another stager won the race with the same bytes
     except CorruptArtifact as error:
         shutil.rmtree(staging, ignore_errors=True)
-        return fail(f"corrupt artifact s3://{bucket}/{archive_key}: {error}; nothing was published", 4)
+        return fail(f"The artifact s3://{bucket}/{archive_key} is corrupt ({error}); nothing was published.", 4)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -229,7 +273,12 @@ def main(argv=None) -> int:
         return stage(s3.client(args.workers + 2), bucket, name, version, Path(args.dest),
                      args.workers, args.chunk_mib << 20)
     except Exception as error:  # noqa: BLE001 - clear message instead of a traceback
-        return fail(f"staging failed: {type(error).__name__}: {error}", 5)
+        if s3.is_missing_credentials(error):
+            return fail("No AWS credentials: the Pod Identity association of this ServiceAccount was not "
+                        "effective when the pod started; delete the pod to retry.", 6)
+        if isinstance(error, OSError) and not s3.is_transient(error):
+            return fail(f"Staging into {args.dest} failed: {error}.", 1)
+        return fail(f"S3 was unreachable after retries: {type(error).__name__}: {error}.", 5)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ if str(MODEL_IMAGE) not in sys.path:
 
 from sd21.localstack import free_port, serving  # noqa: E402,F401 - shared with the tests
 
-BUCKET = "sd21-test-models"
+from tests.conftest import TEST_BUCKET as BUCKET  # noqa: E402 - one bucket name for every test
 MODEL_NAME = "tiny"
 
 

@@ -78,8 +78,9 @@ def test_corrupt_object_leaves_destination_untouched_then_rerun_succeeds(
         s3_client, s3_env, artifact_version, artifact_copy, tmp_path, damage):
     name, archive_key, archive = artifact_copy
     dest = tmp_path / "model"
-    dest.mkdir()
-    (dest / "keep.txt").write_text("pre-existing")
+    published = dest / "0123456789abcdef"  # an earlier version this pod staged: kept
+    published.mkdir(parents=True)
+    (published / "manifest.json").write_text("{}")
     if damage == "truncated":
         broken = archive[: len(archive) // 2]
     else:
@@ -90,10 +91,30 @@ def test_corrupt_object_leaves_destination_untouched_then_rerun_succeeds(
     result = run_stage(s3_env, dest, artifact_version, name=name)
     assert result.returncode == 4, result.stderr
     assert "corrupt" in result.stderr and "Traceback" not in result.stderr
-    assert sorted(p.name for p in dest.iterdir()) == ["keep.txt"]
+    assert sorted(p.name for p in dest.iterdir()) == [published.name]
 
     s3_client.put_object(Bucket=BUCKET, Key=archive_key, Body=archive)
     result = run_stage(s3_env, dest, artifact_version, name=name)
     assert result.returncode == 0, result.stderr
     assert (dest / artifact_version / "manifest.json").is_file()
-    assert sorted(p.name for p in dest.iterdir()) == sorted(["keep.txt", "current", artifact_version])
+    assert sorted(p.name for p in dest.iterdir()) == sorted([published.name, "current", artifact_version])
+
+
+def test_leftovers_of_killed_attempts_are_removed_and_published_versions_kept(s3_env, artifact_version, tmp_path):
+    """Repeated kills of a download must not fill the volume: anything that is neither a
+    published version nor `current` goes before staging starts."""
+    dest = tmp_path / "model"
+    half = dest / f".staging-{artifact_version}-deadbeef"
+    half.mkdir(parents=True)
+    (half / "unet.pt").write_bytes(b"\0" * 4096)
+    (dest / ".current-0123").symlink_to("nowhere")
+    (dest / "fedcba9876543210").mkdir()  # a version dir without its manifest: never published
+    (dest / "stray.bin").write_bytes(b"x")
+    published = dest / "0123456789abcdef"
+    published.mkdir()
+    (published / "manifest.json").write_text("{}")
+
+    result = run_stage(s3_env, dest, artifact_version)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in dest.iterdir()) == sorted([published.name, "current", artifact_version])
+    assert "removed leftovers" in result.stderr

@@ -7,7 +7,7 @@ import tomllib
 from sd21_testlib import MODEL_IMAGE
 
 BASE = "public.ecr.aws/neuron/pytorch-inference-neuronx:2.9.0-neuronx-py312-sdk2.31.1-ubuntu24.04"
-ENTRYPOINTS = {"sd21-compile", "sd21-stage", "sd21-serve", "sd21-benchmark", "sd21-gateway"}
+ENTRYPOINTS = {"sd21-compile", "sd21-stage", "sd21-serve", "sd21-benchmark", "sd21-gateway", "sd21-mirror-weights"}
 GATEWAY_BASE = "public.ecr.aws/docker/library/python:3.12-slim-bookworm"
 
 
@@ -35,6 +35,18 @@ def test_pip_dependencies_are_pinned_and_exclude_torch():
     runs = " ".join(arg for op, arg in _instructions() if op == "RUN")
     for install in re.findall(r"pip install ([^&;]+)", runs):
         assert "-r requirements.txt" in install or "--no-deps" in install, install
+
+
+def test_base_image_wrapper_is_dropped_and_dependencies_checked():
+    """The base image's ENTRYPOINT (a TorchServe wrapper ending in `tail -f /dev/null`),
+    HEALTHCHECK and TEMP are not ours: `docker run <image> sd21-serve` runs our process as PID 1."""
+    instructions = _instructions()
+    assert ("ENTRYPOINT", "[]") in instructions
+    assert ("HEALTHCHECK", "NONE") in instructions
+    env = " ".join(arg for op, arg in instructions if op == "ENV")
+    assert re.search(r"\bTEMP=/tmp\b", env)
+    runs = [arg for op, arg in instructions if op == "RUN"]
+    assert all("pip check" in run for run in runs if "pip install" in run)
 
 
 def test_runs_as_non_root_user():

@@ -175,6 +175,23 @@ def test_compile_job_is_sized_and_protected(workload):
     assert {"mountPath": "/dev/shm", "name": "shm"} in compile_["volumeMounts"]
 
 
+def test_compile_has_a_writable_working_directory_tmp_and_var_tmp(workload):
+    """neuronx-cc writes its log to the working directory, work files under /tmp and its
+    cache under /var/tmp; the root filesystem is read-only (run for real in tests/pods)."""
+    compile_ = container(workload("Job"), "compile")
+    assert compile_["securityContext"]["readOnlyRootFilesystem"] is True
+    mounts = {m["mountPath"] for m in compile_["volumeMounts"]}
+    assert {compile_["workingDir"], "/tmp", "/var/tmp"} <= mounts
+    assert env(compile_)["SD21_WORKDIR"] == compile_["workingDir"] and env(compile_)["TMPDIR"] == "/tmp"
+
+
+def test_a_failing_container_reports_its_reason_in_the_pod_status(workload):
+    for kind in ("Job", "Deployment"):
+        pod = pod_spec(workload(kind))
+        for c in pod["containers"] + pod.get("initContainers", []):
+            assert c["terminationMessagePolicy"] == "FallbackToLogsOnError", c["name"]
+
+
 # inf2.xlarge: 1 Inferentia2 device (2 NeuronCores), 4 vCPU, 16 GiB. Allocatable as
 # Karpenter computes it: 7.5% VM overhead, kube-reserved for 4 vCPU and 58 pods, eviction 100Mi.
 INF2_XLARGE = {"devices": 1, "cpu_milli": 4000 - 80, "memory_mib": int(16384 * 0.925) - (11 * 58 + 255) - 100}

@@ -1,60 +1,22 @@
 """minReplicas 0 (acceptColdStarts): KEDA scales the Deployment from and to zero on a
 signal that exists without pods (the gateway's cold requests), and the gateway
-fronts the endpoint. Synthesized once for this module, cdk-nag included."""
+fronts the endpoint. Synthesized once per session (tests/conftest.py `zero`), cdk-nag included."""
 import json
 import re
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
-import aws_cdk as cdk
-import pytest
 
-import app as cdk_app
-from k8s_charts import rendering
 from k8s_charts.workload.gateway import METRICS_PORT
 from k8s_charts.workload.spec import HEALTH_PATH
 from sd21.metric_names import GATEWAY_RECEIVED, INFLIGHT_REQUESTS
-from stacks.application import Application, build_application
 from stacks.cluster.eks import SYSTEM_NODE_LABEL
-from stacks.compliance import check_compliance
-from stacks.settings import Settings
 from stacks.workload.autoscaling import KEDA_NAMESPACE, NAMESPACE as PROMETHEUS_NAMESPACE, PROMETHEUS_RELEASE
 from tests.conftest import logical_id
 from tests.k8s.validation import validate_all, validate_keda
 from tests.workload.conftest import export_value
 from tests.workload.test_manifests import container, env, pod_spec
-
-ZERO = {"minReplicas": 0, "acceptColdStarts": True}
-
-
-@dataclass
-class Zero:
-    application: Application
-    outdir: Path
-
-    def template(self, stack) -> dict:
-        return json.loads((self.outdir / stack.template_file).read_text())
-
-    @property
-    def objects(self) -> list[dict]:
-        return rendering.all_objects(rendering.from_template_file(self.outdir / self.application.workload.template_file))
-
-    def one(self, kind: str, name: str) -> dict:
-        (match,) = [o for o in self.objects if o["kind"] == kind and o["metadata"]["name"] == name]
-        return match
-
-
-@pytest.fixture(scope="module")
-def zero(tmp_path_factory) -> Zero:
-    outdir = tmp_path_factory.mktemp("cdk.out.zero")
-    context = {**cdk_app.default_context(), **ZERO}
-    app = cdk.App(context=context, outdir=str(outdir))
-    application = build_application(app, Settings.from_context(context))
-    check_compliance(app)  # an unacknowledged cdk-nag finding raises here
-    app.synth()
-    return Zero(application, outdir)
 
 
 def test_every_object_validates(zero):

@@ -1,0 +1,232 @@
+"""compile -> stage -> serve (-> gateway at scale to zero), each container run from its
+synthesized spec (command, env, mounts, read-only root, uid, working directory) under
+bubblewrap, on the cpu backend, against loopback S3: it must end in a 512x512 PNG."""
+from __future__ import annotations
+
+import copy
+import io
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from PIL import Image
+
+from sd21.localstack import free_port
+from tests.pods.kubelet import Pod, find_container, pod_spec
+
+MIRROR = "s3://{bucket}/weights/{model_id}/{revision}/"
+
+
+def _env(container: dict) -> dict[str, str]:
+    return {item["name"]: item["value"] for item in container.get("env", [])}
+
+
+@pytest.fixture(scope="module")
+def pods_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("pods")
+
+
+@pytest.fixture(scope="module")
+def weights_mirror(s3_env, tiny_weights, compile_pod_spec) -> str:
+    """The production path: the operator mirrors the weights once (here the tiny ones,
+    under the model id and revision the Job names) and the Job reads the mirror."""
+    from tests.conftest import TEST_BUCKET
+
+    job_env = _env(find_container(compile_pod_spec, "compile"))
+    model_id, revision = job_env["SD21_MODEL_ID"], job_env["SD21_MODEL_REVISION"]
+    dest = MIRROR.format(bucket=TEST_BUCKET, model_id=model_id, revision=revision)
+    result = subprocess.run([sys.executable, "-m", "sd21.weights", "--from-dir", str(tiny_weights),
+                             "--model-id", model_id, "--revision", revision, "--dest", dest],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return dest
+
+
+@pytest.fixture(scope="module")
+def cpu_version(compile_pod_spec, adapt, pods_root) -> str:
+    """The version sd21-compile itself computes for the cpu backend, from the Job's env."""
+    pod = Pod(compile_pod_spec, pods_root)
+    compile_container = pod.container("compile", adapt())
+    result = compile_container.run(timeout=120, command=[*compile_container.spec["command"], "--print-version"])
+    assert result.returncode == 0, result.output
+    return result.output.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def compiled(compile_pod_spec, adapt, weights_mirror, cpu_version, pods_root, s3_client) -> str:
+    pod = Pod(compile_pod_spec, pods_root)
+    result = pod.container("compile", adapt(weights_source=weights_mirror,
+                                            extra_env={"SD21_MODEL_VERSION": cpu_version})).run(timeout=600)
+    assert result.returncode == 0, result.output
+    assert "committed" in result.output
+    return cpu_version
+
+
+@pytest.fixture(scope="module")
+def inference_pod(inference_pod_spec, pods_root):
+    pod = Pod(inference_pod_spec, pods_root)
+    yield pod
+    pod.cleanup()
+
+
+@pytest.fixture(scope="module")
+def staged(inference_pod, compiled, adapt) -> str:
+    result = inference_pod.container("stage", adapt(extra_env={"SD21_MODEL_VERSION": compiled})).run(timeout=300)
+    assert result.returncode == 0, result.output
+    return compiled
+
+
+@pytest.fixture(scope="module")
+def server(inference_pod, staged, adapt):
+    spec = find_container(inference_pod.spec, "server")
+    port = spec["ports"][0]["containerPort"]
+    container = inference_pod.container("server", adapt(ports={port: free_port()},
+                                                         extra_env={"SD21_MODEL_VERSION": staged}))
+    container.start()
+    try:
+        container.wait_http("readinessProbe", timeout=240)
+        yield container
+    finally:
+        container.kill()
+
+
+def generate(base_url: str) -> Image.Image:
+    response = httpx.post(base_url + "/v1/images/generations", timeout=120,
+                          json={"prompt": "a lighthouse at dusk", "steps": 2, "seed": 7, "response_format": "png"})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/png"
+    return Image.open(io.BytesIO(response.content))
+
+
+def url_of(container) -> str:
+    return f"http://127.0.0.1:{container.adaptations.port(container.spec['ports'][0]['containerPort'])}"
+
+
+def test_compile_stage_serve_from_the_synthesized_specs_yield_a_png(server):
+    image = generate(url_of(server))
+    assert image.size == (512, 512) and image.mode == "RGB"
+    server.wait_http("livenessProbe", timeout=10)
+
+
+def test_the_job_env_names_the_version_the_deployment_stages(compile_pod_spec, inference_pod_spec, adapt, pods_root):
+    """Asked of sd21-compile itself, run with the Job's own env on its own backend (neuron)."""
+    pod = Pod(compile_pod_spec, pods_root)
+    compile_container = pod.container("compile", adapt(backend=None))
+    result = compile_container.run(timeout=120, command=[*compile_container.spec["command"], "--print-version"])
+    assert result.returncode == 0, result.output
+    computed = result.output.strip().splitlines()[-1]
+    assert computed == _env(compile_container.spec)["SD21_MODEL_VERSION"]
+    for name in ("stage", "server"):
+        assert _env(find_container(inference_pod_spec, name))["SD21_MODEL_VERSION"] == computed
+
+
+def test_gateway_at_scale_to_zero_forwards_to_the_server(zero, server, adapt, pods_root):
+    objects = zero.objects
+    (gateway,) = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "sd21-gateway"]
+    (upstream,) = [o for o in objects if o["kind"] == "Service" and o["metadata"]["name"] == "sd21-inference"]
+    # The Service DNS name resolves to the server on loopback (the adaptation), so the
+    # gateway reaches it only if its env names that very Service.
+    meta, port = upstream["metadata"], upstream["spec"]["ports"][0]["port"]
+    hosts = {f"http://{meta['name']}.{meta['namespace']}.svc:{port}": url_of(server)}
+    pod = Pod(pod_spec(gateway), pods_root)
+    spec = find_container(pod.spec, "gateway")
+    ports = {p["containerPort"]: free_port() for p in spec["ports"]}
+    container = pod.container("gateway", adapt(ports=ports, hosts=hosts))
+    container.start()
+    try:
+        container.wait_http("readinessProbe", timeout=60)
+        assert generate(url_of(container)).size == (512, 512)
+    finally:
+        container.signal(signal.SIGTERM)
+        container.wait(timeout=60)
+        pod.cleanup()
+
+
+def test_server_drains_and_exits_zero_on_sigterm(inference_pod, staged, adapt):
+    spec = find_container(inference_pod.spec, "server")
+    port = spec["ports"][0]["containerPort"]
+    container = inference_pod.container("server", adapt(ports={port: free_port()},
+                                                        extra_env={"SD21_MODEL_VERSION": staged}))
+    container.start()
+    container.wait_http("readinessProbe", timeout=240)
+    container.signal(signal.SIGTERM)
+    assert container.wait(timeout=60) == 0, container.log()
+
+
+# --- the harness catches what the kubelet would --------------------------------------
+
+def _without_mounts(spec: dict, container: str, *paths: str) -> dict:
+    broken = copy.deepcopy(spec)
+    target = find_container(broken, container)
+    target["volumeMounts"] = [m for m in target["volumeMounts"] if m["mountPath"] not in paths]
+    return broken
+
+
+def test_compile_without_writable_tmp_fails_with_a_clear_message(compile_pod_spec, adapt, pods_root, cpu_version):
+    pod = Pod(_without_mounts(compile_pod_spec, "compile", "/tmp", "/var/tmp"), pods_root)
+    result = pod.container("compile", adapt(extra_env={"SD21_MODEL_VERSION": cpu_version})).run(timeout=120)
+    assert result.returncode == 2, result.output
+    assert "/tmp is not writable" in result.output and "Traceback" not in result.output
+
+
+def test_writes_outside_the_mounts_fail(inference_pod_spec, adapt, pods_root):
+    pod = Pod(inference_pod_spec, pods_root)
+    try:
+        server = pod.container("server", adapt())
+        for path in ("/opt/sd21/x", "/model/x", "/var/tmp/x", "/x"):  # image, readOnly mount, root, root
+            result = server.run(timeout=30, command=["python3", "-c", f"open({path!r}, 'w')"])
+            assert result.returncode != 0 and "Read-only file system" in result.output, (path, result.output)
+        result = server.run(timeout=30, command=["python3", "-c", "open('/tmp/x', 'w').write('ok')"])
+        assert result.returncode == 0, result.output  # its emptyDir
+    finally:
+        pod.cleanup()
+
+
+def test_stage_without_its_volume_fails(inference_pod_spec, adapt, pods_root, compiled):
+    pod = Pod(_without_mounts(inference_pod_spec, "stage", "/model"), pods_root)
+    try:
+        result = pod.container("stage", adapt(extra_env={"SD21_MODEL_VERSION": compiled})).run(timeout=120)
+        assert result.returncode != 0
+        assert "Read-only file system" in result.output or "No such file" in result.output, result.output
+    finally:
+        pod.cleanup()
+
+
+def test_runs_as_the_pod_uid(inference_pod_spec, adapt, pods_root):
+    pod = Pod(inference_pod_spec, pods_root)
+    try:
+        result = pod.container("server", adapt()).run(timeout=30, command=["id", "-u"])
+        assert result.output.strip() == str(find_container(inference_pod_spec, "server")["securityContext"]["runAsUser"])
+    finally:
+        pod.cleanup()
+
+
+# --- a broken node or artifact shows in seconds, as a restarting container ------------
+
+def test_server_on_a_node_without_a_neuron_device_exits_at_once(inference_pod_spec, adapt, pods_root):
+    """The spec's own backend (neuron) on this machine, which has no Neuron driver."""
+    pod = Pod(inference_pod_spec, pods_root)
+    try:
+        started = time.monotonic()
+        result = pod.container("server", adapt(backend=None)).run(timeout=60)
+        assert result.returncode == 7, result.output
+        lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+        assert len(lines) == 1 and "Neuron driver is not loaded" in lines[0], result.output
+        assert "Traceback" not in result.output
+        print(f"\nserver without a Neuron device exited 7 after {time.monotonic() - started:.1f}s")
+    finally:
+        pod.cleanup()
+
+
+def test_server_whose_model_does_not_load_exits_instead_of_idling(inference_pod_spec, adapt, pods_root):
+    pod = Pod(inference_pod_spec, pods_root)  # a fresh pod: /model is empty
+    try:
+        spec = find_container(inference_pod_spec, "server")
+        result = pod.container("server", adapt(ports={spec["ports"][0]["containerPort"]: free_port()})).run(timeout=120)
+        assert result.returncode == 1, result.output
+        assert "error: the model failed to load" in result.output and "Traceback" not in result.output
+    finally:
+        pod.cleanup()
