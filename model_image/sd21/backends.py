@@ -6,12 +6,13 @@ of the very same wrappers.
 """
 from __future__ import annotations
 
-import glob
 import os
 from pathlib import Path
 from typing import Callable
 
 import torch
+
+from .devices import DeviceUnavailable, check_neuron_devices, check_neuron_driver
 
 TORCH_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
@@ -132,41 +133,17 @@ def load_traced(backend: str, path: Path, part: str) -> Callable[..., torch.Tens
     return _SplitBatch(traced) if part == "unet" else traced
 
 
-class DeviceUnavailable(Exception):
-    """The accelerator this process must use is absent or unusable (one-line reason)."""
-
-
 def check_device(backend: str) -> str:
-    """Fail fast when the node's accelerator is unusable; returns what was found.
-
-    neuron: the driver is loaded (a `neuron` line in /proc/devices) and the device plugin
-    gave this container device nodes it can open (/dev/neuron*: the Neuron docs'
-    "No neuron device available" means none was exposed). The runtime itself initialises
-    when the first traced part loads, which the server does next and exits on failure.
-    """
+    """Fail fast (DeviceUnavailable) when the node's accelerator is unusable; returns what was found."""
     if backend == "cuda":
         if not torch.cuda.is_available() or torch.cuda.device_count() < 1:
             raise DeviceUnavailable("backend cuda but no usable GPU: torch.cuda.is_available() is False "
                                     "(is nvidia.com/gpu requested and the NVIDIA driver installed?)")
         return torch.cuda.get_device_name(0)
-    if backend != "neuron":
-        return "cpu"
-    try:
-        drivers = Path("/proc/devices").read_text()
-    except OSError:
-        drivers = ""
-    if not any(line.split()[-1:] == ["neuron"] for line in drivers.splitlines()):
-        raise DeviceUnavailable("the Neuron driver is not loaded on this node (no 'neuron' in /proc/devices): "
-                                "the node's AMI lacks the aws-neuronx-dkms driver")
-    nodes = sorted(glob.glob("/dev/neuron[0-9]*"))
-    if not nodes:
-        raise DeviceUnavailable("no Neuron device in this container (/dev/neuron* missing): the pod must request "
-                                "aws.amazon.com/neuron and the node's Neuron device plugin must be running")
-    for node in nodes:
-        if not os.access(node, os.R_OK | os.W_OK):
-            raise DeviceUnavailable(f"{node} is not readable and writable by uid {os.getuid()}: the runtime "
-                                    "cannot open the device (check the device plugin and the container's user)")
-    return ", ".join(nodes)
+    if backend == "neuron":
+        check_neuron_driver()
+        return check_neuron_devices()
+    return "cpu"
 
 
 def device_for(backend: str) -> torch.device:

@@ -151,7 +151,7 @@ def bench_staging(model_dir: Path, version: str, workdir: Path) -> None:
         with PeakDisk(root) as disk:
             started = time.perf_counter()
             if label == "sd21-stage":
-                assert stage_cli.main(["--bucket", BUCKET, "--model-name", MODEL_NAME, "--version", version,
+                assert stage_cli.main(["--backend", "cpu", "--bucket", BUCKET, "--model-name", MODEL_NAME, "--version", version,
                                        "--dest", str(root)]) == 0
             else:
                 local = root / "artifact.tar.gz"

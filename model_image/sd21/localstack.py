@@ -73,6 +73,6 @@ def compile_and_stage(workdir: Path) -> tuple[Path, str]:
         raise SystemExit("compile failed")
     version = artifact_version(CompileInputs.defaults("cpu", model_id="local/tiny-sd21", model_revision="demo"))
     model_dir = workdir / "model"
-    if stage_cli.main([*common, "--version", version, "--dest", str(model_dir)]) != 0:
+    if stage_cli.main(["--backend", "cpu", *common, "--version", version, "--dest", str(model_dir)]) != 0:
         raise SystemExit("stage failed")
     return model_dir, version

@@ -177,7 +177,8 @@ def build_server(app: FastAPI, service: GenerationService, host: str, port: int)
 def main(argv=None) -> int:
     args = parse_args(argv)
     settings = settings_from_args(args)
-    from .backends import DeviceUnavailable, check_device
+    from .backends import check_device
+    from .devices import DeviceUnavailable
 
     # A broken node shows in seconds, as a restarting container with this one line,
     # not after the startup probe's budget.

@@ -8,7 +8,8 @@ appears only by an atomic rename once everything verified. Layout:
 Leftovers of earlier attempts (a killed download, a half-made link) are removed
 first, so repeated kills never fill the volume; published versions stay.
 Exit codes: 0 staged or already staged, 2 bad settings, 3 version missing or
-unreadable, 4 corrupt artifact, 5 S3 unreachable after retries, 6 no AWS credentials.
+unreadable, 4 corrupt artifact, 5 S3 unreachable after retries, 6 no AWS credentials,
+7 the node has no Neuron driver (backend neuron; checked before any download).
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from . import s3
 from .artifact import (
     MANIFEST_NAME, artifact_prefix, validate_bucket, validate_model_name, validate_version,
 )
+from .devices import DeviceUnavailable, check_neuron_driver
 from .env import env_default, env_int, fail, progress
 
 
@@ -37,6 +39,8 @@ class CorruptArtifact(Exception):
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="sd21-stage", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backend", default=env_default("SD21_BACKEND", "neuron"), choices=("neuron", "cuda", "cpu"),
+                        help="neuron: check the node's Neuron driver before downloading anything")
     parser.add_argument("--bucket", default=env_default("SD21_BUCKET"))
     parser.add_argument("--model-name", default=env_default("SD21_MODEL_NAME", "sd21-512"))
     parser.add_argument("--version", default=env_default("SD21_MODEL_VERSION"))
@@ -269,6 +273,11 @@ def main(argv=None) -> int:
         return fail(str(error))
     if args.workers < 1 or args.chunk_mib < 1:
         return fail("--workers and --chunk-mib must be at least 1")
+    if args.backend == "neuron":
+        try:
+            check_neuron_driver()  # a node without the driver never gets the gigabytes
+        except DeviceUnavailable as error:
+            return fail(str(error), 7)
     try:
         return stage(s3.client(args.workers + 2), bucket, name, version, Path(args.dest),
                      args.workers, args.chunk_mib << 20)

@@ -48,7 +48,7 @@ def subprocess_env(s3_env) -> dict:
 
 def run_stage(s3_env, dest: Path, version: str, name: str = MODEL_NAME, timeout: float = 120):
     return subprocess.run(
-        [sys.executable, "-m", "sd21.stage", "--bucket", BUCKET, "--model-name", name, "--version", version,
+        [sys.executable, "-m", "sd21.stage", "--backend", "cpu", "--bucket", BUCKET, "--model-name", name, "--version", version,
          "--dest", str(dest), "--workers", "4", "--chunk-mib", "1"],
         env=subprocess_env(s3_env), capture_output=True, text=True, timeout=timeout,
     )

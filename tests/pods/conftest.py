@@ -48,6 +48,6 @@ def adapt(s3_env):
     from tests.conftest import TEST_BUCKET
 
     def make(**changes) -> Adaptations:
-        return Adaptations(s3_env=s3_env, bucket=TEST_BUCKET, **changes)
+        return Adaptations(**{"s3_env": s3_env, "bucket": TEST_BUCKET, **changes})
 
     return make

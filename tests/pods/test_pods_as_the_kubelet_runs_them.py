@@ -230,3 +230,17 @@ def test_server_whose_model_does_not_load_exits_instead_of_idling(inference_pod_
         assert "error: the model failed to load" in result.output and "Traceback" not in result.output
     finally:
         pod.cleanup()
+
+
+def test_stage_on_a_node_without_the_neuron_driver_downloads_nothing(inference_pod_spec, adapt, pods_root, s3_env):
+    """The spec's backend (neuron) on this machine: exit 7 before any S3 request."""
+    pod = Pod(inference_pod_spec, pods_root)
+    try:
+        unreachable = {**s3_env, "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{free_port()}"}  # nothing listens
+        stage = pod.container("stage", adapt(backend=None, s3_env=unreachable))
+        result = stage.run(timeout=60)
+        assert result.returncode == 7, result.output
+        assert "Neuron driver is not loaded" in result.output and "Traceback" not in result.output
+        assert list(pod.volumes["model"].iterdir()) == []
+    finally:
+        pod.cleanup()
