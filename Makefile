@@ -17,8 +17,9 @@ setup: $(VENV)/.installed node_modules/.installed
 $(VENV)/.installed: requirements.txt requirements-dev.txt model_image/requirements-test.txt model_image/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# The CPU build of torch first (a local wheel here), so nothing pulls a CUDA build.
-	$(PY) -m pip install -q torch==2.13.0
+	# The CPU build of torch first, so nothing pulls a CUDA build (a local wheel on our
+	# machines; the release pipeline passes PyTorch's CPU index in TORCH_PIP_ARGS).
+	$(PY) -m pip install -q torch==2.13.0 $(TORCH_PIP_ARGS)
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@
 

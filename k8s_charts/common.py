@@ -59,12 +59,15 @@ def scraped_pod_metadata(labels: dict[str, str], metrics_port: int) -> cdk8s.Api
         "prometheus.io/scrape": "true", "prometheus.io/port": str(metrics_port), "prometheus.io/path": "/metrics"})
 
 
-def disruption_budget(scope, metadata: cdk8s.ApiObjectMetadata, labels: dict[str, str]) -> cdk8s.ApiObject:
-    """At most one pod of the set voluntarily down at a time."""
+def disruption_budget(scope, metadata: cdk8s.ApiObjectMetadata, labels: dict[str, str], *,
+                      keep_one_ready: bool = False) -> cdk8s.ApiObject:
+    """At most one pod of the set voluntarily down at a time; with keep_one_ready, never
+    the last ready one (a drain waits until another replica is ready)."""
     # cdk8s-plus-27 has no PodDisruptionBudget; policy/v1 is validated by the tests.
     budget = cdk8s.ApiObject(scope, "DisruptionBudget", api_version="policy/v1", kind="PodDisruptionBudget",
                              metadata=metadata)
-    budget.add_json_patch(cdk8s.JsonPatch.add("/spec", {"maxUnavailable": 1, "selector": {"matchLabels": labels}}))
+    limit = {"minAvailable": 1} if keep_one_ready else {"maxUnavailable": 1}
+    budget.add_json_patch(cdk8s.JsonPatch.add("/spec", {**limit, "selector": {"matchLabels": labels}}))
     return budget
 
 

@@ -6,7 +6,7 @@ from constructs import Construct
 from stacks.cluster.eks import EksCluster
 from stacks.karpenter.controller import Karpenter
 from stacks.karpenter.node_pools import Inf2NodePool
-from stacks.load_balancing.controller import alb_controller
+from stacks.load_balancing.controller import LoadBalancerController
 from stacks.neuron import NeuronCharts
 from stacks.settings import Settings
 
@@ -24,5 +24,7 @@ class ClusterStack(Stack):
         self.node_pools = Inf2NodePool(self, "Inf2", settings=settings, cluster=self.cluster,
                                        karpenter=self.karpenter)
         self.neuron = NeuronCharts(self, "Neuron", settings=settings, cluster=self.cluster)
-        self.alb_controller = alb_controller(self, settings=settings, cluster=self.cluster,
-                                             system_nodes=self.eks.system_nodes)
+        self.alb_controller = LoadBalancerController(self, "LoadBalancerController", settings=settings,
+                                                     cluster=self.cluster, system_nodes=self.eks.system_nodes)
+        # LBC's webhooks must not race Karpenter's Services (its Service mutator is off too).
+        self.karpenter.chart.node.add_dependency(self.alb_controller.chart)

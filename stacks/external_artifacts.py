@@ -1,5 +1,5 @@
 """The inventory of what a deployment pulls from outside this repository
-(external_artifacts.yaml beside this file): images, Helm charts and model weights,
+(external_artifacts.yaml beside this file): images, Helm charts, node AMIs and model weights,
 each with the evidence that it exists. Read by the tests and the release preflight."""
 from __future__ import annotations
 
@@ -17,12 +17,13 @@ class Inventory:
     images: frozenset[str]
     charts: frozenset[tuple[str, str, str]]  # (repository, chart, version)
     models: frozenset[tuple[str, str]]       # (model id, revision)
+    amis: frozenset[str]                     # Karpenter AMI aliases
     entries: tuple[dict, ...]
 
 
 def load(path: Path = INVENTORY) -> Inventory:
     data = yaml.safe_load(path.read_text())
-    entries = tuple(entry for section in ("images", "charts", "models") for entry in data[section])
+    entries = tuple(entry for section in ("images", "charts", "amis", "models") for entry in data[section])
     for entry in entries:
         missing = {"used_by", "evidence", "verified"} - set(entry)
         if missing or entry["verified"] not in VERIFIED or not str(entry["evidence"]).strip():
@@ -31,5 +32,6 @@ def load(path: Path = INVENTORY) -> Inventory:
         images=frozenset(entry["ref"] for entry in data["images"]),
         charts=frozenset((c["repository"], c["chart"], str(c["version"])) for c in data["charts"]),
         models=frozenset((m["id"], m["revision"]) for m in data["models"]),
+        amis=frozenset(a["alias"] for a in data["amis"]),
         entries=entries,
     )

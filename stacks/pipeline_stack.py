@@ -6,7 +6,10 @@ application stack Prepare (change set) -> ApproveChangeSet -> Deploy; the model 
 is built and pushed as `<repository>:<commit>` right after the Storage stack (which
 owns the repository) and before any stack that depends on Storage.
 """
-from aws_cdk import Stack, aws_codebuild as codebuild, aws_codepipeline as codepipeline, pipelines
+import json
+from pathlib import Path
+
+from aws_cdk import Duration, Stack, aws_codebuild as codebuild, aws_codepipeline as codepipeline, aws_iam as iam, pipelines
 from constructs import Construct
 
 from stacks.release.acknowledgments import acknowledge_release
@@ -16,8 +19,18 @@ from stacks.release.deploy_stage import DeployStage
 from stacks.release.image_build import ImageTarget, image_build_step
 from stacks.release.notifications import ApprovalNotifications
 from stacks.release.review import approval_step
-from stacks.release.template_fixes import deployment_role_arns_as_sub
+from stacks.release.template_fixes import deployment_role_arns_as_sub, pin_security_check_cli
 from stacks.settings import Settings
+
+
+# The CDK CLI the pipeline's own steps install (self-mutation, security check) is the one
+# package.json pins for us; cdk-assets (asset publishing) is pinned here: npm view
+# cdk-assets version answered 4.7.3 on 2026-11-28. Unpinned, both would drift to @latest.
+PACKAGE_JSON = Path(__file__).resolve().parent.parent / "package.json"
+CDK_CLI_VERSION = json.loads(PACKAGE_JSON.read_text())["devDependencies"]["aws-cdk"]
+CDK_ASSETS_VERSION = "4.7.3"
+# make test (about 10 minutes on a large CodeBuild host) plus setup and synth, with room.
+SYNTH_TIMEOUT = Duration.minutes(45)
 
 
 class PipelineStack(Stack):
@@ -43,6 +56,7 @@ class PipelineStack(Stack):
                 # The test suite compiles and serves a tiny model on CPU.
                 compute_type=codebuild.ComputeType.LARGE,
             ),
+            timeout=SYNTH_TIMEOUT,
         )
         self.pipeline = pipelines.CodePipeline(
             self,
@@ -53,6 +67,8 @@ class PipelineStack(Stack):
             cross_account_keys=False,
             artifact_bucket=self.artifacts.bucket,
             pipeline_type=codepipeline.PipelineType.V2,
+            cli_version=CDK_CLI_VERSION,
+            cdk_assets_cli_version=CDK_ASSETS_VERSION,
         )
 
         self.stage = DeployStage(self, stage_id, settings=settings)
@@ -72,5 +88,17 @@ class PipelineStack(Stack):
         )
         self.pipeline.add_stage(self.stage, pre=[self.permissions_check], stack_steps=list(self.stack_steps.values()))
         self.pipeline.build_pipeline()
+        self._allow_codeconnections(settings)
+        pin_security_check_cli(self.pipeline, CDK_CLI_VERSION)
         deployment_role_arns_as_sub(self.pipeline.pipeline)
         acknowledge_release(self.pipeline, self.artifacts, self.image_build, self.image)
+
+    def _allow_codeconnections(self, settings: Settings) -> None:
+        """CDK grants codestar-connections:UseConnection; a codeconnections: ARN needs the
+        action of its own prefix (awslabs/landing-zone-accelerator-on-aws#828)."""
+        source_stage = self.pipeline.pipeline.node.find_child("Source")
+        (role,) = [c for c in source_stage.node.find_all()
+                   if isinstance(c, iam.Role) and c.node.id == "CodePipelineActionRole"]
+        prefix = settings.pipeline_connection_arn.split(":")[2]
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=[f"{prefix}:UseConnection"], resources=[settings.pipeline_connection_arn]))

@@ -147,11 +147,12 @@ class Settings:
                 raise
             except (ValueError, TypeError) as err:
                 raise SettingsError(key, str(err)) from None
-        unknown = set(context) - {_camel(f.name) for f in fields(cls)}
-        # Keys the CDK and its CLI add (feature flags, aws:cdk:*) all contain one of these.
-        unknown = {k for k in unknown if not any(c in k for c in ":@/-")}
+        known = {_camel(f.name) for f in fields(cls)}
+        unknown = sorted(key for key in set(context) - known if not _cdk_key(key))
         if unknown:
-            raise SettingsError(sorted(unknown)[0], "is not a known setting (typo?)")
+            suggestion = _camel(unknown[0].replace("-", "_"))
+            hint = f"; did you mean '{suggestion}'?" if suggestion in known else " (typo?)"
+            raise SettingsError(unknown[0], "is not a known setting" + hint)
         settings = cls(**parsed)
         settings._check_relations()
         return settings
@@ -163,6 +164,9 @@ class Settings:
             raise SettingsError(
                 "publicAccessCidrs", "must list at least one CIDR when endpointAccess is 'public'"
             )
+        if any(ipaddress.IPv4Network(cidr).prefixlen == 0 for cidr in self.public_access_cidrs):
+            raise SettingsError("publicAccessCidrs", "must not open the cluster API to the whole internet "
+                                "(0.0.0.0/0); list the networks that operate the cluster")
         if self.endpoint_access == "private" and self.public_access_cidrs:
             raise SettingsError("publicAccessCidrs", "must be empty when endpointAccess is 'private'")
         if not self.system_node_min_size <= self.system_node_desired_size <= self.system_node_max_size:
@@ -180,11 +184,43 @@ class Settings:
                                 "must list at least one CIDR when ingressScheme is 'internet-facing'")
         if self.ingress_scheme == "internet-facing" and not self.certificate_arn:
             raise SettingsError("certificateArn", "is required when ingressScheme is 'internet-facing' (HTTPS only)")
+        self._check_node_pool_capacity()
         kube_proxy = self.addon_versions.get("kube-proxy")
         if kube_proxy and not kube_proxy.startswith(f"v{self.kubernetes_version}."):
             raise SettingsError(
                 "addonVersions", f"kube-proxy must be a v{self.kubernetes_version}.x build (the cluster's minor)"
             )
+
+
+    def _check_node_pool_capacity(self) -> None:
+        """The inf2 NodePool's limits count whole nodes: they must admit the node the
+        compile Job needs, and maxReplicas serving nodes."""
+        from k8s_charts.neuron.hardware import smallest_inf2_for
+        from k8s_charts.workload import sizing
+
+        compile_node = smallest_inf2_for(sizing.COMPILE_CPU, sizing.COMPILE_MEMORY_GIB)
+        serve_node = smallest_inf2_for(sizing.SERVE_CPU_MILLI / 1000, sizing.SERVE_MEMORY_GIB, sizing.NEURON_DEVICES)
+        for name, limit, need in (("nodePoolCpuLimit", self.node_pool_cpu_limit, compile_node.vcpu),
+                                  ("nodePoolMemoryGibLimit", self.node_pool_memory_gib_limit, compile_node.memory_gib)):
+            if limit < need:
+                raise SettingsError(name, f"{limit} is below the {need} of the {compile_node.name} that the "
+                                          "compile Job needs: the model would never compile")
+        for what, limit, each in (("nodePoolNeuronLimit", self.node_pool_neuron_limit, serve_node.devices),
+                                  ("nodePoolCpuLimit", self.node_pool_cpu_limit, serve_node.vcpu),
+                                  ("nodePoolMemoryGibLimit", self.node_pool_memory_gib_limit, serve_node.memory_gib)):
+            if self.max_replicas * each > limit:
+                raise SettingsError("maxReplicas", f"{self.max_replicas} replicas need {self.max_replicas} "
+                                    f"{serve_node.name} nodes ({self.max_replicas * each} of {what}), but "
+                                    f"{what} is {limit}")
+
+
+# Keys the CDK and its CLI put in the context: feature flags (@aws-cdk/...), aws:cdk:*,
+# lookups (availability-zones:..., all with ':'), and notices the CLI acknowledges.
+_CDK_KEYS = {"acknowledged-issue-numbers"}
+
+
+def _cdk_key(key: str) -> bool:
+    return key in _CDK_KEYS or any(c in key for c in ":@/")
 
 
 # --- parsers: each takes the raw context value (a string when given with -c) ---
@@ -276,19 +312,26 @@ def _karpenter_version(value: Any) -> str:
 
 
 def _alb_controller_version(value: Any) -> str:
-    from aws_cdk import aws_eks_v2 as eks
+    from stacks.load_balancing.versions import CHART_VERSIONS
 
-    name = "V" + str(value).lstrip("v").replace(".", "_")
-    if not hasattr(eks.AlbControllerVersion, name):
-        known = [v for v in dir(eks.AlbControllerVersion) if v.startswith("V3")]
-        allowed = ", ".join("v" + v[1:].replace("_", ".") for v in known)
-        raise ValueError(f"{value!r} is not a version aws-cdk-lib ships the IAM policy for; choose one of {allowed}")
-    return "v" + str(value).lstrip("v")
+    version = "v" + str(value).lstrip("v")
+    if version not in CHART_VERSIONS:
+        raise ValueError(f"{value!r} has no vendored IAM policy and chart version; choose one of "
+                         f"{', '.join(CHART_VERSIONS)} (see stacks/load_balancing/policies/SOURCE.md)")
+    return version
 
 
 def _addon_versions(value: Any) -> dict[str, str]:
-    mapping = json.loads(value) if isinstance(value, str) else dict(value)
+    try:
+        mapping = json.loads(value) if isinstance(value, str) else value
+    except ValueError:
+        mapping = None
+    if not isinstance(mapping, dict):
+        raise ValueError(f"{value!r} is not a mapping of add-on name to version, "
+                         'e.g. {"coredns": "v1.12.1-eksbuild.2"}')
     for name, version in mapping.items():
+        if not isinstance(version, str):
+            raise ValueError(f"{name} version {version!r} must be a string like v1.2.3-eksbuild.1, or empty")
         if name not in ADDONS:
             raise ValueError(f"unknown add-on {name!r}; known: {', '.join(ADDONS)}")
         if version and not ADDON_VERSION.match(version):
@@ -305,7 +348,7 @@ def _optional_principal(value: Any) -> str | None:
 def _ami_alias(value: Any) -> str:
     match = AMI_ALIAS.match(str(value))
     if not match:
-        raise ValueError(f"{value!r} is not an AMI alias like al2023@latest")
+        raise ValueError(f"{value!r} is not an AMI alias like al2023@v20260903")
     if match["family"] not in AMI_FAMILIES:
         raise ValueError(f"unknown AMI family {match['family']!r}; choose one of {', '.join(AMI_FAMILIES)}")
     return str(value)

@@ -1,7 +1,8 @@
 from aws_cdk import Stack, aws_ecr as ecr, aws_eks_v2 as eks, aws_s3 as s3
 from constructs import Construct
 
-from stacks.model_storage.access import ModelAccessRoles, bind
+from stacks.model_storage.access import ModelAccessRoles
+from stacks.pod_identity import PodIdentityBinding
 from stacks.settings import Settings
 from stacks.workload.autoscaling import Autoscaling
 from stacks.workload.manifests import WorkloadManifests
@@ -17,11 +18,12 @@ class WorkloadStack(Stack):
         self.manifests = WorkloadManifests(self, "Manifests", settings=settings, cluster=cluster,
                                            repository=repository, bucket=bucket)
         identities = self.manifests.identities
-        self.compile_binding = bind(self, "CompileIdentity", cluster=cluster,
-                                    account=identities.compile_account, role=access.compile_role)
-        self.serve_binding = bind(self, "ServeIdentity", cluster=cluster,
-                                  account=identities.serve_account, role=access.serve_role)
-        # Pod Identity injects credentials when a pod is created: the associations first.
+        self.compile_binding, self.serve_binding = (
+            PodIdentityBinding(self, id, cluster_name=cluster.cluster_name, namespace=account.metadata.namespace,
+                               service_account=account.name, role=role)
+            for id, account, role in (("CompileIdentity", identities.compile_account, access.compile_role),
+                                      ("ServeIdentity", identities.serve_account, access.serve_role)))
+        # Pod Identity injects credentials when a pod is created: effective associations first.
         self.manifests.compile_manifest.node.add_dependency(self.compile_binding)
         self.manifests.inference_manifest.node.add_dependency(self.serve_binding)
         self.autoscaling = Autoscaling(self, "Autoscaling", settings=settings, cluster=cluster,

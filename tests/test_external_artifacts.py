@@ -82,6 +82,13 @@ def test_the_weights_the_compile_job_fetches_are_inventoried(synthesized, applic
     assert (env["SD21_MODEL_ID"], env["SD21_MODEL_REVISION"]) in inventory.models
 
 
+def test_the_node_ami_is_inventoried(synthesized, application, inventory):
+    objects = rendering.all_objects(rendering.from_template_file(synthesized.template_file(application.cluster)))
+    (node_class,) = [o for o in objects if o["kind"] == "EC2NodeClass"]
+    aliases = {term["alias"] for term in node_class["spec"]["amiSelectorTerms"]}
+    assert aliases and aliases <= inventory.amis
+
+
 def test_the_checks_see_an_unlisted_artifact(synthesized, tmp_path):
     """An entry removed (a version bumped without evidence) is reported; a bad entry is refused."""
     text = external_artifacts.INVENTORY.read_text()

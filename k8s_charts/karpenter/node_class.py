@@ -42,7 +42,7 @@ class NodeClassChart(cdk8s.Chart):
             "NodeClass",
             metadata=cdk8s.ApiObjectMetadata(name=NAME),
             spec=Ec2NodeClassSpec(
-                # An alias such as al2023@latest resolves to the accelerated (Neuron)
+                # An alias such as al2023@v20260903 resolves to the accelerated (Neuron)
                 # variant for inf2 instances. `@latest` follows new AMIs on the next
                 # drift check; in production pin a version (al2023@v20250101) and
                 # roll it forward deliberately.

@@ -15,6 +15,7 @@ from k8s_charts.imports.sh.karpenter import (
     NodePoolSpec,
     NodePoolSpecDisruption,
     NodePoolSpecDisruptionBudgets,
+    NodePoolSpecDisruptionBudgetsReasons,
     NodePoolSpecDisruptionConsolidationPolicy,
     NodePoolSpecLimits,
     NodePoolSpecTemplate,
@@ -78,8 +79,12 @@ class NodePoolChart(cdk8s.Chart):
                 disruption=NodePoolSpecDisruption(
                     consolidation_policy=NodePoolSpecDisruptionConsolidationPolicy.WHEN_EMPTY_OR_UNDERUTILIZED,
                     consolidate_after=consolidate_after,
-                    # At most this share of nodes is disrupted at once (voluntary disruptions).
-                    budgets=[NodePoolSpecDisruptionBudgets(nodes=disruption_budget)],
+                    # At most this share of nodes is disrupted at once (voluntary disruptions),
+                    # and a new AMI rolls one node at a time; the inference PDB keeps the
+                    # only ready replica from being evicted for it.
+                    budgets=[NodePoolSpecDisruptionBudgets(nodes=disruption_budget),
+                             NodePoolSpecDisruptionBudgets(
+                                 nodes="1", reasons=[NodePoolSpecDisruptionBudgetsReasons.DRIFTED])],
                 ),
             ),
         )

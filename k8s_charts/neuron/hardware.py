@@ -37,3 +37,29 @@ NEURON_INSTANCE_TYPES = (
     "trn1.2xlarge", "trn1.32xlarge", "trn1n.32xlarge",
     "trn2.48xlarge", "trn2u.48xlarge",
 )
+
+
+@dataclass(frozen=True)
+class InstanceSize:
+    name: str
+    vcpu: int
+    memory_gib: int
+    devices: int  # Inferentia2 chips, 2 NeuronCores each
+
+
+# The inf2 sizes (Amazon EC2 Inf2 instance specifications), smallest first.
+INF2_SIZES = (
+    InstanceSize("inf2.xlarge", 4, 16, 1),
+    InstanceSize("inf2.8xlarge", 32, 128, 1),
+    InstanceSize("inf2.24xlarge", 96, 384, 6),
+    InstanceSize("inf2.48xlarge", 192, 768, 12),
+)
+
+
+def smallest_inf2_for(cpu: float, memory_gib: float, devices: int = 0) -> InstanceSize:
+    """The size Karpenter launches for one pod of that request (it needs headroom for the
+    node's own reservations, so "fits" means strictly more CPU and memory)."""
+    for size in INF2_SIZES:
+        if size.vcpu > cpu and size.memory_gib > memory_gib and size.devices >= devices:
+            return size
+    raise ValueError(f"no inf2 size fits {cpu} vCPU, {memory_gib} GiB and {devices} devices")

@@ -1,6 +1,13 @@
 """The compile Job: traces the model for Inferentia2 and uploads one versioned
-artifact to S3. Its name carries the artifact version, so new compile inputs
-make a new Job and unchanged inputs leave the finished one alone."""
+artifact to S3. Its name carries the artifact version and a hash of its pod
+template: a Job's template is immutable, so any change to it (image, env such as
+the weights source, mounts) makes a new Job, which finds the artifact in S3 and
+exits at once when the version is unchanged; an unchanged template leaves the
+finished Job alone."""
+import hashlib
+import json
+import re
+
 import cdk8s
 import cdk8s_plus_27 as kplus
 from constructs import Construct
@@ -9,12 +16,9 @@ from k8s_charts.common import default_seccomp, drop_all_capabilities, report_fai
 from k8s_charts.workload.identities import WorkloadIdentities
 from k8s_charts.workload.placement import run_on_inf2_pool
 from k8s_charts.workload.pod_security import restricted_container, restricted_pod
+from k8s_charts.workload.sizing import COMPILE_CPU, COMPILE_MEMORY_GIB
 from k8s_charts.workload.spec import WorkloadSpec
 
-# neuronx-cc on the SD2.1 UNet needs well over 16 GiB (known to fail there); these
-# requests fit inf2.8xlarge (32 vCPU, 128 GiB), the cheapest inf2 size with room.
-COMPILE_CPU = 16
-COMPILE_MEMORY_GIB = 64
 # Writable places, each an emptyDir (the root filesystem is read-only):
 SCRATCH_DIR = "/scratch"  # working directory (neuronx-cc writes log-neuron-cc.txt there), weights, artifact
 SCRATCH_GIB = 100
@@ -31,9 +35,7 @@ class CompileJobChart(cdk8s.Chart):
             self,
             "Job",
             metadata=cdk8s.ApiObjectMetadata(
-                # A Job's pod template is immutable: a new image needs a new Job. With the
-                # same model version that Job finds the artifact in S3 and exits at once.
-                name=f"sd21-compile-{spec.model_version}-{spec.image_digest_hint}",
+                name=f"sd21-compile-{spec.model_version}",  # + the template's hash, below
                 namespace=identities.workload_namespace.name,
                 labels={"app.kubernetes.io/name": "sd21-compile", "sd21.aws/model-version": spec.model_version},
             ),
@@ -88,3 +90,17 @@ class CompileJobChart(cdk8s.Chart):
         # Tracing runs on the CPU (torch_neuronx.trace cpu_backend=True with --target=inf2,
         # sd21/backends.py): the Job asks for no Neuron device, so it never waits for or holds one.
         run_on_inf2_pool(self.job)
+        api = cdk8s.ApiObject.of(self.job)
+        api.add_json_patch(cdk8s.JsonPatch.replace(
+            "/metadata/name", f"sd21-compile-{spec.model_version}-{template_hash(api.to_json())}"))
+
+
+# Deploy-time values (the bucket, the repository) appear as CDK token strings whose
+# numbering depends on construction order; they are stable per stack, so they are masked.
+_TOKEN = re.compile(r"\$\{Token\[[^\]]*\]\}")
+
+
+def template_hash(job: dict) -> str:
+    """Six hex characters that change whenever the Job's pod template changes."""
+    template = _TOKEN.sub("<token>", json.dumps(job["spec"]["template"], sort_keys=True))
+    return hashlib.sha256(template.encode()).hexdigest()[:6]

@@ -23,17 +23,12 @@ from k8s_charts.workload.gateway import Gateway
 from k8s_charts.workload.identities import WorkloadIdentities
 from k8s_charts.workload.placement import run_on_inf2_pool
 from k8s_charts.workload.pod_security import restricted_container, restricted_pod
+from k8s_charts.workload.sizing import NEURON_DEVICES, SERVE_CPU_MILLI, SERVE_MEMORY_GIB
 from k8s_charts.workload.spec import (
     APP_LABEL, DEREGISTRATION_DELAY_SECONDS, HEALTH_PATH, MODEL_DIR, READY_PATH, SERVE_PORT, SERVICE_PORT,
     WorkloadSpec,
 )
 
-# One Inferentia2 device = two NeuronCores: the UNet runs data-parallel over
-# both. inf2.xlarge has exactly one device, 4 vCPU and 16 GiB; the requests
-# leave room for the kubelet and the node's DaemonSets.
-NEURON_DEVICES = 1
-SERVE_CPU_MILLI = 3000
-SERVE_MEMORY_GIB = 12
 STAGE_CPU_MILLI = 1000
 STAGE_MEMORY_GIB = 2
 MODEL_DISK_GIB = 20
@@ -150,9 +145,11 @@ class InferenceChart(cdk8s.Chart):
             class_name="alb",
             default_backend=kplus.IngressBackend.from_service(front, port=SERVICE_PORT),
         )
+        # A node drained for a new AMI (drift) or consolidation never takes the only ready
+        # replica: the drain waits until another one is ready (scale up, or raise minReplicas).
         self.disruption_budget = disruption_budget(
             self, cdk8s.ApiObjectMetadata(name=APP_LABEL, namespace=namespace),
-            {"app.kubernetes.io/name": APP_LABEL})
+            {"app.kubernetes.io/name": APP_LABEL}, keep_one_ready=True)
         if settings.scales_to_zero:
             # KEDA owns the count: an applied `replicas` would wake the endpoint on every deploy.
             cdk8s.ApiObject.of(self.deployment).add_json_patch(cdk8s.JsonPatch.remove("/spec/replicas"))

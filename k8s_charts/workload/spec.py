@@ -2,7 +2,6 @@
 objects (bucket, repository): charts never retype a name or a version."""
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 from aws_cdk import Aws, aws_ecr as ecr, aws_s3 as s3
@@ -44,11 +43,6 @@ class WorkloadSpec:
             model_version=artifact_version(compile_inputs(settings)),
             system_node_label=system_node_label,
         )
-
-    @property
-    def image_digest_hint(self) -> str:
-        """Six hex characters that change with the image tag (Job names must be unique per image)."""
-        return hashlib.sha256(self.settings.image_tag.encode()).hexdigest()[:6]
 
     @property
     def artifact_prefix(self) -> str:

@@ -60,7 +60,8 @@ class EksCluster(Construct):
         networking = [self._addon(name, settings) for name in ("vpc-cni", "kube-proxy", "eks-pod-identity-agent")]
         self.system_nodes = self.cluster.add_nodegroup_capacity(
             "SystemNodes",
-            nodegroup_name="system",
+            # No fixed name: CloudFormation replaces a node group to change its instance
+            # type, which a fixed name would block.
             instance_types=[ec2.InstanceType(settings.system_node_instance_type)],
             ami_type=eks.NodegroupAmiType.AL2023_X86_64_STANDARD,
             capacity_type=eks.CapacityType.ON_DEMAND,

@@ -2,15 +2,23 @@
 from aws_cdk import aws_eks_v2 as eks, aws_iam as iam
 from constructs import Construct
 
+from stacks.cluster.manifests import HELM_TIMEOUT
 from stacks.compliance import acknowledge_all, wildcard_findings
 from stacks.karpenter import controller_policy as policy
 from stacks.karpenter.interruption import InterruptionQueue
 from stacks.karpenter.node_role import KarpenterNodeRole
+from stacks.pod_identity import PodIdentityBinding, pod_identity_role
 from stacks.settings import Settings
 
 NAMESPACE = "kube-system"
 SERVICE_ACCOUNT = "karpenter"
 CHART_REPOSITORY = "oci://public.ecr.aws/karpenter/karpenter"
+# Helm installs a chart's crds/ once and never upgrades them; the upgrade guide installs
+# the CRDs from this chart instead, so a version bump upgrades them too.
+CRD_CHART_REPOSITORY = "oci://public.ecr.aws/karpenter/karpenter-crd"
+# Requests = limits, as in Karpenter's getting-started values (cpu 1 there; 250m fits our
+# small system nodes, and the controller is not CPU bound at this scale).
+CONTROLLER_RESOURCES = {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
 
 
 class Karpenter(Construct):
@@ -21,14 +29,8 @@ class Karpenter(Construct):
         self.interruption = InterruptionQueue(self, "Interruption")
         queue = self.interruption.queue
 
-        self.controller_role = iam.Role(
-            self,
-            "ControllerRole",
-            assumed_by=iam.ServicePrincipal("pods.eks.amazonaws.com"),
-            description="Karpenter controller (Pod Identity kube-system/karpenter)",
-        )
-        self.controller_role.assume_role_policy.add_statements(iam.PolicyStatement(
-            actions=["sts:TagSession"], principals=[iam.ServicePrincipal("pods.eks.amazonaws.com")]))
+        self.controller_role = pod_identity_role(self, "ControllerRole",
+                                                 "Karpenter controller (Pod Identity kube-system/karpenter)")
         groups = {
             "NodeLifecycle": policy.node_lifecycle(settings.cluster_name),
             "IAMIntegration": policy.iam_integration(settings.cluster_name, self.node_role.role),
@@ -47,15 +49,23 @@ class Karpenter(Construct):
                 "ec2nodeclass tag conditions of Karpenter's published policy, and EC2 Describe/pricing "
                 "calls have no resource-level permissions.",
             )
-        self.pod_identity = eks.CfnPodIdentityAssociation(
-            self,
-            "PodIdentity",
-            cluster_name=cluster.cluster_name,
-            namespace=NAMESPACE,
-            service_account=SERVICE_ACCOUNT,
-            role_arn=self.controller_role.role_arn,
-        )
+        self.pod_identity = PodIdentityBinding(self, "PodIdentity", cluster_name=cluster.cluster_name,
+                                               namespace=NAMESPACE, service_account=SERVICE_ACCOUNT,
+                                               role=self.controller_role)
 
+        self.crd_chart = eks.HelmChart(
+            self,
+            "CrdChart",
+            cluster=cluster,
+            chart="karpenter-crd",
+            repository=CRD_CHART_REPOSITORY,
+            version=settings.karpenter_version,
+            namespace=NAMESPACE,
+            release="karpenter-crd",
+            create_namespace=False,
+            wait=True,
+            timeout=HELM_TIMEOUT,
+        )
         self.chart = eks.HelmChart(
             self,
             "Chart",
@@ -67,15 +77,16 @@ class Karpenter(Construct):
             release="karpenter",
             create_namespace=False,
             wait=True,
+            timeout=HELM_TIMEOUT,
+            skip_crds=True,  # from karpenter-crd above
             values={
                 "settings": {"clusterName": cluster.cluster_name, "interruptionQueue": queue.queue_name},
                 "serviceAccount": {"create": True, "name": SERVICE_ACCOUNT},
                 # One replica per system node at most (the chart spreads them by host).
                 "replicas": min(2, settings.system_node_min_size),
-                "controller": {"resources": {"requests": {"cpu": "250m", "memory": "512Mi"},
-                                             "limits": {"memory": "512Mi"}}},
+                "controller": {"resources": CONTROLLER_RESOURCES},
             },
         )
         # Credentials must exist before the controller's first API call; nodes must
         # run it, and it resolves the AWS endpoints through cluster DNS.
-        self.chart.node.add_dependency(self.pod_identity, system_nodes, dns)
+        self.chart.node.add_dependency(self.pod_identity, self.crd_chart, system_nodes, dns)

@@ -104,8 +104,17 @@ def iam_integration(cluster_name: str, node_role: iam.IRole) -> list[iam.PolicyS
         ),
         iam.PolicyStatement(
             sid="AllowInstanceProfileReadActions",
-            actions=["iam:GetInstanceProfile", "iam:ListInstanceProfiles"],
+            actions=["iam:GetInstanceProfile"],
             resources=[profiles],
+        ),
+        # Alone on "*" as in the 1.14 getting-started policy (statement
+        # AllowUnscopedInstanceProfileListAction, aws/karpenter-provider-aws #8520): the List
+        # API takes no instance-profile ARN, and without it deleting or replacing an
+        # EC2NodeClass never completes.
+        iam.PolicyStatement(
+            sid="AllowUnscopedInstanceProfileListAction",
+            actions=["iam:ListInstanceProfiles"],
+            resources=["*"],
         ),
     ]
 

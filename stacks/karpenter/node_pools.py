@@ -10,6 +10,7 @@ from constructs import Construct
 
 from k8s_charts.karpenter.node_class import NodeClassChart
 from k8s_charts.karpenter.node_pool import NodePoolChart
+from stacks.cluster.manifests import attach_chart
 from stacks.karpenter.controller import Karpenter
 from stacks.settings import Settings
 
@@ -37,9 +38,10 @@ class Inf2NodePool(Construct):
             disruption_budget=settings.node_disruption_budget,
             expire_after=settings.node_expire_after,
         )
-        self.node_class = cluster.add_cdk8s_chart("Inf2NodeClass", self.node_class_chart)
-        self.node_pool = cluster.add_cdk8s_chart("Inf2NodePool", self.node_pool_chart)
-        # The CRDs come with the Helm release; nodes launched from this class must be
-        # able to join, so the role's access entry must exist too.
+        self.node_class = attach_chart(self, "Inf2NodeClass", cluster, self.node_class_chart)
+        self.node_pool = attach_chart(self, "Inf2NodePool", cluster, self.node_pool_chart)
+        # The CRDs come with the karpenter-crd release and are served once the controller
+        # runs; nodes launched from this class must be able to join, so the role's access
+        # entry must exist too.
         self.node_class.node.add_dependency(karpenter.chart, karpenter.node_role.access_entry)
         self.node_pool.node.add_dependency(karpenter.chart, self.node_class)

@@ -2,21 +2,14 @@
 and the serve role (read its model). Both are assumed through EKS Pod Identity;
 the workload stack binds them to the ServiceAccounts its chart creates. They live
 beside the bucket so that their policies name it without a cross-stack import."""
-from aws_cdk import Aws, aws_eks_v2 as eks, aws_iam as iam, aws_s3 as s3
+from aws_cdk import Aws, aws_iam as iam, aws_s3 as s3
 from constructs import Construct
-import cdk8s_plus_27 as kplus
 
 from stacks.compliance import acknowledge_all, wildcard_findings
+from stacks.pod_identity import pod_identity_role
 from stacks.settings import Settings
 
 MODELS_PREFIX = "models/"
-
-
-def pod_identity_role(scope: Construct, id: str, description: str) -> iam.Role:
-    role = iam.Role(scope, id, assumed_by=iam.ServicePrincipal("pods.eks.amazonaws.com"), description=description)
-    role.assume_role_policy.add_statements(iam.PolicyStatement(
-        actions=["sts:TagSession"], principals=[iam.ServicePrincipal("pods.eks.amazonaws.com")]))
-    return role
 
 
 class ModelAccessRoles(Construct):
@@ -31,17 +24,6 @@ class ModelAccessRoles(Construct):
             acknowledge_all(role, wildcard_findings(role, statements),
                             "Object keys under the model prefix are created per artifact version; the "
                             "wildcard is limited to that prefix (and ListBucket to the same s3:prefix).")
-
-
-def bind(scope: Construct, id: str, *, cluster: eks.ICluster, account: kplus.ServiceAccount,
-         role: iam.IRole) -> eks.CfnPodIdentityAssociation:
-    return eks.CfnPodIdentityAssociation(
-        scope, id,
-        cluster_name=cluster.cluster_name,
-        namespace=account.metadata.namespace,
-        service_account=account.name,
-        role_arn=role.role_arn,
-    )
 
 
 def compile_statements(settings: Settings, bucket: s3.IBucket) -> list[iam.PolicyStatement]:

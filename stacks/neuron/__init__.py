@@ -11,6 +11,7 @@ from k8s_charts.neuron.device_plugin import NeuronDevicePluginChart
 from k8s_charts.neuron.my_scheduler import MySchedulerChart
 from k8s_charts.neuron.scheduler_extension import NeuronSchedulerExtensionChart
 from stacks.cluster.eks import SYSTEM_NODE_LABEL
+from stacks.cluster.manifests import attach_chart
 from stacks.settings import Settings
 
 
@@ -33,8 +34,8 @@ class NeuronCharts(Construct):
             # Standbys via leader election, at most one per system node.
             replicas=min(2, settings.system_node_min_size),
         )
-        self.device_plugin = cluster.add_cdk8s_chart("NeuronDevicePlugin", self.device_plugin_chart)
-        self.extension = cluster.add_cdk8s_chart("NeuronSchedulerExtension", self.extension_chart)
-        self.my_scheduler = cluster.add_cdk8s_chart("MyScheduler", self.my_scheduler_chart)
+        self.device_plugin = attach_chart(self, "NeuronDevicePlugin", cluster, self.device_plugin_chart)
+        self.extension = attach_chart(self, "NeuronSchedulerExtension", cluster, self.extension_chart)
+        self.my_scheduler = attach_chart(self, "MyScheduler", cluster, self.my_scheduler_chart)
         # The extender must answer before my-scheduler places its first Neuron pod.
         self.my_scheduler.node.add_dependency(self.extension)

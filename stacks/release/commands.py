@@ -17,15 +17,21 @@ TEST_COMMAND = "make test"
 # CodeBuild sets it to the commit id of the primary source (the CodeConnections checkout).
 COMMIT_VARIABLE = "CODEBUILD_RESOLVED_SOURCE_VERSION"
 
-# The synth step runs on Debian with Node 20 and Python 3.11, the environment the
-# Makefile is written for (its UI test installs Debian's chromium when root).
-SYNTH_IMAGE = "public.ecr.aws/docker/library/node:20-bookworm"
+# The synth step runs on Debian bookworm (Python 3.11, as the Makefile expects; its tests
+# install Debian's bubblewrap and chromium when root) with Node 22: Node 20 left support
+# on 2026-04-30 (jsii prints it; 22 is supported to 2027-04-30).
+SYNTH_IMAGE = "public.ecr.aws/docker/library/node:22-bookworm"
+
+# PyPI's torch wheel for Linux is the multi-GB CUDA build; the synth step only needs the
+# CPU build, from PyTorch's own index ("pip3 install torch --index-url
+# https://download.pytorch.org/whl/cpu", pytorch.org Get Started). The Makefile passes this.
+TORCH_PIP_ARGS = "--index-url https://download.pytorch.org/whl/cpu"
 
 # `make setup` is the pinned install (venv from requirements-dev.txt, then npm ci);
 # cdk.json's app command is `.venv/bin/python app.py`, so synth uses that venv.
 INSTALL_COMMANDS = (
     "apt-get update -qq && apt-get install -y -qq python3 python3-venv make",
-    "make setup",
+    f'make setup TORCH_PIP_ARGS="{TORCH_PIP_ARGS}"',
 )
 
 SYNTH_COMMAND = f"npx --no-install cdk synth --no-notices --no-version-reporting -c imageTag=${COMMIT_VARIABLE}"

@@ -1,5 +1,7 @@
-"""Small rewrites of what CDK Pipelines renders, so that the template is cfn-lint clean."""
-from aws_cdk import Stack, aws_codepipeline as codepipeline
+"""Small rewrites of what CDK Pipelines renders: cfn-lint clean, and nothing unpinned."""
+import json
+
+from aws_cdk import Stack, aws_codebuild as codebuild, aws_codepipeline as codepipeline, pipelines
 
 
 def join_to_sub(value):
@@ -33,3 +35,18 @@ def deployment_role_arns_as_sub(pipeline: codepipeline.Pipeline) -> int:
                 cfn.add_property_override(f"Stages.{s}.Actions.{a}.Configuration.RoleArn", sub)
                 rewritten += 1
     return rewritten
+
+
+def pin_security_check_cli(pipeline: pipelines.CodePipeline, version: str) -> None:
+    """The permissions-broadening check's CodeBuild project installs `aws-cdk` unpinned
+    (its buildspec is fixed inside CDK Pipelines): install the pinned CLI instead."""
+    projects = [c for c in pipeline.node.find_all()
+                if isinstance(c, codebuild.CfnProject) and "SecurityCheck" in c.node.path]
+    for project in projects:
+        stack = Stack.of(project)
+        spec = json.dumps(stack.resolve(project.source)["buildSpec"])
+        pinned = spec.replace("npm install -g aws-cdk\\\\n", f"npm install -g aws-cdk@{version}\\\\n")
+        pinned = pinned.replace('npm install -g aws-cdk\\"', f'npm install -g aws-cdk@{version}\\"')
+        if pinned == spec:
+            raise ValueError("CDK Pipelines' security check no longer installs `aws-cdk` as expected")
+        project.add_property_override("Source.BuildSpec", json.loads(pinned))

@@ -15,6 +15,7 @@ from sd21.metric_names import INFLIGHT_REQUESTS as INFLIGHT_GAUGE
 from k8s_charts.workload.inference import PENDING_METRIC
 from k8s_charts.workload.scale_to_zero import ScaleToZeroChart
 from stacks.cluster.eks import SYSTEM_NODE_LABEL
+from stacks.cluster.manifests import HELM_TIMEOUT, attach_chart
 from stacks.settings import Settings
 from stacks.workload.manifests import WorkloadManifests
 
@@ -47,8 +48,7 @@ class Autoscaling(Construct):
             self.scale_to_zero_chart = ScaleToZeroChart(
                 cdk8s.App(), "sd21-scale-to-zero", settings=settings,
                 target=manifests.inference_chart.deployment, prometheus_url=PROMETHEUS_URL)
-            self.scaled_object_manifest = eks.KubernetesManifest(
-                self, "ScaledObject", cluster=cluster, manifest=self.scale_to_zero_chart.to_json())
+            self.scaled_object_manifest = attach_chart(self, "ScaledObject", cluster, self.scale_to_zero_chart)
             # KEDA's CRDs first; and the Deployment it scales must exist.
             self.scaled_object_manifest.node.add_dependency(self.keda, manifests.inference_manifest)
         else:
@@ -96,4 +96,5 @@ def _helm(scope: Construct, id: str, cluster: eks.ICluster, repository: str, cha
           namespace: str, *, values: dict, release: str | None = None, wait: bool = False) -> eks.HelmChart:
     """A pinned chart whose release is named after the chart unless told otherwise."""
     return eks.HelmChart(scope, id, cluster=cluster, chart=chart, repository=repository, version=version,
-                         namespace=namespace, release=release or chart, values=values, wait=wait)
+                         namespace=namespace, release=release or chart, values=values, wait=wait,
+                         timeout=HELM_TIMEOUT)

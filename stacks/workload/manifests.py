@@ -8,6 +8,7 @@ from k8s_charts.workload.identities import WorkloadIdentities
 from k8s_charts.workload.inference import InferenceChart
 from k8s_charts.workload.spec import WorkloadSpec
 from stacks.cluster.eks import SYSTEM_NODE_LABEL
+from stacks.cluster.manifests import attach_chart
 from stacks.settings import Settings
 
 
@@ -21,11 +22,8 @@ class WorkloadManifests(Construct):
         self.compile_chart = CompileJobChart(charts, "sd21-compile", spec=self.spec, identities=self.identities)
         self.inference_chart = InferenceChart(charts, "sd21-inference", spec=self.spec, identities=self.identities)
 
-        self.identities_manifest = self._attach("Identities", cluster, self.identities)
-        self.compile_manifest = self._attach("CompileJob", cluster, self.compile_chart)
-        self.inference_manifest = self._attach("Inference", cluster, self.inference_chart)
+        self.identities_manifest = attach_chart(self, "Identities", cluster, self.identities)
+        self.compile_manifest = attach_chart(self, "CompileJob", cluster, self.compile_chart)
+        self.inference_manifest = attach_chart(self, "Inference", cluster, self.inference_chart)
         for manifest in (self.compile_manifest, self.inference_manifest):
             manifest.node.add_dependency(self.identities_manifest)
-
-    def _attach(self, id: str, cluster: eks.ICluster, chart: cdk8s.Chart) -> eks.KubernetesManifest:
-        return eks.KubernetesManifest(self, id, cluster=cluster, manifest=chart.to_json())

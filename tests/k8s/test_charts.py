@@ -130,7 +130,9 @@ def test_node_pool(find, application):
                               "aws.amazon.com/neuron": str(settings.node_pool_neuron_limit)}
     assert spec["disruption"] == {"consolidationPolicy": "WhenEmptyOrUnderutilized",
                                   "consolidateAfter": settings.node_consolidate_after,
-                                  "budgets": [{"nodes": settings.node_disruption_budget}]}
+                                  "budgets": [{"nodes": settings.node_disruption_budget},
+                                              # a new AMI rolls one node at a time
+                                              {"nodes": "1", "reasons": ["Drifted"]}]}
 
 
 @pytest.mark.parametrize("alias, device", [("al2023@v20250101", "/dev/xvda"), ("bottlerocket@latest", "/dev/xvdb")])

@@ -283,3 +283,35 @@ def test_pipeline_template_is_cfn_lint_clean(synthesized, release):
                             capture_output=True, text=True, timeout=300)
     errors = [line for line in result.stdout.splitlines() if re.search(r":E\d{4}:", line)]
     assert not errors and result.returncode in (0, 4, 8, 12), result.stdout + result.stderr
+
+
+def test_source_may_use_a_codeconnections_connection(resources, application):
+    """A codeconnections: ARN needs codeconnections:UseConnection (landing-zone-accelerator#828)."""
+    arn = application.settings.pipeline_connection_arn
+    granted = [(s["Action"], s["Resource"]) for r in resources.values() if r["Type"] == "AWS::IAM::Policy"
+               for s in r["Properties"]["PolicyDocument"]["Statement"]
+               if "UseConnection" in json.dumps(s["Action"])]
+    actions = {a for action, _ in granted for a in ([action] if isinstance(action, str) else action)}
+    assert "codeconnections:UseConnection" in actions
+    assert all(resource == arn for _, resource in granted)
+
+
+def test_every_tool_the_pipeline_installs_is_pinned(resources):
+    import re
+
+    from stacks.pipeline_stack import CDK_ASSETS_VERSION, CDK_CLI_VERSION
+
+    specs = [json.dumps(r["Properties"]["Source"].get("BuildSpec")) for r in resources.values()
+             if r["Type"] == "AWS::CodeBuild::Project"]
+    installs = {m for spec in specs for m in re.findall(r"npm install -g ([^\s\\\"]+)", spec)}
+    assert installs == {f"aws-cdk@{CDK_CLI_VERSION}", f"cdk-assets@{CDK_ASSETS_VERSION}"}
+    package = json.loads((ROOT / "package.json").read_text())
+    assert CDK_CLI_VERSION == package["devDependencies"]["aws-cdk"]
+
+
+def test_synth_step_runs_a_supported_node_with_cpu_torch_and_a_timeout(project, release):
+    props = project(release.pipeline.synth_project)["Properties"]
+    assert props["Environment"]["Image"].startswith("public.ecr.aws/docker/library/node:22-")
+    assert 10 <= props["TimeoutInMinutes"] <= 60
+    spec = json.dumps(props["Source"]["BuildSpec"])
+    assert "download.pytorch.org/whl/cpu" in spec and "TORCH_PIP_ARGS" in spec

@@ -85,7 +85,7 @@ def test_node_lifecycle_is_scoped_by_cluster_and_nodepool_tags(synthesized, appl
 def test_controller_bound_by_pod_identity_and_node_role_has_access_entry(synthesized, application):
     resources = _resources(synthesized, application)
     karpenter = application.cluster.karpenter
-    association = resources[application.cluster.get_logical_id(karpenter.pod_identity)]
+    association = resources[application.cluster.get_logical_id(karpenter.pod_identity.association)]
     assert association["Properties"]["Namespace"] == "kube-system"
     assert association["Properties"]["ServiceAccount"] == "karpenter"
     role = resources[_logical_id(application, karpenter.controller_role)]
@@ -112,5 +112,6 @@ def test_helm_release_is_pinned_and_configured(synthesized, application):
     values = json.dumps(props["Values"])
     queue_id = _logical_id(application, application.cluster.karpenter.interruption.queue)
     assert "clusterName" in values and "interruptionQueue" in values and queue_id in values
-    association_id = application.cluster.get_logical_id(application.cluster.karpenter.pod_identity)
-    assert association_id in chart["DependsOn"]
+    # The controller's pods are admitted only once its association is effective.
+    effective_id = _logical_id(application, application.cluster.karpenter.pod_identity.effective)
+    assert effective_id in chart["DependsOn"]

@@ -39,6 +39,14 @@ def test_defaults_are_valid():
         ("natGateways", 3, "'natGateways'"),
         ("imageTag", "bad tag", "'imageTag'"),
         ("unknownSetting", "x", "'unknownSetting'"),
+        ("queue-size", "1", "'queue-size': is not a known setting; did you mean 'queueSize'?"),
+        ("addonVersions", "null", "'addonVersions'"),
+        ("addonVersions", [], "'addonVersions'"),
+        ("addonVersions", "not json", "'addonVersions'"),
+        ("addonVersions", {"coredns": 1}, "'addonVersions'"),
+        ("nodePoolCpuLimit", 16, "'nodePoolCpuLimit': 16 is below the 32 of the inf2.8xlarge"),
+        ("nodePoolMemoryGibLimit", 64, "'nodePoolMemoryGibLimit': 64 is below the 128 of the inf2.8xlarge"),
+        ("maxReplicas", 9, "'maxReplicas': 9 replicas need 9 inf2.xlarge nodes"),
     ],
 )
 def test_invalid_value_names_the_setting(key, value, expected):
@@ -54,6 +62,21 @@ def test_public_endpoint_needs_an_allow_list():
     assert settings.public_access_cidrs == ("203.0.113.0/24", "198.51.100.7/32")
 
 
+def test_public_endpoint_never_open_to_the_internet():
+    with pytest.raises(SettingsError, match="'publicAccessCidrs': must not open the cluster API"):
+        settings_with(endpointAccess="public", publicAccessCidrs=["198.51.100.7/32", "0.0.0.0/0"])
+
+
+def test_keys_the_cdk_itself_adds_are_not_settings():
+    settings_with(**{"acknowledged-issue-numbers": [12345], "@aws-cdk/core:newStyleStackSynthesis": True,
+                     "aws:cdk:enable-path-metadata": True, "availability-zones:account=1:region=r": ["a"]})
+
+
+def test_replica_limits_follow_the_node_pool():
+    assert settings_with(maxReplicas=20, nodePoolNeuronLimit=21, nodePoolCpuLimit=112,
+                         nodePoolMemoryGibLimit=448).max_replicas == 20
+
+
 def test_command_line_strings_are_parsed():
     settings = settings_with(azCount="3", natGateways="3", nodeCapacityTypes="on-demand,spot")
     assert settings.az_count == 3 and settings.node_capacity_types == ("on-demand", "spot")
@@ -66,6 +89,8 @@ def test_command_line_strings_are_parsed():
         ({"azCount": "0"}, "azCount"),
         ({"endpointAccess": "public", "publicAccessCidrs": "300.1.1.1/8"}, "publicAccessCidrs"),
         ({"clusterName": ""}, "clusterName"),
+        ({"addonVersions": "null"}, "addonVersions"),
+        ({"queue-size": "1"}, "queue-size"),
     ],
 )
 def test_synth_fails_with_a_clear_message(context, setting):

@@ -118,7 +118,7 @@ def test_images_are_the_stack_repository_at_the_image_tag(workload, storage_temp
 def test_compile_job_and_deployment_agree_on_the_model_version(workload, application):
     version = artifact_version(compile_inputs(application.settings))
     job, deployment = workload("Job"), workload("Deployment")
-    # The name carries the version (new inputs, new Job) and the image (a Job's pod template is immutable).
+    # The name carries the version (new inputs, new Job) and its template's hash (a Job's template is immutable).
     assert re.fullmatch(rf"sd21-compile-{version}-[0-9a-f]{{6}}", job["metadata"]["name"])
     for c in (container(job, "compile"), container(deployment, "stage"), container(deployment, "server")):
         assert env(c)["SD21_MODEL_VERSION"] == version
@@ -126,23 +126,43 @@ def test_compile_job_and_deployment_agree_on_the_model_version(workload, applica
         assert env(c)["SD21_BUCKET"] == env(container(job, "compile"))["SD21_BUCKET"]
 
 
-def test_a_new_image_tag_makes_a_new_compile_job_of_the_same_version(application):
+def _compile_job(settings, image: str = "repo:tag") -> dict:
+    import cdk8s
+
+    from k8s_charts.workload.compile_job import CompileJobChart
+    from k8s_charts.workload.identities import WorkloadIdentities
+    from k8s_charts.workload.spec import WorkloadSpec, compile_inputs
+
+    spec = WorkloadSpec(settings=settings, image=image, gateway_image="g", bucket_name="bucket",
+                        model_version=artifact_version(compile_inputs(settings)), system_node_label=("k", "v"))
+    app = cdk8s.App()
+    chart = CompileJobChart(app, "compile", spec=spec, identities=WorkloadIdentities(app, "ids"))
+    return cdk8s.ApiObject.of(chart.job).to_json()
+
+
+def test_any_change_to_the_compile_pod_template_makes_a_new_job(application):
+    """CloudFormation cannot update a Job's template in place: its name must change with it."""
     from dataclasses import replace
 
-    from k8s_charts.workload.spec import WorkloadSpec
+    settings = application.settings
+    base = _compile_job(settings)
+    assert _compile_job(settings)["metadata"]["name"] == base["metadata"]["name"]
+    for changed in (_compile_job(settings, image="repo:another-commit"),
+                    _compile_job(replace(settings, weights_source="s3://mirror-bucket/weights/")),
+                    _compile_job(replace(settings, model_revision="0" * 40))):
+        assert changed["metadata"]["name"] != base["metadata"]["name"]
+        assert changed["spec"]["template"] != base["spec"]["template"]
 
-    spec = WorkloadSpec(settings=application.settings, image="i", gateway_image="g", bucket_name="b",
-                        model_version="v", system_node_label=("k", "v"))
-    other = replace(spec, settings=replace(application.settings, image_tag="another-commit"))
-    assert spec.image_digest_hint != other.image_digest_hint and spec.model_version == other.model_version
 
-
-def test_pods_are_created_after_their_pod_identity_associations(workload_template, application):
+def test_pods_are_created_after_their_pod_identity_associations_take_effect(workload_template, application):
     workload = application.workload
     resources = workload_template["Resources"]
     for manifest, binding in ((workload.manifests.compile_manifest, workload.compile_binding),
                               (workload.manifests.inference_manifest, workload.serve_binding)):
-        assert logical_id(binding) in resources[logical_id(manifest)]["DependsOn"]
+        wait = resources[logical_id(binding.effective)]
+        assert wait["Type"] == "Custom::PodIdentityPropagation" and wait["Properties"]["Seconds"] >= 10
+        assert logical_id(binding.association) in wait["DependsOn"]
+        assert logical_id(binding.effective) in resources[logical_id(manifest)]["DependsOn"]
 
 
 def test_serving_is_offline_and_spread_softly(workload):
@@ -282,6 +302,8 @@ def test_service_ingress_and_disruption_budget_join(workload):
     assert backend == {"name": service["metadata"]["name"], "port": {"number": port["port"]}}
     budget = workload("PodDisruptionBudget")
     assert budget["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    # A drain (drift to a new AMI, consolidation) never evicts the last ready replica.
+    assert budget["spec"]["minAvailable"] == 1 and "maxUnavailable" not in budget["spec"]
 
 
 def test_ingress_health_check_and_draining_line_up(workload, application):

@@ -1,0 +1,105 @@
+"""Findings that no offline deploy shows, each pinned on the synthesized templates:
+the first `cdk deploy`, later updates and redeploys after a failed rollback."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from k8s_charts import rendering
+from stacks.load_balancing.controller import IMAGE_REPOSITORY
+from tests.conftest import logical_id
+
+HELM = "Custom::AWSCDK-EKS-HelmChart"
+MANIFEST = "Custom::AWSCDK-EKS-KubernetesResource"
+KUBECTL_LAMBDA_SECONDS = 15 * 60
+
+
+@pytest.fixture(scope="module")
+def cluster_resources(synthesized, application) -> dict:
+    return json.loads(synthesized.template_file(application.cluster).read_text())["Resources"]
+
+
+def app_templates(synthesized) -> list[Path]:
+    return sorted(synthesized.outdir.rglob("*.template.json"))
+
+
+def _values(chart: dict) -> str:
+    return rendering.placeholder(chart["Properties"]["Values"])
+
+
+def test_the_load_balancer_webhook_cannot_reject_other_charts_services(cluster_resources, application):
+    """LBC's Service mutator (failurePolicy Fail) rejected Karpenter's Service while its own
+    pods were not ready, rolling the cluster back (aws-load-balancer-controller#4140)."""
+    cluster = application.cluster
+    lbc = cluster_resources[logical_id(cluster.alb_controller.chart)]
+    values = json.loads(_values(lbc))
+    assert values["enableServiceMutatorWebhook"] is False
+    karpenter = cluster_resources[logical_id(cluster.karpenter.chart)]
+    assert logical_id(cluster.alb_controller.chart) in karpenter["DependsOn"]
+
+
+def test_no_load_balancer_service_anywhere(synthesized):
+    for path in app_templates(synthesized):
+        for obj in rendering.all_objects(rendering.from_template_file(path)):
+            assert not (obj["kind"] == "Service" and obj["spec"].get("type") == "LoadBalancer"), path.name
+
+
+def test_every_helm_release_fails_fast_and_lbc_pulls_from_a_regional_registry(synthesized, cluster_resources,
+                                                                              application):
+    charts = [r for path in app_templates(synthesized)
+              for r in json.loads(path.read_text())["Resources"].values() if r["Type"] == HELM]
+    assert len(charts) >= 4
+    for chart in charts:
+        timeout = chart["Properties"].get("Timeout")
+        assert timeout and int(timeout.removesuffix("s")) < KUBECTL_LAMBDA_SECONDS / 2, chart["Properties"]["Chart"]
+    lbc = json.loads(_values(cluster_resources[logical_id(application.cluster.alb_controller.chart)]))
+    assert lbc["image"] == {"repository": IMAGE_REPOSITORY, "tag": application.settings.alb_controller_version}
+    assert IMAGE_REPOSITORY.startswith("public.ecr.aws/")
+
+
+def test_no_oidc_provider_the_controllers_use_pod_identity(cluster_resources, application):
+    types = {r["Type"] for r in cluster_resources.values()}
+    assert not {t for t in types if "OpenIdConnect" in t or t == "AWS::IAM::OIDCProvider"}
+    lbc = application.cluster.alb_controller
+    association = cluster_resources[logical_id(lbc.pod_identity.association)]["Properties"]
+    assert (association["Namespace"], association["ServiceAccount"]) == ("kube-system", "aws-load-balancer-controller")
+    values = json.loads(_values(cluster_resources[logical_id(lbc.chart)]))
+    assert values["serviceAccount"] == {"create": True, "name": "aws-load-balancer-controller"}
+    assert logical_id(lbc.pod_identity.effective) in cluster_resources[logical_id(lbc.chart)]["DependsOn"]
+
+
+def test_karpenter_lists_instance_profiles_unscoped_and_gets_them_scoped(cluster_resources):
+    statements = [s for r in cluster_resources.values() if r["Type"] == "AWS::IAM::ManagedPolicy"
+                  for s in r["Properties"]["PolicyDocument"]["Statement"]]
+    by_sid = {s.get("Sid"): s for s in statements}
+    listing = by_sid["AllowUnscopedInstanceProfileListAction"]
+    assert listing["Action"] == "iam:ListInstanceProfiles" and listing["Resource"] == "*"
+    assert by_sid["AllowInstanceProfileReadActions"]["Action"] == "iam:GetInstanceProfile"
+    others = [s for s in statements if s is not listing]
+    assert not [s for s in others if "iam:ListInstanceProfiles" in json.dumps(s["Action"])]
+
+
+def test_karpenter_crds_come_from_their_chart_and_the_controller_has_1gi(cluster_resources, application):
+    karpenter = application.cluster.karpenter
+    crds = cluster_resources[logical_id(karpenter.crd_chart)]["Properties"]
+    assert (crds["Chart"], crds["Repository"]) == ("karpenter-crd", "oci://public.ecr.aws/karpenter/karpenter-crd")
+    chart = cluster_resources[logical_id(karpenter.chart)]
+    assert crds["Version"] == chart["Properties"]["Version"]
+    assert chart["Properties"]["SkipCrds"] is True
+    assert logical_id(karpenter.crd_chart) in chart["DependsOn"]
+    resources = json.loads(_values(chart))["controller"]["resources"]
+    assert resources["requests"]["memory"] == resources["limits"]["memory"] == "1Gi"
+
+
+def test_names_cloudformation_must_be_free_to_replace(cluster_resources):
+    (nodegroup,) = [r for r in cluster_resources.values() if r["Type"] == "AWS::EKS::Nodegroup"]
+    assert "NodegroupName" not in nodegroup["Properties"]
+
+
+def test_every_manifest_is_applied_with_overwrite(synthesized):
+    manifests = [(path.name, r) for path in app_templates(synthesized)
+                 for r in json.loads(path.read_text())["Resources"].values() if r["Type"] == MANIFEST]
+    assert len(manifests) >= 8
+    assert [name for name, r in manifests if r["Properties"].get("Overwrite") is not True] == []
