@@ -10,7 +10,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 CDK := npx --no-install cdk --no-notices --no-version-reporting
 
-.PHONY: setup synth test test-tools diff manifests imports demo bench mirror-weights clean
+.PHONY: setup synth test test-tools diff manifests imports demo bench mirror-weights preflight clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -69,6 +69,11 @@ demo: setup
 mirror-weights: setup
 	@test -n "$(DEST)" || { echo "usage: make mirror-weights DEST=s3://<bucket>/<prefix>/"; exit 2; }
 	$(PY) -m sd21.weights --dest "$(DEST)"
+
+# Read-only checks of the AWS account and the registries before a deploy (needs AWS
+# credentials): inf2 offered, Inf quota, source connection, images and charts, weights.
+preflight: setup
+	$(PY) -m stacks.preflight $(PREFLIGHT_ARGS)
 
 # Print the benchmark figures (not tests).
 bench: setup

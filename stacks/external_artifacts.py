@@ -20,6 +20,15 @@ class Inventory:
     amis: frozenset[str]                     # Karpenter AMI aliases
     entries: tuple[dict, ...]
 
+    @property
+    def registry_images(self) -> list[str]:
+        """The images a registry can be asked about (not those CodeBuild itself manages)."""
+        return sorted(e["ref"] for e in self.entries if "ref" in e and e.get("registry") != "codebuild")
+
+    @property
+    def charts_sorted(self) -> list[tuple[str, str, str]]:
+        return sorted(self.charts)
+
 
 def load(path: Path = INVENTORY) -> Inventory:
     data = yaml.safe_load(path.read_text())

@@ -1,7 +1,8 @@
 """The release pipeline (CDK Pipelines, self-mutating):
 
 Source (CodeConnections) -> Build (install, `make test`, `cdk synth -c imageTag=<commit>`)
--> UpdatePipeline -> Assets -> Prod: permissions-broadening check, then for every
+-> UpdatePipeline -> Assets -> Prod: Preflight (stacks/preflight), permissions-broadening
+check, then for every
 application stack Prepare (change set) -> ApproveChangeSet -> Deploy; the model image
 is built and pushed as `<repository>:<commit>` right after the Storage stack (which
 owns the repository) and before any stack that depends on Storage.
@@ -18,6 +19,7 @@ from stacks.release.commands import INSTALL_COMMANDS, SYNTH_COMMANDS, SYNTH_IMAG
 from stacks.release.deploy_stage import DeployStage
 from stacks.release.image_build import ImageTarget, image_build_step
 from stacks.release.notifications import ApprovalNotifications
+from stacks.release.preflight_step import preflight_step
 from stacks.release.review import approval_step
 from stacks.release.template_fixes import deployment_role_arns_as_sub, pin_security_check_cli
 from stacks.settings import Settings
@@ -86,12 +88,16 @@ class PipelineStack(Stack):
         self.permissions_check = pipelines.ConfirmPermissionsBroadening(
             "CheckPermissions", stage=self.stage, notification_topic=topic
         )
-        self.pipeline.add_stage(self.stage, pre=[self.permissions_check], stack_steps=list(self.stack_steps.values()))
+        # The outside world first: capacity, quota, connection, registries, weights.
+        self.preflight = preflight_step(settings, self.source)
+        self.permissions_check.add_step_dependency(self.preflight)
+        self.pipeline.add_stage(self.stage, pre=[self.preflight, self.permissions_check],
+                                stack_steps=list(self.stack_steps.values()))
         self.pipeline.build_pipeline()
         self._allow_codeconnections(settings)
         pin_security_check_cli(self.pipeline, CDK_CLI_VERSION)
         deployment_role_arns_as_sub(self.pipeline.pipeline)
-        acknowledge_release(self.pipeline, self.artifacts, self.image_build, self.image)
+        acknowledge_release(self.pipeline, self.artifacts, self.image_build, self.image, self.preflight)
 
     def _allow_codeconnections(self, settings: Settings) -> None:
         """CDK grants codestar-connections:UseConnection; a codeconnections: ARN needs the

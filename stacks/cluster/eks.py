@@ -1,6 +1,6 @@
 """The EKS cluster: native AWS::EKS::Cluster, a small on-demand system node
 group, managed add-ons, control-plane logs, secrets encryption and access entries."""
-from aws_cdk import Stack, Tags, aws_ec2 as ec2, aws_eks_v2 as eks, aws_kms as kms
+from aws_cdk import CfnOutput, Fn, Stack, Tags, aws_ec2 as ec2, aws_eks_v2 as eks, aws_kms as kms
 from constructs import Construct
 
 from stacks.cluster.kubectl_layers import kubectl_layer
@@ -56,6 +56,7 @@ class EksCluster(Construct):
         )
         self._acknowledge_cdk_managed_parts()
         self.node_security_group = self._karpenter_node_security_group(settings, vpc)
+        self.operator_security_group = self._operator_access(settings, vpc)
 
         networking = [self._addon(name, settings) for name in ("vpc-cni", "kube-proxy", "eks-pod-identity-agent")]
         self.system_nodes = self.cluster.add_nodegroup_capacity(
@@ -140,6 +141,30 @@ class EksCluster(Construct):
         Tags.of(group).add(discovery_key, discovery_value)
         # The load balancer controller opens target ports on the one group so tagged.
         Tags.of(group).add(f"kubernetes.io/cluster/{settings.cluster_name}", "owned")
+        return group
+
+    def _operator_access(self, settings: Settings, vpc: ec2.IVpc) -> ec2.SecurityGroup:
+        """Operators reach the private API endpoint from inside the VPC: an AWS CloudShell
+        VPC environment (or any shell) in a private subnet with this group (README,
+        "Operating the cluster"). The group itself accepts nothing."""
+        group = ec2.SecurityGroup(self, "OperatorAccess", vpc=vpc, allow_all_outbound=True,
+                                  description=f"Operator shells that run kubectl against {settings.cluster_name}")
+        ec2.CfnSecurityGroupIngress(
+            self, "ApiFromOperators",
+            group_id=self.cluster.cluster_security_group_id,
+            source_security_group_id=group.security_group_id,
+            ip_protocol="tcp", from_port=443, to_port=443,
+            description="Operator shells to the Kubernetes API (private endpoint)",
+        )
+        stack = Stack.of(self)
+        private = vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS).subnet_ids
+        CfnOutput(stack, "OperatorSecurityGroupId", value=group.security_group_id,
+                  description="Security group for a CloudShell VPC environment that runs kubectl")
+        CfnOutput(stack, "OperatorSubnetIds", value=Fn.join(",", private),
+                  description="Private subnets for that CloudShell VPC environment")
+        CfnOutput(stack, "KubeconfigCommand",
+                  value=f"aws eks update-kubeconfig --name {settings.cluster_name} --region {stack.region}",
+                  description="Run in that environment, as adminPrincipalArn (or a principal with an access entry)")
         return group
 
     def _addon(self, name: str, settings: Settings) -> eks.Addon:

@@ -25,7 +25,8 @@ def _child(scope: IConstruct, *path: str) -> IConstruct:
 
 
 def acknowledge_release(pipeline: pipelines.CodePipeline, artifacts: ArtifactStore,
-                        image_build: pipelines.CodeBuildStep, image: ImageTarget) -> None:
+                        image_build: pipelines.CodeBuildStep, image: ImageTarget,
+                        preflight: pipelines.CodeBuildStep) -> None:
     bucket = logical_id(artifacts.bucket)
     acknowledge_all(
         pipeline,
@@ -47,10 +48,17 @@ def acknowledge_release(pipeline: pipelines.CodePipeline, artifacts: ArtifactSto
             "CodeBuild's default grant to its own project: the log streams of the project's log group and "
             "report groups named after the project, created at build time.",
         )
+    for project in (pipeline.synth_project, preflight.project):
+        acknowledge(
+            project, "AwsSolutions-CB5",
+            "The synth and preflight steps run the Makefile's Python 3.11 on Debian (the tests install Debian's "
+            "bubblewrap and chromium) with Node 22; the official node:22-bookworm image from ECR Public is that "
+            "environment.",
+        )
     acknowledge(
-        pipeline.synth_project, "AwsSolutions-CB5",
-        "The synth step runs `make test`, written for Debian with Node 20 and Python 3.11 (its browser test "
-        "installs Debian's chromium); the official node:20-bookworm image from ECR Public is that environment.",
+        preflight.project, f"{IAM5}[Resource::*]",
+        "The preflight's reads (ec2:DescribeAvailabilityZones, ec2:DescribeInstanceTypeOfferings, "
+        "servicequotas:GetServiceQuota) have no resource-level permissions; they change nothing.",
     )
     acknowledge_all(
         image_build.project, wildcard_findings(image_build.project, image.push_statements()),

@@ -315,3 +315,32 @@ def test_synth_step_runs_a_supported_node_with_cpu_torch_and_a_timeout(project, 
     assert 10 <= props["TimeoutInMinutes"] <= 60
     spec = json.dumps(props["Source"]["BuildSpec"])
     assert "download.pytorch.org/whl/cpu" in spec and "TORCH_PIP_ARGS" in spec
+
+
+def test_preflight_runs_before_the_permissions_check_and_every_change_set(deploy_actions, release, project, resources):
+    (preflight,) = [a for a in deploy_actions if a["Name"] == "Preflight"]
+    check = min(a["RunOrder"] for a in deploy_actions if a["Name"].startswith("CheckPermissions."))
+    first_prepare = min(stack_actions(deploy_actions, s)["prepare"]["RunOrder"]
+                        for s in release.stage.application.stacks)
+    assert preflight["RunOrder"] < check < first_prepare
+    spec = json.dumps(project(release.preflight.project)["Properties"]["Source"]["BuildSpec"])
+    assert "-m stacks.preflight" in spec and "requirements-preflight.txt" in spec
+    # Read-only: describe, quota and connection reads.
+    role_id = project(release.preflight.project)["Properties"]["ServiceRole"]["Fn::GetAtt"][0]
+    actions = {a for r in resources.values() if r["Type"] == "AWS::IAM::Policy"
+               and {"Ref": role_id} in r["Properties"]["Roles"]
+               for s in r["Properties"]["PolicyDocument"]["Statement"]
+               for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    own = {a for a in actions if not a.startswith(("logs:", "codebuild:", "s3:", "kms:"))}
+    assert own == {"ec2:DescribeAvailabilityZones", "ec2:DescribeInstanceTypeOfferings",
+                   "servicequotas:GetServiceQuota", "codeconnections:GetConnection"}
+
+
+def test_preflight_requirements_are_pinned_like_the_rest():
+    def pins(path):
+        lines = [line.split("#")[0].strip() for line in (ROOT / path).read_text().splitlines()]
+        return dict(line.split("==") for line in lines if "==" in line)
+
+    preflight = pins("requirements-preflight.txt")
+    elsewhere = {**pins("requirements.txt"), **pins("model_image/requirements.txt")}
+    assert preflight and all(elsewhere[name] == version for name, version in preflight.items())

@@ -103,3 +103,15 @@ def test_every_manifest_is_applied_with_overwrite(synthesized):
                  for r in json.loads(path.read_text())["Resources"].values() if r["Type"] == MANIFEST]
     assert len(manifests) >= 8
     assert [name for name, r in manifests if r["Properties"].get("Overwrite") is not True] == []
+
+
+def test_operators_reach_the_private_endpoint_from_a_vpc_shell(synthesized, application, cluster_resources):
+    """With the default private endpoint, a CloudShell VPC environment with this group runs kubectl."""
+    eks = application.cluster.eks
+    group_id = logical_id(eks.operator_security_group)
+    (ingress,) = [r["Properties"] for r in cluster_resources.values() if r["Type"] == "AWS::EC2::SecurityGroupIngress"
+                  and r["Properties"].get("SourceSecurityGroupId") == {"Fn::GetAtt": [group_id, "GroupId"]}]
+    assert (ingress["IpProtocol"], ingress["FromPort"], ingress["ToPort"]) == ("tcp", 443, 443)
+    assert ingress["GroupId"] == {"Fn::GetAtt": [logical_id(eks.cluster), "ClusterSecurityGroupId"]}
+    outputs = json.loads(synthesized.template_file(application.cluster).read_text())["Outputs"]
+    assert {"OperatorSecurityGroupId", "OperatorSubnetIds", "KubeconfigCommand"} <= set(outputs)

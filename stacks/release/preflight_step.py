@@ -1,0 +1,42 @@
+"""The pipeline's Preflight step: `python -m stacks.preflight` before the first change
+set, with read-only permissions, in a small venv of requirements-preflight.txt."""
+from aws_cdk import Duration, aws_codebuild as codebuild, aws_iam as iam, pipelines
+
+from stacks.release.commands import SYNTH_IMAGE
+from stacks.settings import Settings
+
+PREFLIGHT_COMMANDS = (
+    "apt-get update -qq && apt-get install -y -qq python3 python3-venv",
+    "python3 -m venv /tmp/preflight",
+    "/tmp/preflight/bin/pip install -q -r requirements-preflight.txt",
+    "/tmp/preflight/bin/pip install -q --no-deps ./model_image",
+    "/tmp/preflight/bin/python -m stacks.preflight",
+)
+
+
+def preflight_statements(settings: Settings) -> list[iam.PolicyStatement]:
+    statements = [
+        # Describe and quota reads have no resource-level permissions.
+        iam.PolicyStatement(actions=["ec2:DescribeAvailabilityZones", "ec2:DescribeInstanceTypeOfferings",
+                                     "servicequotas:GetServiceQuota"], resources=["*"]),
+        iam.PolicyStatement(actions=[f"{settings.pipeline_connection_arn.split(':')[2]}:GetConnection"],
+                            resources=[settings.pipeline_connection_arn]),
+    ]
+    if settings.weights_source.startswith("s3://"):
+        bucket, _, prefix = settings.weights_source.removeprefix("s3://").partition("/")
+        statements.append(iam.PolicyStatement(actions=["s3:GetObject"],
+                                              resources=[f"arn:aws:s3:::{bucket}/{prefix.rstrip('/')}/*"]))
+        statements.append(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[f"arn:aws:s3:::{bucket}"]))
+    return statements
+
+
+def preflight_step(settings: Settings, source: pipelines.IFileSetProducer) -> pipelines.CodeBuildStep:
+    return pipelines.CodeBuildStep(
+        "Preflight",
+        input=source,
+        commands=list(PREFLIGHT_COMMANDS),
+        build_environment=codebuild.BuildEnvironment(
+            build_image=codebuild.LinuxBuildImage.from_docker_registry(SYNTH_IMAGE)),
+        role_policy_statements=preflight_statements(settings),
+        timeout=Duration.minutes(15),
+    )
