@@ -12,6 +12,12 @@ Helm releases (Custom::AWSCDK-EKS-HelmChart) are not rendered: helm does that.
 writes one multi-document YAML file per manifest resource, numbered in
 deployment order (CloudFormation DependsOn), so `kubectl apply -f <dest>`
 applies them in the same order as a deploy.
+
+    python -m k8s_charts.rendering diff <deployed template | --deployed-stack NAME> <proposed template>
+
+prints what a change set does to the cluster, readably: every Kubernetes object
+and Helm release (chart, version, values) added, removed or changed, as a unified
+diff of YAML (a CloudFormation change set shows each as one opaque JSON string).
 """
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ from typing import Any, Iterable
 import yaml
 
 MANIFEST_TYPE = "Custom::AWSCDK-EKS-KubernetesResource"
+HELM_TYPE = "Custom::AWSCDK-EKS-HelmChart"
 
 
 @dataclass(frozen=True)
@@ -133,7 +140,87 @@ def write_yaml(resources: list[ManifestResource], dest: Path) -> list[Path]:
     return written
 
 
+def helm_releases(template: dict) -> dict[str, dict]:
+    """Each Helm release of a template: namespace/release -> chart, repository, version, values."""
+    releases = {}
+    for resource in template.get("Resources", {}).values():
+        if resource.get("Type") != HELM_TYPE:
+            continue
+        props = resource["Properties"]
+        values = props.get("Values")
+        releases[f"{props.get('Namespace', 'default')}/{props['Release']}"] = {
+            "chart": props.get("Chart"), "repository": props.get("Repository"), "version": props.get("Version"),
+            "values": json.loads(placeholder(values)) if values is not None else {},
+        }
+    return releases
+
+
+def _objects_by_name(template: dict) -> dict[str, dict]:
+    objects = {}
+    for obj in all_objects(manifest_resources(template, "stack")):
+        meta = obj.get("metadata", {})
+        objects[f"{obj['kind']} {meta.get('namespace', '-')}/{meta.get('name')}"] = obj
+    return objects
+
+
+def _yaml_diff(name: str, old, new) -> list[str]:
+    import difflib
+
+    def lines(value) -> list[str]:
+        return [] if value is None else yaml.safe_dump(value, sort_keys=True).splitlines()
+
+    return list(difflib.unified_diff(lines(old), lines(new), f"deployed/{name}", f"proposed/{name}", lineterm=""))
+
+
+def diff_templates(deployed: dict, proposed: dict) -> str:
+    """Readable diff of the Kubernetes objects and Helm releases of two templates."""
+    out: list[str] = []
+    for title, old, new in (("Kubernetes objects", _objects_by_name(deployed), _objects_by_name(proposed)),
+                            ("Helm releases", helm_releases(deployed), helm_releases(proposed))):
+        added, removed = sorted(set(new) - set(old)), sorted(set(old) - set(new))
+        changed = sorted(name for name in set(old) & set(new) if old[name] != new[name])
+        out.append(f"## {title}: {len(added)} added, {len(removed)} removed, {len(changed)} changed, "
+                   f"{len(set(old) & set(new)) - len(changed)} unchanged")
+        for name in removed:
+            out += [f"- removed {name}", *_yaml_diff(name, old[name], None)]
+        for name in added:
+            out += [f"+ added {name}", *_yaml_diff(name, None, new[name])]
+        for name in changed:
+            out += [f"~ changed {name}", *_yaml_diff(name, old[name], new[name])]
+    return "\n".join(out) + "\n"
+
+
+def deployed_template(stack_name: str) -> dict:
+    """The template a stack runs now (empty when it does not exist yet)."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    try:
+        body = boto3.client("cloudformation").get_template(StackName=stack_name, TemplateStage="Original")
+    except ClientError as error:
+        if "does not exist" in str(error):
+            return {}
+        raise
+    text = body["TemplateBody"]
+    return text if isinstance(text, dict) else json.loads(text)
+
+
+def diff_main(argv: list[str]) -> int:
+    if len(argv) == 3 and argv[0] == "--deployed-stack":
+        deployed, proposed = deployed_template(argv[1]), Path(argv[2])
+    elif len(argv) == 2:
+        deployed, proposed = json.loads(Path(argv[0]).read_text()), Path(argv[1])
+    else:
+        print("usage: python -m k8s_charts.rendering diff <deployed template | --deployed-stack NAME> "
+              "<proposed template>", file=sys.stderr)
+        return 2
+    sys.stdout.write(diff_templates(deployed, json.loads(proposed.read_text())))
+    return 0
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["diff"]:
+        return diff_main(argv[1:])
     if len(argv) != 2:
         print("usage: python -m k8s_charts.rendering <cdk.out dir> <dest dir>", file=sys.stderr)
         return 2

@@ -13,14 +13,14 @@ from pathlib import Path
 from aws_cdk import Duration, Stack, aws_codebuild as codebuild, aws_codepipeline as codepipeline, aws_iam as iam, pipelines
 from constructs import Construct
 
-from stacks.release.acknowledgments import acknowledge_release
+from stacks.release.acknowledgments import acknowledge_release, acknowledge_reviews
 from stacks.release.artifacts import ArtifactStore
 from stacks.release.commands import INSTALL_COMMANDS, SYNTH_COMMANDS, SYNTH_IMAGE
 from stacks.release.deploy_stage import DeployStage
 from stacks.release.image_build import ImageTarget, image_build_step
 from stacks.release.notifications import ApprovalNotifications
 from stacks.release.preflight_step import preflight_step
-from stacks.release.review import approval_step
+from stacks.release.review import approval_step, diff_step
 from stacks.release.template_fixes import deployment_role_arns_as_sub, pin_security_check_cli
 from stacks.settings import Settings
 
@@ -77,14 +77,8 @@ class PipelineStack(Stack):
         application = self.stage.application
         self.image = ImageTarget(self, settings)
         self.image_build = image_build_step(self.image, self.source)
-        self.stack_steps = {
-            stack: pipelines.StackSteps(
-                stack=stack,
-                change_set=[approval_step(stack, topic)],
-                post=[self.image_build] if stack is application.storage else [],
-            )
-            for stack in application.stacks
-        }
+        self.diff_steps: dict[pipelines.CodeBuildStep, Stack] = {}
+        self.stack_steps = {stack: self._review_then_deploy(stack, topic) for stack in application.stacks}
         self.permissions_check = pipelines.ConfirmPermissionsBroadening(
             "CheckPermissions", stage=self.stage, notification_topic=topic
         )
@@ -98,6 +92,16 @@ class PipelineStack(Stack):
         pin_security_check_cli(self.pipeline, CDK_CLI_VERSION)
         deployment_role_arns_as_sub(self.pipeline.pipeline)
         acknowledge_release(self.pipeline, self.artifacts, self.image_build, self.image, self.preflight)
+        acknowledge_reviews(self.diff_steps)
+
+    def _review_then_deploy(self, stack: Stack, topic) -> pipelines.StackSteps:
+        """Change set -> RenderDiff -> ApproveChangeSet -> deploy (-> the image after Storage)."""
+        render = diff_step(self, self.stage, stack, self.source, self.synth.primary_output)
+        self.diff_steps[render] = stack
+        approve = approval_step(self, stack, topic)
+        approve.add_step_dependency(render)
+        return pipelines.StackSteps(stack=stack, change_set=[render, approve],
+                                    post=[self.image_build] if stack is self.stage.application.storage else [])
 
     def _allow_codeconnections(self, settings: Settings) -> None:
         """CDK grants codestar-connections:UseConnection; a codeconnections: ARN needs the

@@ -97,3 +97,15 @@ def acknowledge_release(pipeline: pipelines.CodePipeline, artifacts: ArtifactSto
 
 def _projects(scope: IConstruct) -> list[codebuild.Project]:
     return [c.node.scope for c in scope.node.find_all() if isinstance(c, codebuild.CfnProject)]
+
+
+def acknowledge_reviews(diff_steps: dict) -> None:
+    """The RenderDiff steps read one stack's template each; {step: stack}."""
+    for step, stack in diff_steps.items():
+        acknowledge(
+            step.project,
+            f"{IAM5}[Resource::arn:<AWS::Partition>:cloudformation:<AWS::Region>:<AWS::AccountId>:"
+            f"stack/{stack.stack_name}/*]",
+            "cloudformation:GetTemplate of this one stack: the wildcard is the stack id CloudFormation assigns "
+            "at creation.",
+        )

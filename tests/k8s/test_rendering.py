@@ -42,3 +42,29 @@ def test_cli_explains_a_missing_synth(tmp_path):
     result = subprocess.run([sys.executable, "-m", "k8s_charts.rendering", str(tmp_path), str(tmp_path / "out")],
                             cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "cdk synth" in result.stderr
+
+
+def test_diff_shows_what_a_change_does_to_the_cluster(synthesized, application, zero):
+    """Default mode deployed, scale-to-zero proposed: the change set says only `Modify`
+    on opaque JSON strings; the diff names every object and release and what changed."""
+    import json
+
+    deployed = json.loads(synthesized.template_file(application.workload).read_text())
+    proposed = zero.template(zero.application.workload)
+    text = rendering.diff_templates(deployed, proposed)
+    assert "- removed HorizontalPodAutoscaler sd21/sd21-inference" in text
+    assert "+ added ScaledObject sd21/sd21-inference" in text
+    assert "+ added Deployment sd21/sd21-gateway" in text
+    assert "~ changed Ingress sd21/sd21-inference" in text
+    assert "+      name: sd21-gateway" in text  # the unified YAML diff of the change itself
+    assert "Deployment sd21/sd21-inference" not in text  # unchanged objects are not listed
+    assert "- removed monitoring/prometheus-adapter" in text and "+ added keda/keda" in text
+    assert "## Helm releases: 1 added, 1 removed, 0 changed, 1 unchanged" in text
+
+
+def test_first_deploy_diff_adds_everything(synthesized, application):
+    import json
+
+    proposed = json.loads(synthesized.template_file(application.cluster).read_text())
+    text = rendering.diff_templates({}, proposed)
+    assert "0 removed, 0 changed, 0 unchanged" in text and "+ added NodePool -/inf2" in text

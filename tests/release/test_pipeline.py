@@ -39,7 +39,9 @@ def stack_actions(actions: list[dict], stack) -> dict[str, dict]:
     group = prepare["Name"].rsplit(".", 1)[0]
     (approve,) = [a for a in actions if a["ActionTypeId"]["Provider"] == "Manual"
                   and a["Name"].startswith(group + ".")]
-    return {"prepare": prepare, "approve": approve, "deploy": deploy}
+    (render,) = [a for a in actions if a["ActionTypeId"]["Provider"] == "CodeBuild"
+                 and a["Name"] == group + ".RenderDiff"]
+    return {"prepare": prepare, "render": render, "approve": approve, "deploy": deploy}
 
 
 # --- shape of the pipeline -------------------------------------------------------
@@ -113,8 +115,16 @@ def test_every_application_stack_is_prepared_approved_then_deployed(deploy_actio
         config = approve["Configuration"]
         assert stack.stack_name in config["CustomData"] and CHANGE_SET_NAME in config["CustomData"]
         assert len(config["CustomData"]) <= 500  # CodePipeline's limit
+        # The approval links to the readable diff of what this change does to the cluster.
+        render = steps["render"]
+        assert prepare["RunOrder"] < render["RunOrder"] < approve["RunOrder"]
+        project_id = render["Configuration"]["ProjectName"]["Ref"]
+        project_name = resources[project_id]["Properties"]["Name"]
         link = json.dumps(config["ExternalEntityLink"])
-        assert "console.aws.amazon.com/cloudformation" in link and stack.stack_name in link
+        assert f"codebuild/projects/{project_name}/history" in link and stack.stack_name in project_name
+        spec = json.dumps(resources[project_id]["Properties"]["Source"]["BuildSpec"])
+        assert f"-m k8s_charts.rendering diff --deployed-stack {stack.stack_name} " in spec
+        assert stack.template_file in spec
         assert config["NotificationArn"] == {"Ref": topic_id}
 
 
