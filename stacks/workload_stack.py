@@ -1,10 +1,12 @@
 from aws_cdk import Stack, aws_ecr as ecr, aws_eks_v2 as eks, aws_s3 as s3
 from constructs import Construct
 
+
 from stacks.model_storage.access import ModelAccessRoles
 from stacks.pod_identity import PodIdentityBinding
 from stacks.settings import Settings
 from stacks.workload.autoscaling import Autoscaling
+from stacks.workload.kubectl import WorkloadKubectl
 from stacks.workload.manifests import WorkloadManifests
 
 
@@ -15,6 +17,9 @@ class WorkloadStack(Stack):
     def __init__(self, scope: Construct, id: str, *, settings: Settings, cluster: eks.ICluster,
                  repository: ecr.IRepository, bucket: s3.IBucket, access: ModelAccessRoles, **kwargs) -> None:
         super().__init__(scope, id, **kwargs)
+        # Its own kubectl provider: nothing here calls a Lambda of the Cluster stack.
+        self.kubectl = WorkloadKubectl(self, "Kubectl", settings=settings, cluster=cluster)
+        cluster = self.kubectl.cluster
         self.manifests = WorkloadManifests(self, "Manifests", settings=settings, cluster=cluster,
                                            repository=repository, bucket=bucket)
         identities = self.manifests.identities
@@ -28,3 +33,6 @@ class WorkloadStack(Stack):
         self.manifests.inference_manifest.node.add_dependency(self.serve_binding)
         self.autoscaling = Autoscaling(self, "Autoscaling", settings=settings, cluster=cluster,
                                        manifests=self.manifests)
+        for resource in self.node.find_all():
+            if isinstance(resource, (eks.KubernetesManifest, eks.HelmChart)):
+                self.kubectl.after_access(resource)

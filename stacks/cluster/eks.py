@@ -3,8 +3,8 @@ group, managed add-ons, control-plane logs, secrets encryption and access entrie
 from aws_cdk import CfnOutput, Fn, Stack, Tags, aws_ec2 as ec2, aws_eks_v2 as eks, aws_kms as kms
 from constructs import Construct
 
-from stacks.cluster.kubectl_layers import kubectl_layer
-from stacks.compliance import acknowledge, acknowledge_all, managed_policy
+from stacks.cluster.kubectl_layers import acknowledge_kubectl_provider, kubectl_layer
+from stacks.compliance import acknowledge, managed_policy
 from stacks.settings import Settings
 
 SYSTEM_NODE_LABEL = ("sd21.aws/node-role", "system")
@@ -94,28 +94,7 @@ class EksCluster(Construct):
     def _acknowledge_cdk_managed_parts(self) -> None:
         acknowledge(self.cluster.role, managed_policy("AmazonEKSClusterPolicy"),
                     "The EKS control-plane service role requires this AWS managed policy.")
-        provider = self.cluster.kubectl_provider
-        handler = provider.node.find_child("Handler")
-        logical_id = Stack.of(self).get_logical_id
-        handler_id = logical_id(handler.node.default_child)
-        ecr_public_condition = logical_id(handler.node.find_child("HasEcrPublic"))
-        ecr_public_policy = (
-            '{"Fn::If":["%s",{"Fn::Join":["",["arn:",{"Ref":"AWS::Partition"},'
-            '":iam::aws:policy/AmazonElasticContainerRegistryPublicReadOnly"]]},{"Ref":"AWS::NoValue"}]}'
-            % ecr_public_condition
-        )
-        acknowledge_all(
-            provider,
-            [managed_policy("service-role/AWSLambdaBasicExecutionRole"),
-             managed_policy("service-role/AWSLambdaVPCAccessExecutionRole"),
-             managed_policy("AmazonEC2ContainerRegistryReadOnly"),
-             f"AwsSolutions-IAM4[Policy::{ecr_public_policy}]",
-             f"AwsSolutions-IAM5[Resource::<{handler_id}.Arn>:*]",
-             "AwsSolutions-L1"],
-            "aws-cdk-lib's kubectl provider (Lambda + custom-resource framework): its role, managed "
-            "Lambda policies, permission to invoke its handler's versions and runtime are set by "
-            "aws-cdk-lib, which we pin and upgrade; it only reaches this cluster's API.",
-        )
+        acknowledge_kubectl_provider(self.cluster.kubectl_provider)
 
     def _karpenter_node_security_group(self, settings: Settings, vpc: ec2.IVpc) -> ec2.SecurityGroup:
         """Security group for Karpenter-launched nodes, found by the discovery tag.

@@ -115,3 +115,39 @@ def test_operators_reach_the_private_endpoint_from_a_vpc_shell(synthesized, appl
     assert ingress["GroupId"] == {"Fn::GetAtt": [logical_id(eks.cluster), "ClusterSecurityGroupId"]}
     outputs = json.loads(synthesized.template_file(application.cluster).read_text())["Outputs"]
     assert {"OperatorSecurityGroupId", "OperatorSubnetIds", "KubeconfigCommand"} <= set(outputs)
+
+
+def test_workload_calls_no_lambda_of_another_stack(synthesized, application, cluster_resources):
+    """A CDK upgrade that replaces the Cluster stack's kubectl Lambda must not block on an
+    export the Workload stack uses: the Workload has its own provider."""
+    template = json.loads(synthesized.template_file(application.workload).read_text())
+    resources = template["Resources"]
+    imports = {json.dumps(v) for v in _find(template, "Fn::ImportValue")}
+    exported = json.loads(synthesized.template_file(application.cluster).read_text())["Outputs"]
+    cluster_exports = {o["Export"]["Name"]: o["Value"] for o in exported.values() if "Export" in o}
+    used = [cluster_exports[name] for name in cluster_exports if any(name in i for i in imports)]
+    kinds = {cluster_resources[v["Ref"] if "Ref" in v else v["Fn::GetAtt"][0]]["Type"] for v in used}
+    assert kinds <= {"AWS::EKS::Cluster"}, kinds  # its name and security group, nothing else
+    for resource in resources.values():
+        if resource["Type"].startswith("Custom::"):
+            token = resource["Properties"]["ServiceToken"]
+            assert "Fn::GetAtt" in token and token["Fn::GetAtt"][0] in resources
+    kubectl = application.workload.kubectl
+    access = resources[logical_id(kubectl.access)]
+    assert access["Properties"]["PrincipalArn"] == {"Fn::GetAtt": [
+        logical_id(kubectl.provider.node.find_child("Handler").role), "Arn"]}
+    manifests = [r for r in resources.values() if r["Type"] in (MANIFEST, HELM)]
+    assert manifests and all(logical_id(kubectl.access) in r["DependsOn"] for r in manifests)
+
+
+def _find(node, key):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == key:
+                yield v
+            else:
+                yield from _find(v, key)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _find(item, key)
+
