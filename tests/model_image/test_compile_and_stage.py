@@ -118,3 +118,19 @@ def test_leftovers_of_killed_attempts_are_removed_and_published_versions_kept(s3
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in dest.iterdir()) == sorted([published.name, "current", artifact_version])
     assert "removed leftovers" in result.stderr
+
+
+def test_no_credentials_is_its_own_exit_code_not_version_missing(s3_env, tmp_path):
+    """A pod admitted before its Pod Identity association took effect has no credentials:
+    stage and compile say so (exit 6), distinct from a missing version (3)."""
+    env = {k: v for k, v in subprocess_env(s3_env).items()
+           if not k.startswith(("AWS_ACCESS_KEY", "AWS_SECRET", "AWS_SESSION", "AWS_PROFILE"))}
+    env.update({"AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+                "AWS_EC2_METADATA_DISABLED": "true"})
+    stage = subprocess.run([sys.executable, "-m", "sd21.stage", "--backend", "cpu", "--bucket", BUCKET,
+                            "--model-name", MODEL_NAME, "--version", "fedcba9876543210", "--dest", str(tmp_path)],
+                           env=env, capture_output=True, text=True, timeout=60)
+    assert stage.returncode == 6 and "No AWS credentials" in stage.stderr and "Traceback" not in stage.stderr
+    compile_ = subprocess.run([sys.executable, "-m", "sd21.compile", *compile_args(tmp_path, "--model-revision", "x")],
+                              env=env, capture_output=True, text=True, timeout=60)
+    assert compile_.returncode == 6 and "no AWS credentials" in compile_.stderr
