@@ -206,19 +206,21 @@ class Container:
                 args += ["--symlink", os.readlink(system_dir), system_dir]
             elif os.path.isdir(system_dir):
                 args += ["--ro-bind", system_dir, system_dir]
-        for path in dict.fromkeys([python_home, venv, MODEL_IMAGE]):
-            args += ["--ro-bind", str(path), str(path)]
-        # The image: its WORKDIR holds the package sources (COPY sd21 ./sd21); its
-        # Debian/Ubuntu base has /tmp, /var/tmp and HOME directories, read-only here like the rest.
-        args += ["--ro-bind", str(MODEL_IMAGE), self.image.workdir,
-                 "--dir", "/tmp", "--dir", "/var/tmp", "--dir", "/home",
-                 "--dev", "/dev", "--proc", "/proc"]
+        # The image: a Debian/Ubuntu base has /tmp, /var/tmp and /home (read-only here like the rest).
+        args += ["--dir", "/tmp", "--dir", "/var/tmp", "--dir", "/home", "--dev", "/dev", "--proc", "/proc"]
         mounts = {m["mountPath"]: m for m in self.spec.get("volumeMounts", [])}
         if "/dev/shm" not in mounts:
             args += ["--tmpfs", "/dev/shm"]  # the runtime's default 64 MiB shm
         for path, mount in sorted(mounts.items()):
             source = self.pod.volumes[mount["name"]]
             args += ["--ro-bind" if mount.get("readOnly") else "--bind", str(source), path]
+        # The image's software, bound after the volumes so that a checkout under a mounted
+        # path (a clone in /tmp) stays visible at its own path: the Python installation,
+        # the virtual environment (the entrypoints' shebangs name it) and the package
+        # sources, also at the image's WORKDIR (COPY sd21 ./sd21).
+        for path in dict.fromkeys([python_home, venv, MODEL_IMAGE]):
+            args += ["--ro-bind", str(path), str(path)]
+        args += ["--ro-bind", str(MODEL_IMAGE), self.image.workdir]
         if read_only_root:
             args += ["--remount-ro", "/"]
         args += ["--chdir", workdir, "--clearenv"]
