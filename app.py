@@ -11,7 +11,7 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 import aws_cdk as cdk  # noqa: E402
 
 from stacks.application import Application, build_application, build_release  # noqa: E402
-from stacks.compliance import check_compliance  # noqa: E402
+from stacks.compliance import UnacknowledgedFindings, check_compliance, fail_on_any_finding  # noqa: E402
 from stacks.settings import Settings, SettingsError  # noqa: E402
 
 
@@ -40,6 +40,11 @@ def main() -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     app.synth()
+    try:
+        fail_on_any_finding(app.outdir)
+    except UnacknowledgedFindings as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

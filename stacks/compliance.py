@@ -1,5 +1,7 @@
-"""cdk-nag wiring: the AwsSolutions pack and the one way we acknowledge a finding."""
+"""cdk-nag wiring: the AwsSolutions pack, the one way we acknowledge a finding, and the
+gate: any unacknowledged finding, of any level, fails synth."""
 import json
+from pathlib import Path
 
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
@@ -9,8 +11,31 @@ from constructs import IConstruct
 PACK = "AwsSolutions"
 
 
+REPORT = "validation-report.json"
+
+
+class UnacknowledgedFindings(Exception):
+    """cdk-nag findings nobody acknowledged (the message lists them, one per line)."""
+
+
 def check_compliance(app: cdk.App) -> None:
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    # A report left by an earlier synth in the same folder must not be read as this one's.
+    (Path(app.outdir) / REPORT).unlink(missing_ok=True)
+
+
+def fail_on_any_finding(outdir: str) -> None:
+    """After app.synth(): errors already failed it, but cdk-nag's warnings only print and pass.
+    Any finding left in the validation report fails here."""
+    report = Path(outdir) / REPORT
+    if not report.exists():
+        return
+    findings = [f"{violation['severity']} {violation['ruleName']} at {construct['constructPath']}"
+                for plugin in json.loads(report.read_text())["pluginReports"]
+                for violation in plugin["violations"] for construct in violation["violatingConstructs"]]
+    if findings:
+        raise UnacknowledgedFindings("unacknowledged cdk-nag findings (acknowledge each with its reason, "
+                                     "stacks/compliance.py):\n" + "\n".join(findings))
 
 
 def acknowledge(scope: IConstruct, rule: str, reason: str) -> None:

@@ -14,6 +14,7 @@ from aws_cdk.assertions import Template  # noqa: E402
 
 import app as cdk_app  # noqa: E402
 from stacks.application import Application  # noqa: E402
+from stacks.compliance import fail_on_any_finding  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,6 +47,7 @@ def synthesized(tmp_path_factory) -> Synthesized:
     app = cdk.App(context=cdk_app.default_context(), outdir=str(outdir))
     application = cdk_app.build(app)
     assembly = app.synth()
+    fail_on_any_finding(str(outdir))  # warnings too
     return Synthesized(application=application, assembly=assembly, outdir=outdir)
 
 
@@ -141,4 +143,5 @@ def zero(tmp_path_factory) -> ScaleToZeroApp:
     application = build_application(app, Settings.from_context(context))
     check_compliance(app)
     app.synth()
+    fail_on_any_finding(str(outdir))
     return ScaleToZeroApp(application, outdir)

@@ -8,13 +8,6 @@ import pytest
 from sd21_testlib import ThreadedServer, compile_args, run_stage
 
 
-def pytest_configure(config):
-    # Tracing a diffusers model warns by design; deprecations come from dependencies.
-    config.addinivalue_line("filterwarnings", "ignore:Converting a tensor to a Python")
-    config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning")
-    config.addinivalue_line("filterwarnings", "ignore::FutureWarning")
-
-
 @pytest.fixture(scope="session")
 def artifact_version(s3_env, tiny_weights) -> str:
     from sd21 import compile as compile_cli

@@ -3,9 +3,6 @@ signal that exists without pods (the gateway's cold requests), and the gateway
 fronts the endpoint. Synthesized once per session (tests/conftest.py `zero`), cdk-nag included."""
 import json
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 
 from k8s_charts.workload.gateway import METRICS_PORT
@@ -38,14 +35,6 @@ def test_the_keda_validator_really_checks():
     assert "data/spec/cooldownPerod is not a field of" in problems
     assert "data/spec/triggers/0/metricTyp is not a field of" in problems
     assert "HPA behavior:" in problems and "policy" in problems
-
-
-def test_cfn_lint_reports_no_errors(zero):
-    cfn_lint = Path(sys.executable).with_name("cfn-lint")
-    template = str(zero.outdir / zero.application.workload.template_file)
-    result = subprocess.run([str(cfn_lint), "--format", "parseable", template], capture_output=True, text=True,
-                            timeout=300)
-    assert not result.returncode & 2 and result.returncode < 16, result.stdout + result.stderr
 
 
 def test_scaled_object_scales_the_deployment_from_zero_on_the_gateway_and_server_metrics(zero):

@@ -1,0 +1,96 @@
+"""Joins that ask the other side: each expectation comes from the consumer (the server's
+own env, the chart's own naming rule), never from the constant the producer used."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from k8s_charts import rendering
+from tests.workload.test_manifests import container, env, pod_spec
+
+
+def prometheus_server_url(template: dict) -> str:
+    """The Service the installed prometheus chart creates, by the chart's own naming rule
+    (prometheus-community/helm-charts charts/prometheus/templates/_helpers.tpl,
+    "prometheus.server.fullname"; values server.name "server", server.service.servicePort 80)."""
+    (release,) = [r["Properties"] for r in template["Resources"].values()
+                  if r["Type"] == "Custom::AWSCDK-EKS-HelmChart" and r["Properties"]["Chart"] == "prometheus"]
+    values = json.loads(rendering.placeholder(release.get("Values", "{}")))
+    server = values.get("server", {})
+    name = values.get("nameOverride") or release["Chart"]
+    if server.get("fullnameOverride"):
+        fullname = server["fullnameOverride"]
+    elif name in release["Release"]:
+        fullname = f"{release['Release']}-{server.get('name', 'server')}"
+    else:
+        fullname = f"{release['Release']}-{name}-{server.get('name', 'server')}"
+    port = server.get("service", {}).get("servicePort", 80)
+    return f"http://{fullname[:63].rstrip('-')}.{release['Namespace']}.svc:{port}"
+
+
+def same_service(url: str, port: int | None, expected: str) -> bool:
+    """url (+ a separate port) names the same Service and port as expected (http default 80)."""
+    host = url.removeprefix("http://").rstrip("/")
+    if ":" not in host:
+        host = f"{host}:{port or 80}"
+    return f"http://{host}" == expected
+
+
+def test_the_adapter_queries_the_prometheus_the_chart_installs(workload_template):
+    (adapter,) = [r["Properties"] for r in workload_template["Resources"].values()
+                  if r["Type"] == "Custom::AWSCDK-EKS-HelmChart" and r["Properties"]["Chart"] == "prometheus-adapter"]
+    values = json.loads(rendering.placeholder(adapter["Values"]))["prometheus"]
+    assert same_service(values["url"], values.get("port"), prometheus_server_url(workload_template))
+
+
+def test_keda_queries_the_prometheus_the_chart_installs(zero):
+    template = zero.template(zero.application.workload)
+    (scaled,) = [o for o in zero.objects if o["kind"] == "ScaledObject"]
+    addresses = {t["metadata"]["serverAddress"] for t in scaled["spec"]["triggers"]}
+    assert addresses and all(same_service(a, None, prometheus_server_url(template)) for a in addresses)
+
+
+def test_the_chart_naming_rule_reads_the_release(workload_template):
+    renamed = json.loads(json.dumps(workload_template).replace('"Release": "prometheus"', '"Release": "metrics"'))
+    assert prometheus_server_url(renamed).startswith("http://metrics-prometheus-server.")
+
+
+@pytest.fixture()
+def serving(workload):
+    deployment = workload("Deployment")
+    server = container(deployment, "server")
+    annotations = workload("Ingress")["metadata"]["annotations"]
+    attributes = dict(a.split("=") for a in annotations["alb.ingress.kubernetes.io/load-balancer-attributes"]
+                      .split(","))
+    targets = dict(a.split("=") for a in annotations["alb.ingress.kubernetes.io/target-group-attributes"].split(","))
+    return {
+        "request_timeout": float(env(server)["SD21_REQUEST_TIMEOUT_S"]),  # admission to response, queue included
+        "drain_grace": float(env(server)["SD21_DRAIN_GRACE_S"]),
+        "alb_idle": int(attributes["idle_timeout.timeout_seconds"]),
+        "deregistration": int(targets["deregistration_delay.timeout_seconds"]),
+        "pre_stop": server["lifecycle"]["preStop"]["exec"]["command"],
+        "grace": pod_spec(deployment)["terminationGracePeriodSeconds"],
+    }
+
+
+def test_the_alb_waits_longer_than_the_slowest_accepted_request(serving):
+    """The server answers within SD21_REQUEST_TIMEOUT_S of admission (queue wait and
+    generation both count); an ALB idle timeout at or below it cuts answers off as 504s."""
+    assert serving["alb_idle"] > serving["request_timeout"]
+
+
+def test_shutdown_order_lines_up(serving):
+    """preStop waits out the ALB's deregistration, then the server drains; the kubelet's
+    grace period covers both, so the drain is never cut short by SIGKILL."""
+    assert serving["pre_stop"] == ["sleep", str(serving["deregistration"])]
+    assert serving["drain_grace"] >= serving["request_timeout"]
+    assert serving["grace"] >= serving["deregistration"] + serving["drain_grace"]
+
+
+def test_the_gateway_waits_as_long_as_the_server(zero):
+    (gateway,) = [o for o in zero.objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "sd21-gateway"]
+    (server_deployment,) = [o for o in zero.objects if o["kind"] == "Deployment"
+                            and o["metadata"]["name"] == "sd21-inference"]
+    gateway_timeout = float(env(container(gateway, "gateway"))["SD21_REQUEST_TIMEOUT_S"])
+    assert gateway_timeout >= float(env(container(server_deployment, "server"))["SD21_REQUEST_TIMEOUT_S"])
