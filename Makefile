@@ -10,7 +10,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 CDK := npx --no-install cdk --no-notices --no-version-reporting
 
-.PHONY: setup synth test test-tools diff manifests imports demo bench mirror-weights preflight clean
+.PHONY: setup synth test test-tools diff manifests imports demo bench mirror-weights preflight mutants clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -74,6 +74,12 @@ mirror-weights: setup
 # credentials): inf2 offered, Inf quota, source connection, images and charts, weights.
 preflight: setup
 	$(PY) -m stacks.preflight $(PREFLIGHT_ARGS)
+
+# Mutation testing of the critical modules (slow: hours for all; not run in CI):
+# make mutants [MODULES="model_image/sd21/s3.py ..."]. Prints kill rates and survivors.
+mutants: setup
+	$(PY) -m pip install -q -r requirements-mutation.txt
+	$(PY) -m tests.mutation.run $(MODULES)
 
 # Print the benchmark figures (not tests).
 bench: setup

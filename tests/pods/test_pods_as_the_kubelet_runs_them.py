@@ -79,18 +79,24 @@ def staged(inference_pod, compiled, adapt) -> str:
     return compiled
 
 
-@pytest.fixture(scope="module")
-def server(inference_pod, staged, adapt):
-    spec = find_container(inference_pod.spec, "server")
-    port = spec["ports"][0]["containerPort"]
-    container = inference_pod.container("server", adapt(ports={port: free_port()},
-                                                         extra_env={"SD21_MODEL_VERSION": staged}))
+def start_server(pod: Pod, version: str, adapt):
+    """The pod's server container on a free loopback port, ready by its own readinessProbe."""
+    port = find_container(pod.spec, "server")["ports"][0]["containerPort"]
+    container = pod.container("server", adapt(ports={port: free_port()}, extra_env={"SD21_MODEL_VERSION": version}))
     container.start()
     try:
         container.wait_http("readinessProbe", timeout=240)
-        yield container
-    finally:
+    except BaseException:
         container.kill()
+        raise
+    return container
+
+
+@pytest.fixture(scope="module")
+def server(inference_pod, staged, adapt):
+    container = start_server(inference_pod, staged, adapt)
+    yield container
+    container.kill()
 
 
 def generate(base_url: str) -> Image.Image:
@@ -146,12 +152,7 @@ def test_gateway_at_scale_to_zero_forwards_to_the_server(zero, server, adapt, po
 
 
 def test_server_drains_and_exits_zero_on_sigterm(inference_pod, staged, adapt):
-    spec = find_container(inference_pod.spec, "server")
-    port = spec["ports"][0]["containerPort"]
-    container = inference_pod.container("server", adapt(ports={port: free_port()},
-                                                        extra_env={"SD21_MODEL_VERSION": staged}))
-    container.start()
-    container.wait_http("readinessProbe", timeout=240)
+    container = start_server(inference_pod, staged, adapt)
     container.signal(signal.SIGTERM)
     assert container.wait(timeout=60) == 0, container.log()
 
