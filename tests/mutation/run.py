@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PYTEST = "env PYTHONPATH=model_image {python} -m pytest -x -q -p no:randomly {tests}"
 # module -> the tests that cover it (fast ones: each mutant runs them once).
 MODULES = {
-    "model_image/sd21/s3.py": "tests/model_image/test_defensive_paths.py",
+    "model_image/sd21/s3.py": "tests/model_image/test_s3_helpers.py tests/model_image/test_defensive_paths.py",
     "model_image/sd21/stage.py": "tests/model_image/test_defensive_paths.py tests/model_image/test_compile_and_stage.py",
     "model_image/sd21/service.py": "tests/model_image/test_defensive_paths.py tests/model_image/test_drain.py "
                                    "tests/model_image/test_bad_inputs_and_overload.py",
