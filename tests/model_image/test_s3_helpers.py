@@ -96,6 +96,6 @@ def test_retries_say_what_they_retry(monkeypatch, capsys):
 def test_client_retries_in_standard_mode_with_a_pool_of_the_asked_size():
     client = s3.client(max_pool=7)
     config = client.meta.config
-    assert config.retries["mode"] == "standard" and config.retries["max_attempts"] == 5
+    assert config.retries["mode"] == "standard" and config.retries["total_max_attempts"] == 6  # 5 retries + 1
     assert config.max_pool_connections == 7
     assert s3.client().meta.config.max_pool_connections == 16
