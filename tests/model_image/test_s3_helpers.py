@@ -54,7 +54,8 @@ class Listing:
 
 def test_object_exists_matches_the_exact_key_only():
     listing = Listing("models/a/manifest.json")
-    assert s3.object_exists(listing, "b", "models/a/manifest.json")
+    key = "/".join(["models", "a", "manifest.json"])  # equal, not the same object
+    assert s3.object_exists(listing, "b", key)
     assert listing.calls == [{"Bucket": "b", "Prefix": "models/a/manifest.json", "MaxKeys": 1}]
     assert not s3.object_exists(Listing("models/a/manifest.json.tmp"), "b", "models/a/manifest.json")
     assert not s3.object_exists(Listing(), "b", "models/a/manifest.json")
@@ -91,6 +92,9 @@ def test_retries_say_what_they_retry(monkeypatch, capsys):
 
     assert s3.with_retries(action, "the manifest") == "ok"
     assert "retry 1/4 for the manifest" in capsys.readouterr().out
+    answers.append(client_error("SlowDown"))
+    assert s3.with_retries(action, "the archive", attempts=2) == "ok"
+    assert "retry 1/1 for the archive" in capsys.readouterr().out
 
 
 def test_client_retries_in_standard_mode_with_a_pool_of_the_asked_size():
