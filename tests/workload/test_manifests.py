@@ -5,7 +5,7 @@ import re
 from k8s_charts.karpenter.node_pool import NEURON_TAINT, NODE_POOL_NAME
 from k8s_charts.neuron.hardware import NEURON_DEVICE
 from k8s_charts.workload.inference import PENDING_METRIC
-from k8s_charts.workload.spec import DEREGISTRATION_DELAY_SECONDS, compile_inputs
+from k8s_charts.workload.spec import DEREGISTRATION_DELAY_SECONDS
 from sd21.artifact import artifact_version
 from tests.conftest import logical_id
 from tests.k8s.validation import validate_all
@@ -116,13 +116,16 @@ def test_images_are_the_stack_repository_at_the_image_tag(workload, storage_temp
 
 
 def test_compile_job_and_deployment_agree_on_the_model_version(workload, application):
-    version = artifact_version(compile_inputs(application.settings))
+    """The Job and the pods name one version (what sd21-compile itself computes from the
+    Job's env is asked in tests/pods; no recomputation with the chart's own function here)."""
     job, deployment = workload("Job"), workload("Deployment")
+    version = env(container(job, "compile"))["SD21_MODEL_VERSION"]
+    assert re.fullmatch(r"[0-9a-f]{16}", version)
     # The name carries the version (new inputs, new Job) and its template's hash (a Job's template is immutable).
     assert re.fullmatch(rf"sd21-compile-{version}-[0-9a-f]{{6}}", job["metadata"]["name"])
-    for c in (container(job, "compile"), container(deployment, "stage"), container(deployment, "server")):
+    for c in (container(deployment, "stage"), container(deployment, "server")):
         assert env(c)["SD21_MODEL_VERSION"] == version
-        assert env(c)["SD21_MODEL_NAME"] == application.settings.model_name
+        assert env(c)["SD21_MODEL_NAME"] == env(container(job, "compile"))["SD21_MODEL_NAME"]
         assert env(c)["SD21_BUCKET"] == env(container(job, "compile"))["SD21_BUCKET"]
 
 
