@@ -68,6 +68,8 @@ def test_the_default_versions_change_only_on_purpose():
     ({"image_size": 768}, "only 512x512"),
     ({"latent_shape": (1, 4, 96, 96)}, "only 512x512"),
     ({"latent_shape": (1, 4, 64, 32)}, "only 512x512"),
+    ({"image_size": 768, "latent_shape": (1, 4, 96, 96)}, "only 512x512"),  # consistent, still not 512
+    ({"image_size": 256, "latent_shape": (1, 4, 32, 32)}, "only 512x512"),
 ])
 def test_compile_inputs_refuse_what_cannot_be_built(change, message):
     import dataclasses
