@@ -195,11 +195,7 @@ class Settings:
     def _check_node_pool_capacity(self) -> None:
         """The inf2 NodePool's limits count whole nodes: they must admit the node the
         compile Job needs, and maxReplicas serving nodes."""
-        from k8s_charts.neuron.hardware import smallest_inf2_for
-        from k8s_charts.workload import sizing
-
-        compile_node = smallest_inf2_for(sizing.COMPILE_CPU, sizing.COMPILE_MEMORY_GIB)
-        serve_node = smallest_inf2_for(sizing.SERVE_CPU_MILLI / 1000, sizing.SERVE_MEMORY_GIB, sizing.NEURON_DEVICES)
+        compile_node, serve_node = workload_nodes()
         for name, limit, need in (("nodePoolCpuLimit", self.node_pool_cpu_limit, compile_node.vcpu),
                                   ("nodePoolMemoryGibLimit", self.node_pool_memory_gib_limit, compile_node.memory_gib)):
             if limit < need:
@@ -212,6 +208,16 @@ class Settings:
                 raise SettingsError("maxReplicas", f"{self.max_replicas} replicas need {self.max_replicas} "
                                     f"{serve_node.name} nodes ({self.max_replicas * each} of {what}), but "
                                     f"{what} is {limit}")
+
+
+def workload_nodes():
+    """The inf2 sizes Karpenter launches for the compile Job and for one serving pod,
+    from what those pods request (k8s_charts/workload/sizing.py)."""
+    from k8s_charts.neuron.hardware import smallest_inf2_for
+    from k8s_charts.workload import sizing
+
+    return (smallest_inf2_for(sizing.COMPILE_CPU, sizing.COMPILE_MEMORY_GIB),
+            smallest_inf2_for(sizing.SERVE_CPU_MILLI / 1000, sizing.SERVE_MEMORY_GIB, sizing.NEURON_DEVICES))
 
 
 # Keys the CDK and its CLI put in the context: feature flags (@aws-cdk/...), aws:cdk:*,

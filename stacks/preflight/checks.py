@@ -4,11 +4,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from k8s_charts.neuron.hardware import smallest_inf2_for
-from k8s_charts.workload import sizing
 from stacks.external_artifacts import Inventory
 from stacks.preflight.registries import Registries, Unknown
-from stacks.settings import Settings
+from stacks.settings import Settings, workload_nodes
 
 # EC2 vCPU quotas of the Inf families ("Running On-Demand Inf instances", "All Inf Spot
 # Instance Requests"; the codes are used the same way across public quota tooling).
@@ -25,12 +23,6 @@ class Finding:
         return f"{'ok  ' if self.ok else 'FAIL'} {self.check}: {self.message}"
 
 
-def node_sizes():
-    compile_node = smallest_inf2_for(sizing.COMPILE_CPU, sizing.COMPILE_MEMORY_GIB)
-    serve_node = smallest_inf2_for(sizing.SERVE_CPU_MILLI / 1000, sizing.SERVE_MEMORY_GIB, sizing.NEURON_DEVICES)
-    return compile_node, serve_node
-
-
 def vpc_zones(ec2, settings: Settings) -> list[str]:
     """The zones the Network stack uses: the first azCount of Fn::GetAZs (which lists the
     region's available zones as DescribeAvailabilityZones does)."""
@@ -41,7 +33,7 @@ def vpc_zones(ec2, settings: Settings) -> list[str]:
 
 def inf2_offered(ec2, settings: Settings) -> list[Finding]:
     zones = vpc_zones(ec2, settings)
-    compile_node, serve_node = node_sizes()
+    compile_node, serve_node = workload_nodes()
     wanted = sorted({compile_node.name, serve_node.name})
     offers = ec2.describe_instance_type_offerings(
         LocationType="availability-zone", Filters=[{"Name": "instance-type", "Values": wanted},
@@ -60,7 +52,7 @@ def inf2_offered(ec2, settings: Settings) -> list[Finding]:
 
 
 def inf_quota(quotas, settings: Settings) -> list[Finding]:
-    compile_node, serve_node = node_sizes()
+    compile_node, serve_node = workload_nodes()
     need = compile_node.vcpu + settings.max_replicas * serve_node.vcpu
     findings = []
     for capacity in settings.node_capacity_types:

@@ -30,7 +30,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Optional
+from typing import Mapping, Optional
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL_IMAGE = ROOT / "model_image"
@@ -326,5 +326,3 @@ def bubblewrap_available() -> Optional[str]:
         return f"bwrap cannot create a user namespace here: {probe.stderr.strip()}"
     return None
 
-
-Mutator = Callable[[dict], None]
