@@ -10,7 +10,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 CDK := npx --no-install cdk --no-notices --no-version-reporting
 
-.PHONY: setup synth test test-tools diff manifests imports demo bench mirror-weights preflight mutants clean
+.PHONY: setup synth test test-tools diff manifests imports demo bench mirror-weights preflight mutants cuda-check clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -74,6 +74,11 @@ mirror-weights: setup
 # credentials): inf2 offered, Inf quota, source connection, images and charts, weights.
 preflight: setup
 	$(PY) -m stacks.preflight $(PREFLIGHT_ARGS)
+
+# The cuda backend on a GPU machine (not in CI): tiny weights compile -> stage -> serve on
+# the GPU, compared with cpu; an SD2.1-base-shaped UNet's step latency. Prints figures.
+cuda-check: setup
+	PYTHONPATH=model_image $(PY) tests/device/cuda_path.py
 
 # Mutation testing of the critical modules (slow: hours for all; not run in CI):
 # make mutants [MODULES="model_image/sd21/s3.py ..."]. Prints kill rates and survivors.

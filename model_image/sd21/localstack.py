@@ -59,8 +59,8 @@ def start_s3():
     return server
 
 
-def compile_and_stage(workdir: Path) -> tuple[Path, str]:
-    """Returns (model dir, version) of a staged tiny artifact."""
+def compile_and_stage(workdir: Path, backend: str = "cpu") -> tuple[Path, str]:
+    """Returns (model dir, version) of a staged tiny artifact for the backend."""
     from . import compile as compile_cli
     from . import stage as stage_cli
     from .artifact import CompileInputs, artifact_version
@@ -68,11 +68,11 @@ def compile_and_stage(workdir: Path) -> tuple[Path, str]:
 
     weights = save_tiny_weights(workdir / "weights")
     common = ["--model-name", MODEL_NAME, "--bucket", BUCKET]
-    if compile_cli.main(["--backend", "cpu", *common, "--weights-source", str(weights),
+    if compile_cli.main(["--backend", backend, *common, "--weights-source", str(weights),
                          "--model-id", "local/tiny-sd21", "--model-revision", "demo"]) != 0:
         raise SystemExit("compile failed")
-    version = artifact_version(CompileInputs.defaults("cpu", model_id="local/tiny-sd21", model_revision="demo"))
-    model_dir = workdir / "model"
-    if stage_cli.main(["--backend", "cpu", *common, "--version", version, "--dest", str(model_dir)]) != 0:
+    version = artifact_version(CompileInputs.defaults(backend, model_id="local/tiny-sd21", model_revision="demo"))
+    model_dir = workdir / f"model-{backend}"
+    if stage_cli.main(["--backend", backend, *common, "--version", version, "--dest", str(model_dir)]) != 0:
         raise SystemExit("stage failed")
     return model_dir, version
