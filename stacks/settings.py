@@ -104,6 +104,9 @@ class Settings:
     target_pending_per_replica: int
     queue_size: int
     request_timeout_seconds: int
+    device_failures_before_restart: int
+    hang_factor: int
+    hang_minimum_seconds: int
     ingress_scheme: str
     ingress_allowed_cidrs: tuple[str, ...]
     certificate_arn: str | None
@@ -116,6 +119,11 @@ class Settings:
     pipeline_repository: str
     pipeline_branch: str
     approval_notification_email: str | None
+    node_repair: bool
+    alarm_email: str | None
+    latency_slo_seconds: int
+    error_ratio_alarm_percent: int
+    no_ready_replica_minutes: int
 
     @property
     def kube_scheduler_image(self) -> str:
@@ -184,6 +192,9 @@ class Settings:
                                 "must list at least one CIDR when ingressScheme is 'internet-facing'")
         if self.ingress_scheme == "internet-facing" and not self.certificate_arn:
             raise SettingsError("certificateArn", "is required when ingressScheme is 'internet-facing' (HTTPS only)")
+        if self.hang_minimum_seconds >= self.request_timeout_seconds:
+            raise SettingsError("hangMinimumSeconds", f"must be below requestTimeoutSeconds "
+                                f"({self.request_timeout_seconds}): a hung device must be found before clients time out")
         self._check_node_pool_capacity()
         kube_proxy = self.addon_versions.get("kube-proxy")
         if kube_proxy and not kube_proxy.startswith(f"v{self.kubernetes_version}."):
@@ -445,6 +456,11 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "target_pending_per_replica": _int(1, 64),
     "queue_size": _int(1, 256),
     "request_timeout_seconds": _int(5, 600),
+    # Device health (sd21.health): failed generations in a row, and the hang bound
+    # (factor x the measured seconds per step x steps, at least the minimum).
+    "device_failures_before_restart": _int(1, 20),
+    "hang_factor": _int(2, 100),
+    "hang_minimum_seconds": _int(5, 600),
     "ingress_scheme": _choice("internal", "internet-facing"),
     "ingress_allowed_cidrs": _cidrs,
     "certificate_arn": lambda v: None if v in ("", None) else _text(CERTIFICATE_ARN, "an ACM certificate ARN, or empty")(v),
@@ -456,4 +472,9 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "pipeline_repository": _text(REPOSITORY, "a GitHub repository as owner/name"),
     "pipeline_branch": _text(BRANCH, "a branch name"),
     "approval_notification_email": lambda v: None if v in ("", None) else _text(EMAIL, "an e-mail address, or empty")(v),
+    "node_repair": _bool,
+    "alarm_email": lambda v: None if v in ("", None) else _text(EMAIL, "an e-mail address, or empty")(v),
+    "latency_slo_seconds": _int(1, 600),
+    "error_ratio_alarm_percent": _int(1, 100),
+    "no_ready_replica_minutes": _int(1, 60),
 }

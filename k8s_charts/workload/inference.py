@@ -41,6 +41,11 @@ OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISAB
                "GRADIO_ANALYTICS_ENABLED": "False", "HOME": "/tmp"}
 # Loading the compiled model onto the NeuronCores and warming up takes minutes.
 STARTUP_BUDGET_SECONDS = 900
+# /ready answers from memory: probing it often costs nothing and takes a replica whose
+# device broke out of the Service within READY_PERIOD x READY_FAILURES seconds. The
+# server keeps answering 503 (not a refused connection) one period longer, then exits.
+READY_PERIOD_SECONDS, READY_FAILURES = 2, 2
+UNHEALTHY_EXIT_DELAY_SECONDS = READY_PERIOD_SECONDS * (READY_FAILURES + 1)
 # How fast replicas follow the signal (the HPA's and KEDA's behavior alike): up by
 # 2 a minute at once; down by 1 per 5 minutes after 10 quiet minutes, because
 # nodes take minutes to come back.
@@ -99,6 +104,10 @@ class InferenceChart(cdk8s.Chart):
                 "SD21_QUEUE_SIZE": kplus.EnvValue.from_value(str(settings.queue_size)),
                 "SD21_REQUEST_TIMEOUT_S": kplus.EnvValue.from_value(str(settings.request_timeout_seconds)),
                 "SD21_DRAIN_GRACE_S": kplus.EnvValue.from_value(str(spec.drain_grace_seconds)),
+                "SD21_MAX_CONSECUTIVE_FAILURES": kplus.EnvValue.from_value(str(settings.device_failures_before_restart)),
+                "SD21_WATCHDOG_FACTOR": kplus.EnvValue.from_value(str(settings.hang_factor)),
+                "SD21_WATCHDOG_MIN_S": kplus.EnvValue.from_value(str(settings.hang_minimum_seconds)),
+                "SD21_UNHEALTHY_EXIT_DELAY_S": kplus.EnvValue.from_value(str(UNHEALTHY_EXIT_DELAY_SECONDS)),
                 **{name: kplus.EnvValue.from_value(value) for name, value in OFFLINE_ENV.items()},
             },
             resources=kplus.ContainerResources(
@@ -113,7 +122,8 @@ class InferenceChart(cdk8s.Chart):
             startup=kplus.Probe.from_http_get(READY_PATH, port=SERVE_PORT, period_seconds=cdk8s.Duration.seconds(10),
                                               failure_threshold=STARTUP_BUDGET_SECONDS // 10),
             readiness=kplus.Probe.from_http_get(READY_PATH, port=SERVE_PORT,
-                                                period_seconds=cdk8s.Duration.seconds(5), failure_threshold=2),
+                                                period_seconds=cdk8s.Duration.seconds(READY_PERIOD_SECONDS),
+                                                failure_threshold=READY_FAILURES),
             liveness=kplus.Probe.from_http_get(HEALTH_PATH, port=SERVE_PORT,
                                                period_seconds=cdk8s.Duration.seconds(15), failure_threshold=4,
                                                timeout_seconds=cdk8s.Duration.seconds(5)),

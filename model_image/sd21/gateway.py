@@ -26,6 +26,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 
 from .env import env_default, env_int, progress
+from .headers import REFUSED_HEADER
 from .metric_names import GATEWAY_COLD, GATEWAY_RECEIVED
 
 HEALTH_PATH = "/health"
@@ -37,6 +38,9 @@ NOT_FORWARDED_UPSTREAM = HOP_BY_HOP | {"content-length"}
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 # A generation request is a small JSON document; bodies are read before forwarding.
 MAX_BODY_BYTES = 1 << 20
+# A replica that refuses a request it cannot serve says so (REFUSED_HEADER); the gateway
+# sends it again, on a new connection, so another pod serves it while the endpoints catch up.
+RETRIES_ELSEWHERE = 2
 
 
 @dataclass(frozen=True)
@@ -122,9 +126,14 @@ def create_app(settings: GatewaySettings, registry: CollectorRegistry | None = N
 
     async def send(request: Request, body: bytes) -> Response:
         try:
-            upstream = await client.send(client.build_request(
-                request.method, _upstream_url(client, request), headers=_upstream_headers(request), content=body),
-                stream=True)
+            for attempt in range(RETRIES_ELSEWHERE + 1):
+                upstream = await client.send(client.build_request(
+                    request.method, _upstream_url(client, request), headers=_upstream_headers(request), content=body),
+                    stream=True)
+                if upstream.status_code != 503 or REFUSED_HEADER not in upstream.headers or attempt == RETRIES_ELSEWHERE:
+                    break
+                await upstream.aclose()
+                metrics.outcomes.labels("retried_elsewhere").inc()
         except (httpx.ConnectError, httpx.ConnectTimeout):
             # Refused (kube-proxy rejects a Service without ready pods) or dropped: no replica to serve.
             metrics.cold.inc()

@@ -16,7 +16,7 @@ from typing import Callable, Optional
 
 import torch
 
-from . import backends
+from . import backends, faults
 from .artifact import MANIFEST_NAME, TRACED_PARTS
 
 
@@ -57,6 +57,7 @@ class TracedPipeline:
             part: backends.load_traced(backend, self.model_dir / "traced" / f"{part}.pt", part)
             for part in TRACED_PARTS
         }
+        self.parts = faults.inject(backend, self.parts, last_part="vae_decoder")
         # Schedulers keep per-run state: one generation at a time per pipeline.
         self._lock = threading.Lock()
 

@@ -5,6 +5,7 @@ import argparse
 import asyncio
 import base64
 import io
+import os
 import random
 import threading
 import time
@@ -17,18 +18,28 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from .api import ErrorResponse, GenerationRequest, GenerationResponse
 from .env import env_default, env_float, env_int, fail, progress
+from .headers import REFUSED_HEADER
+from .health import EXIT_UNHEALTHY, HealthSettings
 from .service import GenerationService, Rejected, ServiceSettings
 
 API_PATH = "/v1/images/generations"
 UI_PATH = "/ui"
 
 
+# Refusals that mean "not this replica": the request never started, so it is safe to send
+# again elsewhere. The header says so (the gateway retries on it); the keep-alive connection
+# is closed, so a client's next request opens a new one that the Service sends to another pod.
+GO_ELSEWHERE = frozenset({"unhealthy", "draining"})
+
+
 def _error(status: int, kind: str, message: str, retry_after: Optional[int] = None, details=None) -> JSONResponse:
     body = {"error": {"type": kind, "message": message}}
     if details:
         body["error"]["details"] = details
-    headers = {"Retry-After": str(retry_after)} if retry_after else None
-    return JSONResponse(body, status_code=status, headers=headers)
+    headers = {"Retry-After": str(retry_after)} if retry_after else {}
+    if kind in GO_ELSEWHERE:
+        headers.update({"Connection": "close", REFUSED_HEADER: kind})
+    return JSONResponse(body, status_code=status, headers=headers or None)
 
 
 def _describe_validation(errors) -> tuple[str, list]:
@@ -65,8 +76,11 @@ def create_app(service: Optional[GenerationService] = None, with_ui: bool = True
             service.metrics.errors.labels("invalid_request").inc()
         return _error(422, "invalid_request", message, details=details)
 
-    @app.get("/health", summary="Liveness: the process serves HTTP")
+    @app.get("/health", summary="Liveness: the process serves HTTP and its device is not broken",
+             responses={503: {"model": ErrorResponse}})
     async def health():
+        if service is not None and not service.health.healthy:
+            return _error(503, "unhealthy", f"device unhealthy: {service.health.reason}")
         return {"status": "ok"}
 
     @app.get("/ready", summary="Readiness: model loaded and warmed, not draining",
@@ -74,6 +88,8 @@ def create_app(service: Optional[GenerationService] = None, with_ui: bool = True
     async def ready():
         if service is not None and service.is_ready:
             return {"status": "ready"}
+        if service is not None and not service.health.healthy:
+            return _error(503, "unhealthy", f"device unhealthy: {service.health.reason}")
         if service is None or not service.warm:
             reason = (service.load_error if service and service.load_error else "model is loading")
             return _error(503, "not_ready", reason)
@@ -138,15 +154,46 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--request-timeout-s", type=float, default=env_float("SD21_REQUEST_TIMEOUT_S", 120.0))
     parser.add_argument("--drain-grace-s", type=float, default=env_float("SD21_DRAIN_GRACE_S", 90.0))
     parser.add_argument("--no-ui", action="store_true", default=env_default("SD21_UI", "1") == "0")
+    defaults = HealthSettings()
+    parser.add_argument("--max-consecutive-failures", type=int,
+                        default=env_int("SD21_MAX_CONSECUTIVE_FAILURES", defaults.max_consecutive_failures),
+                        help="failed generations in a row after which the device counts as broken")
+    parser.add_argument("--watchdog-factor", type=float,
+                        default=env_float("SD21_WATCHDOG_FACTOR", defaults.watchdog_factor),
+                        help="a generation running longer than this many times its measured duration is hung")
+    parser.add_argument("--watchdog-min-s", type=float, default=env_float("SD21_WATCHDOG_MIN_S", defaults.watchdog_min_s),
+                        help="the hang bound is never below this")
+    parser.add_argument("--unhealthy-exit-delay-s", type=float,
+                        default=env_float("SD21_UNHEALTHY_EXIT_DELAY_S", 1.0),
+                        help="time to answer what was held with 503 before exiting when the device breaks")
     return parser.parse_args(argv)
 
 
 def settings_from_args(args: argparse.Namespace) -> ServiceSettings:
     if args.queue_size < 1 or args.request_timeout_s <= 0 or args.drain_grace_s < 0:
         raise SystemExit("error: queue size must be >= 1, request timeout > 0, drain grace >= 0")
+    if args.unhealthy_exit_delay_s < 0:
+        raise SystemExit("error: the unhealthy exit delay must be >= 0")
+    try:
+        health = HealthSettings(max_consecutive_failures=args.max_consecutive_failures,
+                                watchdog_factor=args.watchdog_factor, watchdog_min_s=args.watchdog_min_s)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
     return ServiceSettings(backend=args.backend, model_dir=Path(args.model_dir), model_version=args.model_version,
                            queue_size=args.queue_size, request_timeout_s=args.request_timeout_s,
-                           drain_grace_s=args.drain_grace_s)
+                           drain_grace_s=args.drain_grace_s, health=health)
+
+
+def exit_when_unhealthy(delay_s: float):
+    """The device is broken or hung: exit after answering what was held. os._exit, because
+    a device thread stuck in the runtime would block a normal interpreter exit forever."""
+    def exit_soon(reason: str) -> None:
+        def later() -> None:
+            time.sleep(delay_s)
+            fail(f"device unhealthy, exiting so the kubelet restarts the container: {reason}", EXIT_UNHEALTHY)
+            os._exit(EXIT_UNHEALTHY)
+        threading.Thread(target=later, name="unhealthy-exit", daemon=True).start()
+    return exit_soon
 
 
 def build_server(app: FastAPI, service: GenerationService, host: str, port: int):
@@ -173,7 +220,8 @@ def build_server(app: FastAPI, service: GenerationService, host: str, port: int)
     return DrainingServer(config)
 
 
-# Exit codes: 0 stopped, 1 the model failed to load, 2 bad settings, 7 no usable accelerator.
+# Exit codes: 0 stopped, 1 the model failed to load, 2 bad settings, 7 no usable accelerator,
+# 8 the device turned unhealthy while serving (sd21.health).
 def main(argv=None) -> int:
     args = parse_args(argv)
     settings = settings_from_args(args)
@@ -190,6 +238,7 @@ def main(argv=None) -> int:
     app = create_app(service, with_ui=not args.no_ui)
     server = build_server(app, service, args.host, args.port)
     service.on_load_failure = lambda: setattr(server, "should_exit", True)
+    service.on_unhealthy = exit_when_unhealthy(args.unhealthy_exit_delay_s)
     service.load_in_background()
     progress(f"serving on http://{args.host}:{args.port} (API {API_PATH}, UI {UI_PATH})")
     server.run()

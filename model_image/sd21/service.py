@@ -11,13 +11,14 @@ import math
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from .env import progress
+from .health import DeviceHealth, HealthSettings
 from .metric_names import INFLIGHT_REQUESTS
 
 
@@ -38,6 +39,7 @@ class ServiceSettings:
     request_timeout_s: float = 120.0
     drain_grace_s: float = 90.0
     warmup_steps: int = 2
+    health: HealthSettings = field(default_factory=HealthSettings)
 
 
 class Metrics:
@@ -58,6 +60,9 @@ class Metrics:
         self.device_busy = Counter("sd21_device_busy_seconds", "Seconds the device spent generating", registry=r)
         self.images = Counter("sd21_images", "Images generated", registry=r)
         self.errors = Counter("sd21_errors", "Failed or refused requests by kind", ["kind"], registry=r)
+        self.device_failures = Counter("sd21_device_failures", "Generations that raised on the device", registry=r)
+        self.device_healthy = Gauge("sd21_device_healthy", "0 once the device is judged broken or hung", registry=r)
+        self.device_healthy.set(1)
 
 
 def resolve_model_dir(model_dir: Path, version: Optional[str]) -> Path:
@@ -86,6 +91,11 @@ class GenerationService:
         self._mean_seconds = 1.0
         # Called once if loading fails; the server exits so the kubelet restarts it.
         self.on_load_failure: Optional[Callable[[], None]] = None
+        # Called once when the device turns unhealthy (after what the service held was
+        # answered); the server exits non-zero so the kubelet restarts the container.
+        self.on_unhealthy: Optional[Callable[[str], None]] = None
+        self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = set()
+        self.health = DeviceHealth(settings.health, self._became_unhealthy)
 
     # -- lifecycle ---------------------------------------------------------
     def load_in_background(self) -> threading.Thread:
@@ -104,6 +114,7 @@ class GenerationService:
             started = time.monotonic()
             self.pipeline.generate(GenerationParams(prompt="warm up", steps=self.settings.warmup_steps))
             self._mean_seconds = time.monotonic() - started
+            self.health.succeeded(self._mean_seconds, self.settings.warmup_steps)  # the watchdog's yardstick
             self.warm = True
             self._update_ready()
             progress(f"model warm in {self._mean_seconds:.2f}s; ready")
@@ -115,7 +126,7 @@ class GenerationService:
 
     @property
     def is_ready(self) -> bool:
-        return self.warm and not self.draining
+        return self.warm and not self.draining and self.health.healthy
 
     def _update_ready(self) -> None:
         self.metrics.ready.set(1 if self.is_ready else 0)
@@ -129,13 +140,48 @@ class GenerationService:
         return self._idle.wait(timeout)
 
     def shutdown(self) -> None:
+        self.health.stop()
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _became_unhealthy(self, reason: str) -> None:
+        """Leave the load balancer now, answer everything held with 503, then let the server exit."""
+        self.metrics.device_healthy.set(0)
+        self._update_ready()
+        progress(f"device unhealthy: {reason}")
+        self._executor.shutdown(wait=False, cancel_futures=True)  # queued work never reaches the device
+        with self._lock:
+            waiters = list(self._waiters)
+        for loop, waiter in waiters:  # wake every request held here
+            loop.call_soon_threadsafe(lambda w=waiter: w.done() or w.set_result(None))
+        if self.on_unhealthy is not None:
+            self.on_unhealthy(reason)
+
+    async def _until_done_or_unhealthy(self, result: asyncio.Future) -> None:
+        loop, unhealthy = asyncio.get_running_loop(), asyncio.get_running_loop().create_future()
+        waiter = (loop, unhealthy)
+        with self._lock:
+            self._waiters.add(waiter)
+        try:
+            if not self.health.healthy:
+                return
+            await asyncio.wait({result, unhealthy}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:  # the client went away: a queued job never runs
+            result.cancel()
+            raise
+        finally:
+            with self._lock:
+                self._waiters.discard(waiter)
+
+    def _unhealthy_rejection(self) -> Rejected:
+        return Rejected(503, "unhealthy", f"device unhealthy ({self.health.reason}); retry on another replica", 1)
 
     # -- requests ----------------------------------------------------------
     def retry_after(self) -> int:
         return max(1, math.ceil((self.queued + self.running) * self._mean_seconds))
 
     def _admit(self) -> None:
+        if not self.health.healthy:
+            raise self._unhealthy_rejection()
         if self.draining:
             raise Rejected(503, "draining", "server is shutting down; retry on another replica", 1)
         if not self.warm:
@@ -147,6 +193,8 @@ class GenerationService:
 
     async def generate(self, params):
         """Run one generation through the queue; returns a PIL image."""
+        from .pipeline import GenerationCancelled  # torch is loaded by now
+
         try:
             self._admit()
         except Rejected as rejection:
@@ -168,7 +216,17 @@ class GenerationService:
             try:
                 if t0 > deadline:
                     raise TimeoutError("request timed out in the queue")
-                return self.pipeline.generate(params, should_stop=lambda: time.monotonic() > deadline)
+                self.health.started(params.steps)
+                image = self.pipeline.generate(params, should_stop=lambda: time.monotonic() > deadline)
+                self.health.succeeded(time.monotonic() - t0, params.steps)
+                return image
+            except (TimeoutError, GenerationCancelled):
+                self.health.cancelled()
+                raise
+            except Exception as error:
+                self.metrics.device_failures.inc()
+                self.health.failed(error)
+                raise
             finally:
                 elapsed = time.monotonic() - t0
                 self.metrics.device_busy.inc(elapsed)
@@ -184,17 +242,33 @@ class GenerationService:
                     self.queued -= 1
                     self._settle()
 
-        job = self._executor.submit(on_device)
-        job.add_done_callback(on_done)
         try:
-            image = await asyncio.wrap_future(job)
+            job = self._executor.submit(on_device)
+        except RuntimeError:  # the executor was shut down: the device turned unhealthy meanwhile
+            with self._lock:
+                self.queued -= 1
+                self._settle()
+            self.metrics.errors.labels("unhealthy").inc()
+            raise self._unhealthy_rejection() from None
+        job.add_done_callback(on_done)
+        result = asyncio.wrap_future(job)
+        try:
+            await self._until_done_or_unhealthy(result)
+            if not result.done() or result.cancelled():  # queued, or on a device that hangs: answer now
+                result.cancel()
+                raise self._unhealthy_rejection()
+            image = result.result()
+        except Rejected:
+            self.metrics.errors.labels("unhealthy").inc()
+            raise
         except Exception as error:  # noqa: BLE001
-            from .pipeline import GenerationCancelled
-
             if isinstance(error, (TimeoutError, GenerationCancelled)):
                 self.metrics.errors.labels("timeout").inc()
                 raise Rejected(504, "timeout", f"generation did not finish within "
                                               f"{self.settings.request_timeout_s:g}s") from error
+            if not self.health.healthy:  # this failure was the last straw
+                self.metrics.errors.labels("unhealthy").inc()
+                raise self._unhealthy_rejection() from error
             self.metrics.errors.labels("internal").inc()
             raise Rejected(500, "internal", f"generation failed: {type(error).__name__}") from error
         self.metrics.images.inc()

@@ -219,3 +219,74 @@ def test_a_connect_timeout_counts_as_cold():
         answer = client.post("/v1/images/generations", json={"prompt": "x"})
     assert answer.status_code == 503 and answer.headers["retry-after"] == "60"
     assert app.state.metrics.cold._value.get() == 1
+
+
+def _gateway_over(answers: list):
+    """The gateway app in front of a stand-in upstream that gives these answers in turn
+    (each a function making a fresh response; the last one repeats)."""
+    from prometheus_client import CollectorRegistry
+
+    from sd21.gateway import GatewaySettings, create_app
+
+    seen = []
+
+    def upstream(request):  # (MockTransport responses stream once: made afresh each time)
+        seen.append(request.content)
+        return answers[min(len(seen), len(answers)) - 1]()
+
+    app = create_app(GatewaySettings("http://upstream.invalid", request_timeout_s=60), CollectorRegistry(),
+                     transport=httpx.MockTransport(upstream))
+    return app, seen
+
+
+def _answer(status: int, body: dict | None = None, **headers: str):
+    import json
+
+    content = json.dumps(body or {}).encode()
+    return lambda: httpx.Response(status, headers={"content-type": "application/json", **headers},
+                                  stream=httpx.ByteStream(content))
+
+
+def _refused(kind: str = "unhealthy"):
+    from sd21.headers import REFUSED_HEADER
+
+    return _answer(503, {"error": {"type": kind, "message": "not this replica"}},
+                   **{REFUSED_HEADER: kind, "Retry-After": "1"})
+
+
+def test_a_request_a_replica_refused_is_sent_again_elsewhere():
+    from starlette.testclient import TestClient
+
+    app, seen = _gateway_over([_refused(), _refused("draining"), _answer(200, {"ok": 1})])
+    with TestClient(app) as client:
+        answer = client.post("/v1/images/generations", json={"prompt": "x"})
+    assert answer.status_code == 200 and answer.json() == {"ok": 1}
+    assert seen == [b'{"prompt":"x"}'] * 3  # the same body each time
+    assert app.state.metrics.outcomes.labels("retried_elsewhere")._value.get() == 2
+
+
+def test_refusals_are_retried_a_bounded_number_of_times():
+    from starlette.testclient import TestClient
+
+    from sd21.gateway import RETRIES_ELSEWHERE
+
+    app, seen = _gateway_over([_refused()])
+    with TestClient(app) as client:
+        answer = client.post("/v1/images/generations", json={"prompt": "x"})
+    assert answer.status_code == 503 and answer.json()["error"]["type"] == "unhealthy"
+    assert len(seen) == RETRIES_ELSEWHERE + 1 == 3
+
+
+@pytest.mark.parametrize("answer", [
+    (503, {}, "not_ready"),  # no refusal header
+    (500, {}, "internal"),
+    (429, {"Retry-After": "3"}, "overloaded"),
+], ids=["503-without-header", "500", "429"])
+def test_other_answers_are_not_sent_again(answer):
+    from starlette.testclient import TestClient
+
+    status, headers, kind = answer
+    app, seen = _gateway_over([_answer(status, {"error": {"type": kind}}, **headers), _answer(200)])
+    with TestClient(app) as client:
+        assert client.post("/v1/images/generations", json={"prompt": "x"}).status_code == status
+    assert len(seen) == 1

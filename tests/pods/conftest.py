@@ -5,8 +5,12 @@ import os
 
 import pytest
 
+import subprocess
+import sys
+
 from k8s_charts import rendering
-from tests.pods.kubelet import Adaptations, bubblewrap_available, pod_spec
+from tests.pods.cluster import env_of
+from tests.pods.kubelet import Adaptations, Pod, bubblewrap_available, find_container, pod_spec
 
 # CI must run these: a missing bwrap fails there instead of skipping.
 MUST_RUN = os.environ.get("CI") == "true"
@@ -51,3 +55,63 @@ def adapt(s3_env):
         return Adaptations(**{"s3_env": s3_env, "bucket": TEST_BUCKET, **changes})
 
     return make
+
+
+# --- compile once, stage once: the pods the tests start share these ------------------
+
+MIRROR = "s3://{bucket}/weights/{model_id}/{revision}/"
+
+
+@pytest.fixture(scope="session")
+def pods_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("pods")
+
+
+@pytest.fixture(scope="session")
+def weights_mirror(s3_env, tiny_weights, compile_pod_spec) -> str:
+    """The production path: the operator mirrors the weights once (here the tiny ones,
+    under the model id and revision the Job names) and the Job reads the mirror."""
+    from tests.conftest import TEST_BUCKET
+
+    job_env = env_of(find_container(compile_pod_spec, "compile"))
+    model_id, revision = job_env["SD21_MODEL_ID"], job_env["SD21_MODEL_REVISION"]
+    dest = MIRROR.format(bucket=TEST_BUCKET, model_id=model_id, revision=revision)
+    result = subprocess.run([sys.executable, "-m", "sd21.weights", "--from-dir", str(tiny_weights),
+                             "--model-id", model_id, "--revision", revision, "--dest", dest],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return dest
+
+
+@pytest.fixture(scope="session")
+def cpu_version(compile_pod_spec, adapt, pods_root) -> str:
+    """The version sd21-compile itself computes for the cpu backend, from the Job's env."""
+    pod = Pod(compile_pod_spec, pods_root)
+    compile_container = pod.container("compile", adapt())
+    result = compile_container.run(timeout=120, command=[*compile_container.spec["command"], "--print-version"])
+    assert result.returncode == 0, result.output
+    return result.output.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
+def compiled(compile_pod_spec, adapt, weights_mirror, cpu_version, pods_root, s3_client) -> str:
+    pod = Pod(compile_pod_spec, pods_root)
+    result = pod.container("compile", adapt(weights_source=weights_mirror,
+                                            extra_env={"SD21_MODEL_VERSION": cpu_version})).run(timeout=600)
+    assert result.returncode == 0, result.output
+    assert "committed" in result.output
+    return cpu_version
+
+
+@pytest.fixture(scope="session")
+def inference_pod(inference_pod_spec, pods_root):
+    pod = Pod(inference_pod_spec, pods_root)
+    yield pod
+    pod.cleanup()
+
+
+@pytest.fixture(scope="session")
+def staged(inference_pod, compiled, adapt) -> str:
+    result = inference_pod.container("stage", adapt(extra_env={"SD21_MODEL_VERSION": compiled})).run(timeout=300)
+    assert result.returncode == 0, result.output
+    return compiled

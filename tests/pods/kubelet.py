@@ -174,7 +174,7 @@ class Container:
         self.pod, self.spec, self.adaptations = pod, spec, adaptations
         self.image = image_for(spec)
         self.name = spec["name"]
-        self.log_path = pod.root / f"{self.name}.log"
+        self.log_path = pod.root / f"{self.name}.log"  # each start gets its own, like a container instance
         self.process: Optional[subprocess.Popen] = None
         self.child_pid: Optional[int] = None
 
@@ -233,6 +233,9 @@ class Container:
     # -- running it -------------------------------------------------------------------
     def start(self, command: Optional[list[str]] = None) -> "Container":
         read_end, write_end = os.pipe()
+        descriptor, path = tempfile.mkstemp(prefix=f"{self.name}-", suffix=".log", dir=self.pod.root)
+        os.close(descriptor)
+        self.log_path = Path(path)
         argv = self.argv(command)
         argv[1:1] = ["--info-fd", str(write_end)]  # bwrap reports the contained process's pid
         with open(self.log_path, "ab") as log:

@@ -4,92 +4,14 @@ bubblewrap, on the cpu backend, against loopback S3: it must end in a 512x512 PN
 from __future__ import annotations
 
 import copy
-import io
 import signal
-import subprocess
-import sys
 import time
 
-import httpx
 import pytest
-from PIL import Image
 
 from sd21.localstack import free_port
+from tests.pods.cluster import env_of, generate, start_server, url_of
 from tests.pods.kubelet import Pod, find_container, pod_spec
-
-MIRROR = "s3://{bucket}/weights/{model_id}/{revision}/"
-
-
-def _env(container: dict) -> dict[str, str]:
-    return {item["name"]: item["value"] for item in container.get("env", [])}
-
-
-@pytest.fixture(scope="module")
-def pods_root(tmp_path_factory):
-    return tmp_path_factory.mktemp("pods")
-
-
-@pytest.fixture(scope="module")
-def weights_mirror(s3_env, tiny_weights, compile_pod_spec) -> str:
-    """The production path: the operator mirrors the weights once (here the tiny ones,
-    under the model id and revision the Job names) and the Job reads the mirror."""
-    from tests.conftest import TEST_BUCKET
-
-    job_env = _env(find_container(compile_pod_spec, "compile"))
-    model_id, revision = job_env["SD21_MODEL_ID"], job_env["SD21_MODEL_REVISION"]
-    dest = MIRROR.format(bucket=TEST_BUCKET, model_id=model_id, revision=revision)
-    result = subprocess.run([sys.executable, "-m", "sd21.weights", "--from-dir", str(tiny_weights),
-                             "--model-id", model_id, "--revision", revision, "--dest", dest],
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    return dest
-
-
-@pytest.fixture(scope="module")
-def cpu_version(compile_pod_spec, adapt, pods_root) -> str:
-    """The version sd21-compile itself computes for the cpu backend, from the Job's env."""
-    pod = Pod(compile_pod_spec, pods_root)
-    compile_container = pod.container("compile", adapt())
-    result = compile_container.run(timeout=120, command=[*compile_container.spec["command"], "--print-version"])
-    assert result.returncode == 0, result.output
-    return result.output.strip().splitlines()[-1]
-
-
-@pytest.fixture(scope="module")
-def compiled(compile_pod_spec, adapt, weights_mirror, cpu_version, pods_root, s3_client) -> str:
-    pod = Pod(compile_pod_spec, pods_root)
-    result = pod.container("compile", adapt(weights_source=weights_mirror,
-                                            extra_env={"SD21_MODEL_VERSION": cpu_version})).run(timeout=600)
-    assert result.returncode == 0, result.output
-    assert "committed" in result.output
-    return cpu_version
-
-
-@pytest.fixture(scope="module")
-def inference_pod(inference_pod_spec, pods_root):
-    pod = Pod(inference_pod_spec, pods_root)
-    yield pod
-    pod.cleanup()
-
-
-@pytest.fixture(scope="module")
-def staged(inference_pod, compiled, adapt) -> str:
-    result = inference_pod.container("stage", adapt(extra_env={"SD21_MODEL_VERSION": compiled})).run(timeout=300)
-    assert result.returncode == 0, result.output
-    return compiled
-
-
-def start_server(pod: Pod, version: str, adapt):
-    """The pod's server container on a free loopback port, ready by its own readinessProbe."""
-    port = find_container(pod.spec, "server")["ports"][0]["containerPort"]
-    container = pod.container("server", adapt(ports={port: free_port()}, extra_env={"SD21_MODEL_VERSION": version}))
-    container.start()
-    try:
-        container.wait_http("readinessProbe", timeout=240)
-    except BaseException:
-        container.kill()
-        raise
-    return container
 
 
 @pytest.fixture(scope="module")
@@ -97,18 +19,6 @@ def server(inference_pod, staged, adapt):
     container = start_server(inference_pod, staged, adapt)
     yield container
     container.kill()
-
-
-def generate(base_url: str) -> Image.Image:
-    response = httpx.post(base_url + "/v1/images/generations", timeout=120,
-                          json={"prompt": "a lighthouse at dusk", "steps": 2, "seed": 7, "response_format": "png"})
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"] == "image/png"
-    return Image.open(io.BytesIO(response.content))
-
-
-def url_of(container) -> str:
-    return f"http://127.0.0.1:{container.adaptations.port(container.spec['ports'][0]['containerPort'])}"
 
 
 def test_compile_stage_serve_from_the_synthesized_specs_yield_a_png(server):
@@ -124,9 +34,9 @@ def test_the_job_env_names_the_version_the_deployment_stages(compile_pod_spec, i
     result = compile_container.run(timeout=120, command=[*compile_container.spec["command"], "--print-version"])
     assert result.returncode == 0, result.output
     computed = result.output.strip().splitlines()[-1]
-    assert computed == _env(compile_container.spec)["SD21_MODEL_VERSION"]
+    assert computed == env_of(compile_container.spec)["SD21_MODEL_VERSION"]
     for name in ("stage", "server"):
-        assert _env(find_container(inference_pod_spec, name))["SD21_MODEL_VERSION"] == computed
+        assert env_of(find_container(inference_pod_spec, name))["SD21_MODEL_VERSION"] == computed
 
 
 def test_gateway_at_scale_to_zero_forwards_to_the_server(zero, server, adapt, pods_root):

@@ -1,0 +1,42 @@
+"""Helpers for the harness's tests: start a server pod, call it, and what the endpoints
+controller and kube-proxy do for a Service (tests/pods/service.py)."""
+from __future__ import annotations
+
+import io
+
+import httpx
+from PIL import Image
+
+from sd21.localstack import free_port
+from tests.pods.kubelet import Container, Pod, find_container
+
+
+def env_of(container: dict) -> dict[str, str]:
+    return {item["name"]: item["value"] for item in container.get("env", [])}
+
+
+def start_server(pod: Pod, version: str, adapt, extra_env: dict | None = None) -> Container:
+    """The pod's server container on a free loopback port, ready by its own readinessProbe."""
+    port = find_container(pod.spec, "server")["ports"][0]["containerPort"]
+    container = pod.container("server", adapt(ports={port: free_port()}, extra_env={"SD21_MODEL_VERSION": version, **(extra_env or {})}))
+    container.start()
+    try:
+        container.wait_http("readinessProbe", timeout=240)
+    except BaseException:
+        container.kill()
+        raise
+    return container
+
+
+def generate(base_url: str) -> Image.Image:
+    response = httpx.post(base_url + "/v1/images/generations", timeout=120,
+                          json={"prompt": "a lighthouse at dusk", "steps": 2, "seed": 7, "response_format": "png"})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/png"
+    return Image.open(io.BytesIO(response.content))
+
+
+def url_of(container) -> str:
+    return f"http://127.0.0.1:{container.adaptations.port(container.spec['ports'][0]['containerPort'])}"
+
+
