@@ -27,7 +27,7 @@ from starlette.routing import Route
 
 from .env import env_default, env_int, progress
 from .headers import REFUSED_HEADER
-from .metric_names import GATEWAY_COLD, GATEWAY_RECEIVED
+from .metric_names import CW_COLD_REQUESTS, CW_GATEWAY_REQUESTS, GATEWAY_COLD, GATEWAY_RECEIVED
 
 HEALTH_PATH = "/health"
 # Per RFC 9110 these describe one connection, not the message: never forwarded.
@@ -215,6 +215,10 @@ def main(argv: list[str] | None = None) -> int:
     registry = CollectorRegistry()
     app = create_app(settings, registry)
     start_http_server(args.metrics_port, addr=args.host, registry=registry)
+    from .cloudwatch import Mapping, from_env
+
+    from_env(registry, [Mapping(GATEWAY_RECEIVED.removesuffix("_total"), CW_GATEWAY_REQUESTS, "counter"),
+                        Mapping(GATEWAY_COLD.removesuffix("_total"), CW_COLD_REQUESTS, "counter")])
     progress(f"sd21-gateway: {args.host}:{args.port} -> {args.upstream}; metrics on :{args.metrics_port}")
     # The upstream's Date and Server headers pass through; idle connections outlive the
     # ALB's idle timeout (request timeout + 30 s) so it never reuses a closing one.

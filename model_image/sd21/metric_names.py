@@ -8,3 +8,19 @@ INFLIGHT_REQUESTS = "sd21_inflight_requests"
 # those it answered 503 because no inference pod was ready.
 GATEWAY_RECEIVED = "sd21_gateway_received_requests_total"
 GATEWAY_COLD = "sd21_gateway_cold_requests_total"
+
+# CloudWatch: what the server and the gateway publish (sd21.cloudwatch), and what the
+# dashboard and alarms (stacks/observability) read. One dimension, the cluster name
+# (SD21_CLOUDWATCH_CLUSTER); errors also by Kind (the API's error types).
+CLOUDWATCH_NAMESPACE = "SD21"
+CLOUDWATCH_CLUSTER_DIMENSION = "Cluster"
+CLOUDWATCH_KIND_DIMENSION = "Kind"
+CW_REQUESTS = "Requests"            # generation requests that passed validation
+CW_IMAGES = "Images"
+CW_ERRORS = "Errors"                # by Kind: overloaded, timeout, internal, unhealthy, draining, not_ready, ...
+CW_LATENCY = "Latency"              # seconds, admission to response (as the histogram's bucket bounds)
+CW_QUEUE_DEPTH = "QueueDepth"
+CW_READY = "ReadyReplicas"          # each ready server publishes 1 per period: Sum = ready replicas
+CW_DEVICE_FAILURES = "DeviceFailures"
+CW_GATEWAY_REQUESTS = "GatewayRequests"
+CW_COLD_REQUESTS = "ColdRequests"   # answered 503 by the gateway: no replica was ready

@@ -18,11 +18,23 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from .api import ErrorResponse, GenerationRequest, GenerationResponse
 from .env import env_default, env_float, env_int, fail, progress
+from . import metric_names as names
+from .cloudwatch import Mapping, from_env as cloudwatch_from_env
 from .headers import REFUSED_HEADER
 from .health import EXIT_UNHEALTHY, HealthSettings
 from .service import GenerationService, Rejected, ServiceSettings
 
 API_PATH = "/v1/images/generations"
+# What reaches CloudWatch (the dashboard and the alarms read these names).
+CLOUDWATCH_METRICS = [
+    Mapping("sd21_requests", names.CW_REQUESTS, "counter"),
+    Mapping("sd21_images", names.CW_IMAGES, "counter"),
+    Mapping("sd21_errors", names.CW_ERRORS, "counter", label="kind"),
+    Mapping("sd21_request_latency_seconds", names.CW_LATENCY, "histogram", unit="Seconds"),
+    Mapping("sd21_queue_depth", names.CW_QUEUE_DEPTH, "gauge"),
+    Mapping("sd21_ready", names.CW_READY, "gauge"),
+    Mapping("sd21_device_failures", names.CW_DEVICE_FAILURES, "counter"),
+]
 UI_PATH = "/ui"
 
 
@@ -240,9 +252,12 @@ def main(argv=None) -> int:
     service.on_load_failure = lambda: setattr(server, "should_exit", True)
     service.on_unhealthy = exit_when_unhealthy(args.unhealthy_exit_delay_s)
     service.load_in_background()
+    publisher = cloudwatch_from_env(service.metrics.registry, CLOUDWATCH_METRICS)
     progress(f"serving on http://{args.host}:{args.port} (API {API_PATH}, UI {UI_PATH})")
     server.run()
     service.shutdown()
+    if publisher is not None:
+        publisher.stop()
     if service.load_error:
         return fail(f"the model failed to load: {service.load_error}", 1)
     return 0

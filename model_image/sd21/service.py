@@ -58,6 +58,7 @@ class Metrics:
             buckets=(0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 20, 30, 60),
         )
         self.device_busy = Counter("sd21_device_busy_seconds", "Seconds the device spent generating", registry=r)
+        self.requests = Counter("sd21_requests", "Generation requests that passed validation", registry=r)
         self.images = Counter("sd21_images", "Images generated", registry=r)
         self.errors = Counter("sd21_errors", "Failed or refused requests by kind", ["kind"], registry=r)
         self.device_failures = Counter("sd21_device_failures", "Generations that raised on the device", registry=r)
@@ -195,6 +196,7 @@ class GenerationService:
         """Run one generation through the queue; returns a PIL image."""
         from .pipeline import GenerationCancelled  # torch is loaded by now
 
+        self.metrics.requests.inc()
         try:
             self._admit()
         except Rejected as rejection:
