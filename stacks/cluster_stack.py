@@ -8,6 +8,8 @@ from stacks.karpenter.controller import Karpenter
 from stacks.karpenter.node_pools import Inf2NodePool
 from stacks.load_balancing.controller import LoadBalancerController
 from stacks.neuron import NeuronCharts
+from stacks.observability.container_insights import ContainerInsights
+from stacks.observability.node_health import NodeMonitoringAgent
 from stacks.settings import Settings
 
 
@@ -28,3 +30,8 @@ class ClusterStack(Stack):
                                                      cluster=self.cluster, system_nodes=self.eks.system_nodes)
         # LBC's webhooks must not race Karpenter's Services (its Service mutator is off too).
         self.karpenter.chart.node.add_dependency(self.alb_controller.chart)
+        # Node conditions for Karpenter's node repair; Neuron, node and pod metrics.
+        self.node_monitoring = NodeMonitoringAgent(self, "NodeMonitoring", settings=settings, cluster=self.cluster)
+        self.container_insights = ContainerInsights(self, "ContainerInsights", settings=settings, cluster=self.cluster)
+        for addon in (self.node_monitoring.addon, self.container_insights.addon):
+            addon.node.add_dependency(self.eks.system_nodes)

@@ -46,7 +46,8 @@ REVISION = re.compile(r"^[0-9a-f]{40}$")
 WEIGHTS_SOURCE = re.compile(r"^(hub|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[\w./-]*)?)$")
 CERTIFICATE_ARN = re.compile(r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-ADDONS = ("vpc-cni", "coredns", "kube-proxy", "eks-pod-identity-agent")
+ADDONS = ("vpc-cni", "coredns", "kube-proxy", "eks-pod-identity-agent", "eks-node-monitoring-agent",
+          "amazon-cloudwatch-observability")
 
 
 class SettingsError(ValueError):

@@ -3,7 +3,8 @@ from constructs import Construct
 
 
 from stacks.model_storage.access import ModelAccessRoles
-from stacks.pod_identity import PodIdentityBinding
+from stacks.observability.endpoint import EndpointObservability
+from stacks.pod_identity import PodIdentityBinding, pod_identity_role
 from stacks.settings import Settings
 from stacks.workload.autoscaling import Autoscaling
 from stacks.workload.kubectl import WorkloadKubectl
@@ -33,6 +34,19 @@ class WorkloadStack(Stack):
         self.manifests.inference_manifest.node.add_dependency(self.serve_binding)
         self.autoscaling = Autoscaling(self, "Autoscaling", settings=settings, cluster=cluster,
                                        manifests=self.manifests)
+        publishers = [access.serve_role]
+        gateway = self.manifests.inference_chart.gateway
+        if gateway is not None:  # scale to zero: the gateway publishes its cold requests
+            gateway_role = pod_identity_role(self, "GatewayRole", "sd21 gateway: publish its request counters")
+            self.gateway_binding = PodIdentityBinding(
+                self, "GatewayIdentity", cluster_name=cluster.cluster_name,
+                namespace=gateway.service_account.metadata.namespace, service_account=gateway.service_account.name,
+                role=gateway_role)
+            self.manifests.inference_manifest.node.add_dependency(self.gateway_binding)
+            publishers.append(gateway_role)
+        self.observability = EndpointObservability(
+            self, "Observability", settings=settings, namespace=identities.workload_namespace.name,
+            deployment=self.manifests.inference_chart.deployment.name, publishers=publishers)
         for resource in self.node.find_all():
             if isinstance(resource, (eks.KubernetesManifest, eks.HelmChart)):
                 self.kubectl.after_access(resource)

@@ -59,6 +59,7 @@ class Gateway(Construct):
                 "SD21_METRICS_PORT": kplus.EnvValue.from_value(str(METRICS_PORT)),
                 "SD21_REQUEST_TIMEOUT_S": kplus.EnvValue.from_value(str(settings.request_timeout_seconds)),
                 "SD21_COLD_RETRY_AFTER_S": kplus.EnvValue.from_value(str(COLD_RETRY_AFTER_SECONDS)),
+                **{name: kplus.EnvValue.from_value(value) for name, value in spec.cloudwatch_env().items()},
             },
             resources=resources(cpu_millis=100, memory_mib=128, memory_limit_mib=256),
             security_context=restricted_container(),

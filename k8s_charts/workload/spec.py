@@ -63,6 +63,11 @@ class WorkloadSpec:
             "AWS_REGION": Aws.REGION,
         }
 
+    def cloudwatch_env(self) -> dict[str, str]:
+        """Where the server and the gateway publish their figures (sd21.cloudwatch): the
+        dimension the dashboard and alarms select (stacks/observability/metrics.py)."""
+        return {"SD21_CLOUDWATCH_CLUSTER": self.settings.cluster_name, "AWS_REGION": Aws.REGION}
+
     @property
     def drain_grace_seconds(self) -> int:
         """Queued work may wait for every request ahead of it, each up to the timeout."""

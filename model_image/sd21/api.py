@@ -49,8 +49,13 @@ class GenerationResponse(BaseModel):
     data: list[ImageData]
 
 
+# Every error type the server answers with (the `error.type` of each 4xx/5xx). The
+# metrics count errors by these (sd21_errors{kind}; CloudWatch Errors, Kind).
+ERROR_TYPES = ("invalid_request", "overloaded", "not_ready", "draining", "unhealthy", "timeout", "internal")
+
+
 class ErrorBody(BaseModel):
-    type: str
+    type: Literal[ERROR_TYPES]
     message: str
 
 

@@ -80,7 +80,14 @@ class Karpenter(Construct):
             timeout=HELM_TIMEOUT,
             skip_crds=True,  # from karpenter-crd above
             values={
-                "settings": {"clusterName": cluster.cluster_name, "interruptionQueue": queue.queue_name},
+                "settings": {"clusterName": cluster.cluster_name, "interruptionQueue": queue.queue_name,
+                             # Node repair (alpha, off by default in 1.14): replaces a node whose
+                             # AcceleratedHardwareReady is False for 10 min, or Ready/Kernel/Storage/
+                             # Networking/ContainerRuntime conditions for 30 min, unless >20% of the
+                             # NodePool is unhealthy. Sources: karpenter-provider-aws website
+                             # v1.14 concepts/disruption.md and reference/settings.md (NodeRepair);
+                             # chart README "settings.featureGates.nodeRepair".
+                             "featureGates": {"nodeRepair": settings.node_repair}},
                 "serviceAccount": {"create": True, "name": SERVICE_ACCOUNT},
                 # One replica per system node at most (the chart spreads them by host).
                 "replicas": min(2, settings.system_node_min_size),

@@ -5,11 +5,13 @@ import os
 
 import pytest
 
+import signal
 import subprocess
 import sys
 
 from k8s_charts import rendering
 from tests.pods.cluster import env_of
+from sd21.localstack import free_port
 from tests.pods.kubelet import Adaptations, Pod, bubblewrap_available, find_container, pod_spec
 
 # CI must run these: a missing bwrap fails there instead of skipping.
@@ -115,3 +117,30 @@ def staged(inference_pod, compiled, adapt) -> str:
     result = inference_pod.container("stage", adapt(extra_env={"SD21_MODEL_VERSION": compiled})).run(timeout=300)
     assert result.returncode == 0, result.output
     return compiled
+
+
+@pytest.fixture
+def gateway_before(zero, adapt, pods_root):
+    """The scale-to-zero gateway from its spec, its upstream the given Service's address."""
+    objects = zero.objects
+    (gateway,) = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "sd21-gateway"]
+    (upstream,) = [o for o in objects if o["kind"] == "Service" and o["metadata"]["name"] == "sd21-inference"]
+    started = []
+
+    def start(service, extra_env: dict | None = None):
+        meta, port = upstream["metadata"], upstream["spec"]["ports"][0]["port"]
+        pod = Pod(pod_spec(gateway), pods_root)
+        spec = find_container(pod.spec, "gateway")
+        container = pod.container("gateway", adapt(
+            ports={p["containerPort"]: free_port() for p in spec["ports"]},
+            hosts={f"http://{meta['name']}.{meta['namespace']}.svc:{port}": service.url}, extra_env=extra_env or {}))
+        container.start()
+        started.append((container, pod))
+        container.wait_http("readinessProbe", timeout=60)
+        return container
+
+    yield start
+    for container, pod in started:
+        container.signal(signal.SIGTERM)
+        container.wait(timeout=60)
+        pod.cleanup()

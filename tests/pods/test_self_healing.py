@@ -4,17 +4,13 @@ and that the process exits so the kubelet restarts it. Figures are printed (pyte
 from __future__ import annotations
 
 import re
-import signal
 import threading
 import time
 
 import httpx
-import pytest
 
 from sd21.health import EXIT_UNHEALTHY
-from sd21.localstack import free_port
 from tests.pods.cluster import env_of, start_server, url_of
-from tests.pods.kubelet import Pod, find_container, pod_spec
 from tests.pods.service import Service
 
 API = "/v1/images/generations"
@@ -97,33 +93,6 @@ def test_a_hung_device_answers_everyone_held_and_exits(inference_pod, staged, ad
               + ", ".join(f"{r.status_code} at {s:.1f}s" for s, r in (results[i] for i in sorted(results))))
     finally:
         server.kill()
-
-
-@pytest.fixture
-def gateway_before(zero, adapt, pods_root):
-    """The scale-to-zero gateway from its spec, its upstream the given Service's address."""
-    objects = zero.objects
-    (gateway,) = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "sd21-gateway"]
-    (upstream,) = [o for o in objects if o["kind"] == "Service" and o["metadata"]["name"] == "sd21-inference"]
-    started = []
-
-    def start(service: Service):
-        meta, port = upstream["metadata"], upstream["spec"]["ports"][0]["port"]
-        pod = Pod(pod_spec(gateway), pods_root)
-        spec = find_container(pod.spec, "gateway")
-        container = pod.container("gateway", adapt(
-            ports={p["containerPort"]: free_port() for p in spec["ports"]},
-            hosts={f"http://{meta['name']}.{meta['namespace']}.svc:{port}": service.url}))
-        container.start()
-        started.append((container, pod))
-        container.wait_http("readinessProbe", timeout=60)
-        return container
-
-    yield start
-    for container, pod in started:
-        container.signal(signal.SIGTERM)
-        container.wait(timeout=60)
-        pod.cleanup()
 
 
 def test_a_failing_device_leaves_the_service_and_traffic_moves_to_the_healthy_replica(

@@ -1,0 +1,70 @@
+"""What the dashboard and alarms read is what the pods publish: the server and the gateway,
+run from their specs (CloudWatch on loopback moto, a 1 s period instead of 60 s), are
+asked what they published, and every metric of ours the synthesized dashboard and alarms
+name must be among it, with the same dimensions and values."""
+from __future__ import annotations
+
+import time
+
+import boto3
+import httpx
+
+from sd21 import metric_names as names
+from sd21.api import ERROR_TYPES
+from stacks.observability import render
+from tests.pods.cluster import generate, start_server, url_of
+from tests.pods.service import Service
+
+
+def referenced(template: dict) -> set[tuple[str, frozenset]]:
+    """(metric name, {(dimension, value)}) of every SD21 metric the dashboard or an alarm reads."""
+    found = set()
+    for widget in render.dashboard_body(template)["widgets"]:
+        for entry in widget["properties"].get("metrics", []):
+            parts = [part for part in entry if not isinstance(part, dict)]
+            if parts and parts[0] == names.CLOUDWATCH_NAMESPACE:
+                found.add((parts[1], frozenset(zip(parts[2::2], parts[3::2]))))
+    for resource in template["Resources"].values():
+        if resource["Type"] != "AWS::CloudWatch::Alarm":
+            continue
+        for query in resource["Properties"].get("Metrics", []):
+            metric = query.get("MetricStat", {}).get("Metric")
+            if metric and metric["Namespace"] == names.CLOUDWATCH_NAMESPACE:
+                found.add((metric["MetricName"], frozenset((d["Name"], d["Value"]) for d in metric["Dimensions"])))
+    return found
+
+
+def published() -> set[tuple[str, frozenset]]:
+    client = boto3.client("cloudwatch")
+    metrics = client.list_metrics(Namespace=names.CLOUDWATCH_NAMESPACE)["Metrics"]
+    return {(m["MetricName"], frozenset((d["Name"], d["Value"]) for d in m["Dimensions"])) for m in metrics}
+
+
+def test_the_pods_publish_every_metric_the_dashboard_and_alarms_read(
+        inference_pod, staged, adapt, gateway_before, synthesized, application, zero):
+    fast = {"SD21_CLOUDWATCH_PERIOD_S": "1"}
+    server = start_server(inference_pod, staged, adapt, extra_env=fast)
+    service = Service([server])
+    try:
+        service.wait_ready(1, timeout=30)
+        gateway = gateway_before(service, extra_env=fast)
+        assert generate(url_of(gateway)).size == (512, 512)  # requests, images, latency
+        assert httpx.post(url_of(server) + "/v1/images/generations", json={"prompt": ""}).status_code == 422
+        time.sleep(2.5)  # two periods
+        wanted = referenced(synthesized.template(application.workload).to_json())
+        wanted |= referenced(zero.template(zero.application.workload))
+        have = published()
+        # Errors by Kind appear once a kind occurs; the kinds read must be ones the API answers.
+        errors = {item for item in wanted if item[0] == names.CW_ERRORS}
+        kinds = {dict(dimensions)[names.CLOUDWATCH_KIND_DIMENSION] for _, dimensions in errors}
+        assert kinds and kinds <= set(ERROR_TYPES)
+        assert any(name == names.CW_ERRORS and dict(dims).get(names.CLOUDWATCH_KIND_DIMENSION) == "invalid_request"
+                   for name, dims in have)
+        missing = {item for item in wanted - errors if item not in have}
+        assert not missing, f"read by the dashboard or alarms but never published: {sorted(missing)}\n" \
+                            f"published: {sorted(have)}"
+        cluster = {(names.CLOUDWATCH_CLUSTER_DIMENSION, application.settings.cluster_name)}
+        assert all(cluster <= dims for _, dims in wanted)
+    finally:
+        service.close()
+        server.kill()
