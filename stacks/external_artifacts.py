@@ -18,6 +18,7 @@ class Inventory:
     charts: frozenset[tuple[str, str, str]]  # (repository, chart, version)
     models: frozenset[tuple[str, str]]       # (model id, revision)
     amis: frozenset[str]                     # Karpenter AMI aliases
+    addons: frozenset[str]                   # EKS add-on names
     entries: tuple[dict, ...]
 
     @property
@@ -32,7 +33,7 @@ class Inventory:
 
 def load(path: Path = INVENTORY) -> Inventory:
     data = yaml.safe_load(path.read_text())
-    entries = tuple(entry for section in ("images", "charts", "amis", "models") for entry in data[section])
+    entries = tuple(entry for section in ("images", "charts", "amis", "models", "addons") for entry in data[section])
     for entry in entries:
         missing = {"used_by", "evidence", "verified"} - set(entry)
         if missing or entry["verified"] not in VERIFIED or not str(entry["evidence"]).strip():
@@ -42,5 +43,6 @@ def load(path: Path = INVENTORY) -> Inventory:
         charts=frozenset((c["repository"], c["chart"], str(c["version"])) for c in data["charts"]),
         models=frozenset((m["id"], m["revision"]) for m in data["models"]),
         amis=frozenset(a["alias"] for a in data["amis"]),
+        addons=frozenset(a["name"] for a in data["addons"]),
         entries=entries,
     )

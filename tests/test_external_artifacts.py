@@ -100,3 +100,10 @@ def test_the_checks_see_an_unlisted_artifact(synthesized, tmp_path):
     broken.write_text(text.replace('    verified: "yes"', "    verified: maybe", 1))
     with pytest.raises(ValueError, match="needs used_by, evidence and verified"):
         external_artifacts.load(broken)
+
+
+def test_every_eks_addon_is_inventoried(synthesized, application, inventory):
+    template = synthesized.template(application.cluster)
+    names = {r["Properties"]["AddonName"] for r in template.find_resources("AWS::EKS::Addon").values()}
+    assert {"eks-node-monitoring-agent", "amazon-cloudwatch-observability"} <= names
+    assert names <= inventory.addons, names - inventory.addons

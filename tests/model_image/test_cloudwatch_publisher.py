@@ -86,26 +86,28 @@ def test_latency_goes_as_bucket_bounds_with_counts(figures):
     assert ("Latency", ("my-cluster",)) not in third
 
 
-def test_the_calls_are_valid_cloudwatch_requests():
-    """The same publisher against moto's CloudWatch, read back by statistic."""
-    import boto3
-    from moto import mock_aws
+def test_the_calls_are_valid_cloudwatch_requests(s3_env):
+    """The same publisher against the session's loopback moto (its CloudWatch), read back by
+    statistic. (Not mock_aws: leaving it would reset the backends the session's server shares.)"""
+    import uuid
 
-    with mock_aws():
-        client = boto3.client("cloudwatch", region_name="us-east-1")
-        registry = CollectorRegistry()
-        images = Counter("t_images", "", registry=registry)
-        latency = Histogram("t_latency_seconds", "", registry=registry, buckets=(1, 5, 10))
-        images.inc(7)
-        latency.observe(3)
-        publisher = CloudWatchPublisher(registry, MAPPINGS, "SD21", "c1", client=client)
-        assert publisher.publish_once() == 2  # Images and Latency (no errors, no gauge here)
-        now = datetime.datetime.now(datetime.timezone.utc)
-        stats = client.get_metric_statistics(
-            Namespace="SD21", MetricName="Images", Dimensions=[{"Name": "Cluster", "Value": "c1"}],
-            StartTime=now - datetime.timedelta(minutes=5), EndTime=now + datetime.timedelta(minutes=1),
-            Period=60, Statistics=["Sum"])
-        assert sum(p["Sum"] for p in stats["Datapoints"]) == 7
+    import boto3
+
+    client = boto3.client("cloudwatch")
+    cluster = f"c-{uuid.uuid4().hex[:8]}"
+    registry = CollectorRegistry()
+    images = Counter("t_images", "", registry=registry)
+    latency = Histogram("t_latency_seconds", "", registry=registry, buckets=(1, 5, 10))
+    images.inc(7)
+    latency.observe(3)
+    publisher = CloudWatchPublisher(registry, MAPPINGS, "SD21", cluster, client=client)
+    assert publisher.publish_once() == 2  # Images and Latency (no errors, no gauge here)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    stats = client.get_metric_statistics(
+        Namespace="SD21", MetricName="Images", Dimensions=[{"Name": "Cluster", "Value": cluster}],
+        StartTime=now - datetime.timedelta(minutes=5), EndTime=now + datetime.timedelta(minutes=1),
+        Period=60, Statistics=["Sum"])
+    assert sum(p["Sum"] for p in stats["Datapoints"]) == 7
 
 
 def test_publishing_is_off_unless_the_chart_names_the_cluster(monkeypatch):

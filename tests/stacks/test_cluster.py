@@ -33,11 +33,14 @@ def test_system_node_group_is_small_and_on_demand(synthesized, application):
 def test_managed_addons_in_dependency_order(synthesized, application):
     resources = synthesized.template(application.cluster).to_json()["Resources"]
     addons = {r["Properties"]["AddonName"]: (k, r) for k, r in resources.items() if r["Type"] == "AWS::EKS::Addon"}
-    assert set(addons) == {"vpc-cni", "coredns", "kube-proxy", "eks-pod-identity-agent"}
+    assert set(addons) == {"vpc-cni", "coredns", "kube-proxy", "eks-pod-identity-agent",
+                           "eks-node-monitoring-agent", "amazon-cloudwatch-observability"}
     nodegroup_id = next(k for k, r in resources.items() if r["Type"] == "AWS::EKS::Nodegroup")
     for name in ("vpc-cni", "kube-proxy", "eks-pod-identity-agent"):
         assert addons[name][0] in resources[nodegroup_id]["DependsOn"]
-    assert nodegroup_id in addons["coredns"][1]["DependsOn"]
+    # DaemonSets and the agent need nodes to become active.
+    for name in ("coredns", "eks-node-monitoring-agent", "amazon-cloudwatch-observability"):
+        assert nodegroup_id in addons[name][1]["DependsOn"], name
 
 
 def test_kubectl_provider_uses_the_matching_layer_in_the_vpc(synthesized, application):

@@ -94,3 +94,18 @@ def test_the_gateway_waits_as_long_as_the_server(zero):
                             and o["metadata"]["name"] == "sd21-inference"]
     gateway_timeout = float(env(container(gateway, "gateway"))["SD21_REQUEST_TIMEOUT_S"])
     assert gateway_timeout >= float(env(container(server_deployment, "server"))["SD21_REQUEST_TIMEOUT_S"])
+
+
+def test_a_broken_device_leaves_the_service_before_the_server_exits(workload):
+    """The server answers 503 (and the gateway resends) until the readiness probe has taken
+    it out of the Service; exiting sooner would turn those answers into refused connections."""
+    server = container(workload("Deployment"), "server")
+    probe = server["readinessProbe"]
+    assert probe["httpGet"]["path"] == "/ready"
+    exit_delay = float(env(server)["SD21_UNHEALTHY_EXIT_DELAY_S"])
+    assert exit_delay > probe["periodSeconds"] * probe["failureThreshold"]
+    # A hang must be found before the client's request times out (queue wait included).
+    assert float(env(server)["SD21_WATCHDOG_MIN_S"]) < float(env(server)["SD21_REQUEST_TIMEOUT_S"])
+    # Liveness would restart it too, but later: the exit is what restarts it quickly.
+    liveness = server["livenessProbe"]
+    assert liveness["periodSeconds"] * liveness["failureThreshold"] > exit_delay

@@ -118,7 +118,7 @@ def test_ingress_goes_through_the_gateway_to_the_inference_service(zero):
     assert budget["spec"]["selector"]["matchLabels"].items() <= labels.items()
 
 
-def test_gateway_runs_always_on_system_nodes_without_any_credentials(zero):
+def test_gateway_runs_always_on_system_nodes_with_no_right_but_publishing_its_metrics(zero):
     gateway = zero.one("Deployment", "sd21-gateway")
     pod = pod_spec(gateway)
     assert gateway["spec"]["replicas"] >= 2
@@ -127,9 +127,15 @@ def test_gateway_runs_always_on_system_nodes_without_any_credentials(zero):
     assert terms == [{"matchExpressions": [{"key": key, "operator": "In", "values": [value]}]}]
     assert pod["automountServiceAccountToken"] is False
     assert pod["serviceAccountName"] == "sd21-gateway"
-    associations = [r["Properties"]["ServiceAccount"] for r in zero.template(zero.application.workload)
-                    ["Resources"].values() if r["Type"] == "AWS::EKS::PodIdentityAssociation"]
-    assert "sd21-gateway" not in associations
+    resources = zero.template(zero.application.workload)["Resources"]
+    (association,) = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::EKS::PodIdentityAssociation"
+                      and r["Properties"]["ServiceAccount"] == "sd21-gateway"]
+    role_id = association["RoleArn"]["Fn::GetAtt"][0]
+    policies = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::IAM::Policy"
+                and {"Ref": role_id} in r["Properties"]["Roles"]]
+    actions = {json.dumps(s["Action"]) for p in policies for s in p["PolicyDocument"]["Statement"]}
+    assert actions == {'"cloudwatch:PutMetricData"'}  # nothing else: no S3, no Kubernetes API
+    assert not resources[role_id]["Properties"].get("ManagedPolicyArns")
     gateway_container = container(gateway, "gateway")
     security = gateway_container["securityContext"]
     assert security["readOnlyRootFilesystem"] and security["runAsNonRoot"] and security["capabilities"] == {
