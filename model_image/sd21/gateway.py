@@ -26,7 +26,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 
 from .env import env_default, env_int, progress
-from .headers import REFUSED_HEADER
+from .headers import MAX_BODY_BYTES, REFUSED_HEADER
 from .metric_names import CW_COLD_REQUESTS, CW_GATEWAY_REQUESTS, GATEWAY_COLD, GATEWAY_RECEIVED
 
 HEALTH_PATH = "/health"
@@ -36,8 +36,6 @@ HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy
 # The body is forwarded as read, so httpx sets its length.
 NOT_FORWARDED_UPSTREAM = HOP_BY_HOP | {"content-length"}
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-# A generation request is a small JSON document; bodies are read before forwarding.
-MAX_BODY_BYTES = 1 << 20
 # A replica that refuses a request it cannot serve says so (REFUSED_HEADER); the gateway
 # sends it again, on a new connection, so another pod serves it while the endpoints catch up.
 RETRIES_ELSEWHERE = 2

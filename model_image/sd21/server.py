@@ -14,13 +14,14 @@ from typing import Optional
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .api import ErrorResponse, GenerationRequest, GenerationResponse
 from .env import env_default, env_float, env_int, fail, progress
 from . import metric_names as names
 from .cloudwatch import Mapping, from_env as cloudwatch_from_env
-from .headers import REFUSED_HEADER
+from .headers import MAX_BODY_BYTES, REFUSED_HEADER
 from .health import EXIT_UNHEALTHY, HealthSettings
 from .service import GenerationService, Rejected, ServiceSettings
 
@@ -65,6 +66,57 @@ def _describe_validation(errors) -> tuple[str, list]:
     return "; ".join(f"{d['field']}: {d['message']}" for d in details), details
 
 
+# Starlette's own refusals (routing, body parsing), in the same envelope as ours.
+HTTP_ERROR_TYPES = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+
+
+class _TooLarge(Exception):
+    pass
+
+
+TOO_LARGE = "sd21.body_too_large"
+
+
+class BodyLimit:
+    """413 for a body over max_bytes, by its Content-Length or as it streams in, before it
+    is read into memory (no gateway sits in front when minReplicas >= 1)."""
+
+    def __init__(self, app, max_bytes: int = MAX_BODY_BYTES):
+        self.app, self.max_bytes = app, max_bytes
+
+    def _refusal(self) -> JSONResponse:
+        return _error(413, "request_too_large", f"the request body is larger than {self.max_bytes} bytes")
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers", [])).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            return await self._refusal()(scope, receive, send)
+        received, started = 0, False
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    scope[TOO_LARGE] = True  # FastAPI turns a failing body read into a 400
+                    raise _TooLarge()
+            return message
+
+        async def tracked_send(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracked_send)
+        except _TooLarge:
+            if not started:
+                await self._refusal()(scope, receive, send)
+
+
 def png_bytes(image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", compress_level=1)  # speed over size: PNGs of 512x512 are small anyway
@@ -80,6 +132,27 @@ def create_app(service: Optional[GenerationService] = None, with_ui: bool = True
                     "a full queue answers 429 with Retry-After.",
     )
     app.state.service = service
+    app.add_middleware(BodyLimit)
+    served = service.settings.served_model if service is not None else None
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        if request.scope.get(TOO_LARGE):
+            return BodyLimit(None)._refusal()
+        if exc.status_code == 400:  # a body FastAPI could not parse: as any invalid request
+            if service is not None:
+                service.metrics.errors.labels("invalid_request").inc()
+            return _error(422, "invalid_request", f"malformed request body: {exc.detail}")
+        kind = HTTP_ERROR_TYPES.get(exc.status_code, "invalid_request")
+        return _error(exc.status_code, kind, str(exc.detail))
+
+    @app.get("/", include_in_schema=False)
+    async def root():
+        return RedirectResponse(UI_PATH + "/" if with_ui and service is not None else "/docs")
+
+    @app.get("/v1/models", summary="The served model (for OpenAI clients)")
+    async def models():
+        return {"object": "list", "data": [{"id": served, "object": "model", "owned_by": "sd21"}] if served else []}
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError):
@@ -120,6 +193,8 @@ def create_app(service: Optional[GenerationService] = None, with_ui: bool = True
         response_model=GenerationResponse,
         responses={
             200: {"content": {"image/png": {}}, "description": "JSON (b64_json) or PNG bytes (png)"},
+            404: {"model": ErrorResponse, "description": "`model` names a model not served here"},
+            413: {"model": ErrorResponse, "description": "Request body over 1 MiB"},
             422: {"model": ErrorResponse, "description": "Invalid request, with the reason"},
             429: {"model": ErrorResponse, "description": "Queue full; see Retry-After"},
             503: {"model": ErrorResponse, "description": "Loading or draining; see Retry-After"},
@@ -131,6 +206,9 @@ def create_app(service: Optional[GenerationService] = None, with_ui: bool = True
 
         if service is None:
             return _error(503, "not_ready", "no model service")
+        if body.model is not None and body.model != served:
+            return _error(404, "model_not_found", f"model {body.model!r} is not served here; this endpoint "
+                                                  f"serves {served!r}")
         seed = body.seed if body.seed is not None else random.randrange(2**32)
         params = GenerationParams(prompt=body.prompt, negative_prompt=body.negative_prompt, steps=body.steps,
                                   guidance_scale=float(body.guidance_scale), seed=seed)
@@ -143,11 +221,25 @@ def create_app(service: Optional[GenerationService] = None, with_ui: bool = True
             return Response(data, media_type="image/png", headers={"X-Seed": str(seed)})
         return {"created": int(time.time()), "data": [{"b64_json": base64.b64encode(data).decode(), "seed": seed}]}
 
+    if served is not None:
+        _publish_served_model(app, served)
     if with_ui and service is not None:
         from .ui import mount_ui
 
         app = mount_ui(app, service, UI_PATH)
     return app
+
+
+def _publish_served_model(app: FastAPI, served: str) -> None:
+    """The OpenAPI document says which `model` is accepted: exactly as strict as the server."""
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = FastAPI.openapi(app)
+            model = schema["components"]["schemas"]["GenerationRequest"]["properties"]["model"]
+            model["anyOf"] = [{"type": "string", "enum": [served]}, {"type": "null"}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+    app.openapi = openapi
 
 
 def openapi_document() -> dict:
@@ -160,6 +252,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--backend", default=env_default("SD21_BACKEND", "neuron"), choices=("neuron", "cuda", "cpu"))
     parser.add_argument("--model-dir", default=env_default("SD21_MODEL_DIR", "/model"))
     parser.add_argument("--model-version", default=env_default("SD21_MODEL_VERSION"))
+    parser.add_argument("--model-name", default=env_default("SD21_MODEL_NAME", "sd21"),
+                        help="the name clients pass as `model` (OpenAI-style)")
     parser.add_argument("--host", default=env_default("SD21_HOST", "0.0.0.0"))
     parser.add_argument("--port", type=int, default=env_int("SD21_PORT", 8080))
     parser.add_argument("--queue-size", type=int, default=env_int("SD21_QUEUE_SIZE", 4))
@@ -193,7 +287,7 @@ def settings_from_args(args: argparse.Namespace) -> ServiceSettings:
         raise SystemExit(f"error: {error}") from None
     return ServiceSettings(backend=args.backend, model_dir=Path(args.model_dir), model_version=args.model_version,
                            queue_size=args.queue_size, request_timeout_s=args.request_timeout_s,
-                           drain_grace_s=args.drain_grace_s, health=health)
+                           drain_grace_s=args.drain_grace_s, health=health, served_model=args.model_name)
 
 
 def exit_when_unhealthy(delay_s: float):

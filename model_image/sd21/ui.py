@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import random
 
+from .api import MAX_PROMPT_CHARS, is_visible
 from .service import GenerationService, Rejected
+
+MAX_SEED = 2**32 - 1  # as the API's seed
 
 
 def build_blocks(service: GenerationService):
@@ -12,10 +15,13 @@ def build_blocks(service: GenerationService):
     from .pipeline import GenerationParams
 
     async def run(prompt: str, negative_prompt: str, steps: float, guidance: float, seed: float):
-        if not prompt or not prompt.strip():
+        if not prompt or not is_visible(prompt):
             raise gr.Error("Please enter a prompt.")
-        seed_value = int(seed) if seed is not None and seed >= 0 else random.randrange(2**32)
-        params = GenerationParams(prompt=prompt[:1000], negative_prompt=(negative_prompt or "")[:1000],
+        if seed is not None and not -1 <= seed <= MAX_SEED:
+            raise gr.Error(f"The seed must be between 0 and {MAX_SEED}, or -1 for a random one.")
+        seed_value = int(seed) if seed is not None and seed >= 0 else random.randrange(MAX_SEED + 1)
+        params = GenerationParams(prompt=prompt[:MAX_PROMPT_CHARS],
+                                  negative_prompt=(negative_prompt or "")[:MAX_PROMPT_CHARS],
                                   steps=int(steps), guidance_scale=float(guidance), seed=seed_value)
         try:
             return await service.generate(params), f"seed {seed_value}"
@@ -26,11 +32,11 @@ def build_blocks(service: GenerationService):
         gr.Markdown("# Stable Diffusion 2.1-base, 512x512")
         with gr.Row():
             with gr.Column():
-                prompt = gr.Textbox(label="Prompt", elem_id="prompt", max_length=1000)
-                negative = gr.Textbox(label="Negative prompt", elem_id="negative", max_length=1000)
+                prompt = gr.Textbox(label="Prompt", elem_id="prompt", max_length=MAX_PROMPT_CHARS)
+                negative = gr.Textbox(label="Negative prompt", elem_id="negative", max_length=MAX_PROMPT_CHARS)
                 steps = gr.Slider(1, 100, value=25, step=1, label="Steps", elem_id="steps")
                 guidance = gr.Slider(0, 30, value=7.5, step=0.5, label="Guidance scale")
-                seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)")
+                seed = gr.Number(value=-1, precision=0, minimum=-1, maximum=MAX_SEED, label="Seed (-1: random)")
                 button = gr.Button("Generate", elem_id="generate", variant="primary")
             with gr.Column():
                 image = gr.Image(label="Image", type="pil", elem_id="result", format="png")

@@ -25,6 +25,8 @@ MODULES = {
     "model_image/sd21/service.py": "tests/model_image/test_defensive_paths.py tests/model_image/test_drain.py "
                                    "tests/model_image/test_bad_inputs_and_overload.py",
     "model_image/sd21/gateway.py": "tests/model_image/test_gateway.py",
+    "model_image/sd21/health.py": "tests/model_image/test_device_health.py",
+    "model_image/sd21/cloudwatch.py": "tests/model_image/test_cloudwatch_publisher.py",
     "model_image/sd21/artifact.py": "tests/model_image/test_artifact.py tests/model_image/test_neuron_seam.py",
     "stacks/settings.py": "tests/stacks/test_settings.py tests/k8s/test_settings.py",
     "k8s_charts/workload/spec.py": "tests/workload tests/pods",

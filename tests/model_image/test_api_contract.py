@@ -1,0 +1,197 @@
+"""The API contract, asked of the real server app: fuzzed from its own OpenAPI document
+(schemathesis, positive and negative), hand-made hostile requests, and the official
+OpenAI SDK. The device is a stand-in that returns a blank image at once, so fuzzing is
+about the contract, not the model."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import httpx
+import pytest
+import schemathesis
+from schemathesis import GenerationMode
+from hypothesis import HealthCheck, given, settings
+from PIL import Image
+from schemathesis.checks import load_all_checks, not_a_server_error
+
+from sd21.api import ERROR_TYPES, UNSUPPORTED_OPENAI_FIELDS
+from sd21.headers import MAX_BODY_BYTES
+from sd21.localstack import serving
+from sd21.server import API_PATH, create_app
+from sd21.service import GenerationService, ServiceSettings
+
+load_all_checks()
+from schemathesis.specs.openapi.checks import (  # noqa: E402 - registered by load_all_checks
+    content_type_conformance, negative_data_rejection, positive_data_acceptance,
+    response_schema_conformance, status_code_conformance,
+)
+
+SERVED = "sd21-test-model"
+FUZZ_EXAMPLES = 60  # per operation and mode
+
+
+class BlankDevice:
+    def generate(self, params, should_stop=None):
+        return Image.new("RGB", (512, 512))
+
+
+def make_service(queue_size: int = 64) -> GenerationService:
+    service = GenerationService(ServiceSettings(queue_size=queue_size, served_model=SERVED), pipeline=BlankDevice())
+    service.load_in_background().join(timeout=30)
+    assert service.warm
+    return service
+
+
+@pytest.fixture(scope="module")
+def app():
+    service = make_service()
+    yield create_app(service, with_ui=False)
+    service.shutdown()
+
+
+@pytest.fixture(scope="module")
+def url(app):
+    with serving(app) as base:
+        yield base
+
+
+def in_envelope(response) -> None:
+    if response.status_code >= 400:
+        body = response.json()
+        assert set(body) == {"error"}, body
+        assert body["error"]["type"] in ERROR_TYPES and body["error"]["message"], body
+
+
+# --- fuzzing from the published document -------------------------------------------------
+
+def operations(app) -> dict:
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    found = {}
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        found[operation.label] = operation
+    return found
+
+
+# Operations without parameters have no invalid input to generate: positive only.
+FUZZED = [("POST /v1/images/generations", GenerationMode.POSITIVE), ("POST /v1/images/generations", GenerationMode.NEGATIVE),
+          ("GET /v1/models", GenerationMode.POSITIVE), ("GET /health", GenerationMode.POSITIVE),
+          ("GET /ready", GenerationMode.POSITIVE)]
+
+
+@pytest.mark.parametrize("label,mode", FUZZED, ids=[f"{label}-{mode.value}" for label, mode in FUZZED])
+def test_fuzzed_requests_keep_the_contract(app, label, mode):
+    """No 5xx; no schema-valid request refused; no invalid one accepted; every response as
+    documented, and every 4xx in the {"error": ...} envelope."""
+    operation = operations(app)[label]
+    counted = {"requests": 0}
+
+    @settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(case=operation.as_strategy(generation_mode=mode))
+    def run(case):
+        response = case.call_and_validate(checks=[
+            not_a_server_error, positive_data_acceptance, negative_data_rejection, status_code_conformance,
+            content_type_conformance, response_schema_conformance])
+        in_envelope(response)
+        counted["requests"] += 1
+
+    run()
+    print(f"\n{label} ({mode.value}): {counted['requests']} generated requests, contract kept")
+
+
+# --- hand-made hostile requests ------------------------------------------------------------
+
+HOSTILE = [
+    ("invalid UTF-8", b'{"prompt": "\xff\xfe"}', 422),
+    ("1000-deep nesting", b'{"prompt": ' + b"[" * 1000 + b"]" * 1000 + b"}", 422),
+    ("5000-digit integer", b'{"prompt": "a cat", "seed": ' + b"9" * 5000 + b"}", 422),
+    ("not JSON", b"{prompt: cat", 422),
+    ("JSON array", b"[1, 2]", 422),
+    ("only invisible characters", json.dumps({"prompt": "\u200b\u2060\ufeff \u00ad"}).encode(), 422),
+    ("NaN guidance", b'{"prompt": "a cat", "guidance_scale": NaN}', 422),
+    ("guidance too high", b'{"prompt": "a cat", "guidance_scale": 31}', 422),
+    ("a fraction for steps", b'{"prompt": "a cat", "steps": 2.5}', 422),
+    ("true for steps", b'{"prompt": "a cat", "steps": true}', 422),
+    ("a string for seed", b'{"prompt": "a cat", "seed": "7"}', 422),
+    ("another size", b'{"prompt": "a cat", "size": "1024x1024"}', 422),
+    ("another model", b'{"prompt": "a cat", "model": "dall-e-3"}', 404),
+]
+
+
+@pytest.mark.parametrize("body,status", [(b, s) for _, b, s in HOSTILE], ids=[name for name, _, _ in HOSTILE])
+def test_hostile_bodies_get_a_4xx_in_the_envelope(url, body, status):
+    response = httpx.post(url + API_PATH, content=body, headers={"content-type": "application/json"}, timeout=30)
+    assert response.status_code == status, response.text
+    in_envelope(response)
+
+
+def test_a_wrong_model_name_is_refused_naming_the_served_one(url):
+    response = httpx.post(url + API_PATH, json={"prompt": "a cat", "model": "dall-e-3"}, timeout=30)
+    assert response.status_code == 404 and response.json()["error"]["type"] == "model_not_found"
+    assert SERVED in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("field", sorted(UNSUPPORTED_OPENAI_FIELDS))
+def test_openai_fields_without_meaning_here_are_refused_with_the_reason(url, field):
+    response = httpx.post(url + API_PATH, json={"prompt": "a cat", field: "vivid"}, timeout=30)
+    assert response.status_code == 422, response.text
+    assert f"{field} is not supported: {UNSUPPORTED_OPENAI_FIELDS[field]}" in response.json()["error"]["message"]
+
+
+def test_a_large_body_is_refused_before_it_is_read(url):
+    declared = httpx.post(url + API_PATH, content=b"x" * (MAX_BODY_BYTES + 1),
+                          headers={"content-type": "application/json"}, timeout=30)
+    assert declared.status_code == 413 and declared.json()["error"]["type"] == "request_too_large"
+
+    def chunks():  # no Content-Length: counted as it arrives
+        for _ in range(MAX_BODY_BYTES // 65536 + 2):
+            yield b" " * 65536
+
+    streamed = httpx.post(url + API_PATH, content=chunks(), headers={"content-type": "application/json"}, timeout=30)
+    assert streamed.status_code == 413 and streamed.json()["error"]["type"] == "request_too_large"
+    assert httpx.post(url + API_PATH, json={"prompt": "still fine"}, timeout=30).status_code == 200
+
+
+def test_unknown_paths_and_methods_answer_in_the_envelope(url):
+    for response, kind in ((httpx.get(url + "/nope"), "not_found"), (httpx.get(url + API_PATH), "method_not_allowed")):
+        in_envelope(response)
+        assert response.json()["error"]["type"] == kind
+
+
+def test_the_root_leads_people_to_the_ui():
+    service = make_service()
+    try:
+        with serving(create_app(service, with_ui=True)) as base:
+            response = httpx.get(base + "/", follow_redirects=False)
+            assert response.status_code == 307 and response.headers["location"] == "/ui/"
+            assert httpx.get(base + "/", follow_redirects=True).status_code == 200
+    finally:
+        service.shutdown()
+
+
+def test_the_document_says_what_the_server_enforces(app):
+    document = app.openapi()
+    request = document["components"]["schemas"]["GenerationRequest"]["properties"]
+    assert request["guidance_scale"]["minimum"] == 0 and request["guidance_scale"]["maximum"] == 30
+    assert request["size"]["enum"] == ["512x512"]
+    assert request["prompt"]["pattern"] and request["prompt"]["maxLength"] == 1000
+    assert {"type": "string", "enum": [SERVED]} in request["model"]["anyOf"]
+
+
+# --- the official OpenAI SDK ----------------------------------------------------------------
+
+def test_the_openai_sdk_generates_an_image(url):
+    from openai import NotFoundError, OpenAI
+
+    client = OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+    assert [model.id for model in client.models.list()] == [SERVED]
+    result = client.images.generate(model=SERVED, prompt="a lighthouse at dusk", size="512x512",
+                                    response_format="b64_json", n=1, quality="standard", user="tester")
+    image = Image.open(io.BytesIO(base64.b64decode(result.data[0].b64_json)))
+    assert image.size == (512, 512)
+    with pytest.raises(NotFoundError) as refused:
+        client.images.generate(model="dall-e-3", prompt="a cat", size="512x512", response_format="b64_json")
+    assert SERVED in str(refused.value)
