@@ -112,6 +112,7 @@ class Settings:
     ingress_allowed_cidrs: tuple[str, ...]
     certificate_arn: str | None
     inf2_xlarge_hourly_usd: float
+    inf2_xlarge_spot_hourly_usd: float | None
     prometheus_chart_version: str
     prometheus_adapter_chart_version: str
     keda_chart_version: str
@@ -466,6 +467,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "ingress_allowed_cidrs": _cidrs,
     "certificate_arn": lambda v: None if v in ("", None) else _text(CERTIFICATE_ARN, "an ACM certificate ARN, or empty")(v),
     "inf2_xlarge_hourly_usd": _price,
+    "inf2_xlarge_spot_hourly_usd": lambda v: None if v in ("", None) else _price(v),
     "prometheus_chart_version": _text(SEMVER, "a chart version such as 28.0.0"),
     "prometheus_adapter_chart_version": _text(SEMVER, "a chart version such as 5.1.0"),
     "keda_chart_version": _text(SEMVER, "a chart version such as 2.20.2"),

@@ -1,24 +1,50 @@
 """Cost of the endpoint, derived from the settings (run: python -m stacks.workload.cost).
 
-Throughput is the Neuron SDK's published benchmark for Stable Diffusion 2.1
-512x512 on inf2.xlarge; the hourly price is a setting (on-demand, us-east-1 by default).
+Throughput is the Neuron SDK's published benchmark for Stable Diffusion 2.1 512x512 on
+inf2.xlarge: aws-neuron/aws-neuron-sdk general/benchmarks/inf2/throughput_data_vision_sd.csv,
+the Neuron 2.18.0 row (PyTorch 2.1, 0.604 images/s, p50 1655 ms), measured by
+src/benchmark/pytorch/sd2_512_benchmark.py, which calls the pipeline with diffusers'
+default of 50 steps (DPM-Solver++). Earlier rows: 0.562 (2.17.0), 0.51 (2.13.0). A
+Neuron 2.21 row of 0.596 images/s is reported in this project's issues; no stored copy
+of it was seen from here. Nothing here was measured on inf2: the figure for the
+endpoint's default step count is an estimate (the 50-step time scaled by steps, which
+leaves out that the text encoder and the VAE do not shrink with fewer steps).
 """
 import sys
 
-NEURON_BENCHMARK_IMAGES_PER_SECOND = 0.604
+BENCHMARK_IMAGES_PER_SECOND = 0.604
+BENCHMARK_STEPS = 50
+BENCHMARK_SOURCE = "the Neuron 2.18.0 benchmark row"
 HOURS_PER_MONTH = 730
 
 
+def _per_thousand(hourly_usd: float, images_per_second: float) -> float:
+    return hourly_usd / (images_per_second * 3600) * 1000
+
+
 def cost_lines(settings) -> list[str]:
-    price = settings.inf2_xlarge_hourly_usd
-    per_thousand = price / (NEURON_BENCHMARK_IMAGES_PER_SECOND * 3600) * 1000
-    idle_hourly = price * settings.min_replicas
-    return [
-        f"inf2.xlarge: ${price:.3f}/h, {NEURON_BENCHMARK_IMAGES_PER_SECOND} images/s (Neuron benchmark, SD2.1 512x512)",
-        f"cost per 1000 images at full load: ${per_thousand:.3f}",
-        f"idle cost with minReplicas={settings.min_replicas}: ${idle_hourly:.3f}/h, "
-        f"${idle_hourly * HOURS_PER_MONTH:,.0f}/month (inf2 nodes only; add the system node group)",
-    ]
+    from sd21.api import GenerationRequest
+
+    DEFAULT_STEPS = GenerationRequest.model_fields["steps"].default  # noqa: N806 - the API's default
+    on_demand, spot = settings.inf2_xlarge_hourly_usd, settings.inf2_xlarge_spot_hourly_usd
+    estimated = BENCHMARK_IMAGES_PER_SECOND * BENCHMARK_STEPS / DEFAULT_STEPS
+    prices = [("on-demand", on_demand)] + ([("spot", spot)] if spot else [])
+    lines = [f"inf2.xlarge: ${on_demand:.3f}/h on-demand" + (f", ${spot:.3f}/h spot (a setting: spot prices move)"
+                                                              if spot else ", spot: set inf2XlargeSpotHourlyUsd"),
+             f"throughput: {BENCHMARK_IMAGES_PER_SECOND} images/s at {BENCHMARK_STEPS} steps ({BENCHMARK_SOURCE}); "
+             f"about {estimated:.2f} images/s at the default {DEFAULT_STEPS} steps (estimate, not measured on inf2)"]
+    for name, price in prices:
+        lines.append(f"$ per 1000 images at full load, {name}: ${_per_thousand(price, BENCHMARK_IMAGES_PER_SECOND):.3f} "
+                     f"at {BENCHMARK_STEPS} steps, ~${_per_thousand(price, estimated):.3f} at {DEFAULT_STEPS} steps "
+                     "(estimate)")
+    idle = on_demand * settings.min_replicas
+    lines.append(f"idle cost with minReplicas={settings.min_replicas}: ${idle:.3f}/h, "
+                 f"${idle * HOURS_PER_MONTH:,.0f}/month on-demand (inf2 nodes only; add the system node group: "
+                 f"{settings.system_node_desired_size} x {settings.system_node_instance_type})")
+    if not settings.scales_to_zero:
+        lines.append("idle cost with minReplicas=0 (scale to zero): $0/h for inf2; the system nodes and the gateway "
+                     "stay")
+    return lines
 
 
 def main() -> int:

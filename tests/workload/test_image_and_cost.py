@@ -71,3 +71,16 @@ def test_image_declares_the_sdk_of_its_base_and_compile_enforces_it(monkeypatch,
     monkeypatch.setenv("SD21_IMAGE_NEURON_SDK", "2.30.0")
     code = compile_entry.main(["--backend", "neuron", "--bucket", "some-bucket", "--neuron-sdk", base])
     assert code != 0 and "carries Neuron SDK 2.30.0" in capsys.readouterr().err
+
+
+def test_cost_names_its_source_and_prices_spot_when_given():
+    from stacks.workload.cost import cost_lines
+
+    default = "\n".join(cost_lines(Settings.from_context(default_context())))
+    assert "0.604 images/s at 50 steps (the Neuron 2.18.0 benchmark row)" in default
+    assert "(estimate" in default and "spot: set inf2XlargeSpotHourlyUsd" in default
+    spot = "\n".join(cost_lines(Settings.from_context({**default_context(), "inf2XlargeSpotHourlyUsd": "0.3"})))
+    # $0.3/h over 0.604 images/s: 1000 images take 1656 s, i.e. $0.138.
+    assert "$ per 1000 images at full load, spot: $0.138 at 50 steps" in spot
+    with pytest.raises(SettingsError, match="inf2XlargeSpotHourlyUsd"):
+        Settings.from_context({**default_context(), "inf2XlargeSpotHourlyUsd": "-1"})
