@@ -102,6 +102,8 @@ class Settings:
     max_replicas: int
     accept_cold_starts: bool
     scale_to_zero_after_seconds: int
+    cold_start_hold_requests: int
+    cold_start_hold_seconds: int
     target_pending_per_replica: int
     queue_size: int
     request_timeout_seconds: int
@@ -455,6 +457,10 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "accept_cold_starts": _bool,
     # KEDA's cooldown: how long without a request before the last replica goes.
     "scale_to_zero_after_seconds": _int(300, 86400),
+    # At scale to zero the gateway holds this many requests, each this long, while a
+    # replica starts (0: answer 503 at once); the ALB's idle timeout grows to match.
+    "cold_start_hold_requests": _int(0, 1000),
+    "cold_start_hold_seconds": _int(0, 3300),
     "target_pending_per_replica": _int(1, 64),
     "queue_size": _int(1, 256),
     "request_timeout_seconds": _int(5, 600),

@@ -23,6 +23,9 @@ METRICS_PORT = 9090
 REPLICAS = 2  # the front door: one per node when it can, and a PDB keeps one up
 # Clients are told to come back after this long while a replica starts.
 COLD_RETRY_AFTER_SECONDS = 60
+# What people waiting are told a cold start takes ("starting, about N s"): the README's
+# cold-start budget until it is measured on inf2.
+COLD_START_ESTIMATE_SECONDS = 300
 
 
 class Gateway(Construct):
@@ -59,6 +62,9 @@ class Gateway(Construct):
                 "SD21_METRICS_PORT": kplus.EnvValue.from_value(str(METRICS_PORT)),
                 "SD21_REQUEST_TIMEOUT_S": kplus.EnvValue.from_value(str(settings.request_timeout_seconds)),
                 "SD21_COLD_RETRY_AFTER_S": kplus.EnvValue.from_value(str(COLD_RETRY_AFTER_SECONDS)),
+                "SD21_HOLD_REQUESTS": kplus.EnvValue.from_value(str(settings.cold_start_hold_requests)),
+                "SD21_HOLD_S": kplus.EnvValue.from_value(str(spec.hold_seconds)),
+                "SD21_COLD_START_S": kplus.EnvValue.from_value(str(COLD_START_ESTIMATE_SECONDS)),
                 **{name: kplus.EnvValue.from_value(value) for name, value in spec.cloudwatch_env().items()},
             },
             resources=resources(cpu_millis=100, memory_mib=128, memory_limit_mib=256),

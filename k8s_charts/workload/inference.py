@@ -218,7 +218,7 @@ def ingress_annotations(spec: WorkloadSpec) -> dict[str, str]:
             f"deregistration_delay.timeout_seconds={DEREGISTRATION_DELAY_SECONDS}",
         # Longer than the slowest accepted request (queue wait + generation).
         "alb.ingress.kubernetes.io/load-balancer-attributes":
-            f"idle_timeout.timeout_seconds={settings.request_timeout_seconds + 30}",
+            f"idle_timeout.timeout_seconds={spec.alb_idle_timeout_seconds}",
     }
     if settings.ingress_allowed_cidrs:
         annotations["alb.ingress.kubernetes.io/inbound-cidrs"] = ",".join(settings.ingress_allowed_cidrs)

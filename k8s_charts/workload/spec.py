@@ -69,6 +69,16 @@ class WorkloadSpec:
         return {"SD21_CLOUDWATCH_CLUSTER": self.settings.cluster_name, "AWS_REGION": Aws.REGION}
 
     @property
+    def hold_seconds(self) -> int:
+        """How long the gateway holds a request while no replica is ready (scale to zero only)."""
+        return self.settings.cold_start_hold_seconds if self.settings.scales_to_zero else 0
+
+    @property
+    def alb_idle_timeout_seconds(self) -> int:
+        """Longer than the slowest answer: held, then queued and generated, plus a margin."""
+        return self.hold_seconds + self.settings.request_timeout_seconds + 30
+
+    @property
     def drain_grace_seconds(self) -> int:
         """Queued work may wait for every request ahead of it, each up to the timeout."""
         return self.settings.request_timeout_seconds

@@ -14,8 +14,9 @@ Dockerfile.gateway. Its own metrics are on a separate port, not behind the ALB.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
-import html
+import time
 from dataclasses import dataclass
 
 import httpx
@@ -27,7 +28,7 @@ from starlette.routing import Route
 
 from .env import env_default, env_int, progress
 from .headers import MAX_BODY_BYTES, REFUSED_HEADER
-from .metric_names import CW_COLD_REQUESTS, CW_GATEWAY_REQUESTS, GATEWAY_COLD, GATEWAY_RECEIVED
+from .metric_names import CW_COLD_REQUESTS, CW_GATEWAY_REQUESTS, CW_HELD_REQUESTS, GATEWAY_COLD, GATEWAY_HELD, GATEWAY_RECEIVED
 
 HEALTH_PATH = "/health"
 # Per RFC 9110 these describe one connection, not the message: never forwarded.
@@ -46,6 +47,27 @@ class GatewaySettings:
     upstream: str  # e.g. http://sd21-inference.sd21.svc:80
     request_timeout_s: int
     cold_retry_after_s: int = 60
+    # While no replica is ready, hold up to hold_requests requests for up to hold_s seconds
+    # each (0: answer 503 at once), trying the upstream every hold_poll_s.
+    hold_requests: int = 0
+    hold_s: float = 0.0
+    hold_poll_s: float = 1.0
+    cold_start_s: int = 300  # what a cold start is expected to take (the README's budget)
+
+
+class ColdStart:
+    """When the current cold start began (the first request that found no replica)."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+
+    def seen(self) -> float:
+        if self.since is None:
+            self.since = time.monotonic()
+        return time.monotonic() - self.since
+
+    def over(self) -> None:
+        self.since = None
 
 
 class GatewayMetrics:
@@ -61,6 +83,7 @@ class GatewayMetrics:
                             registry=registry)
         self.outcomes = Counter("sd21_gateway_outcomes", "Requests by outcome", ["outcome"], registry=registry)
         self.inflight = Gauge("sd21_gateway_inflight_requests", "Requests being forwarded now", registry=registry)
+        self.held = Gauge(GATEWAY_HELD, "Requests held while no replica is ready", registry=registry)
 
 
 def _upstream_headers(request: Request) -> list[tuple[bytes, bytes]]:
@@ -78,13 +101,17 @@ def _upstream_url(client: httpx.AsyncClient, request: Request) -> httpx.URL:
     return client.base_url.copy_with(raw_path=raw_path + (b"?" + query if query else b""))
 
 
-def _cold_response(request: Request, settings: GatewaySettings) -> Response:
+def _cold_response(request: Request, settings: GatewaySettings, elapsed_s: float = 0.0) -> Response:
     message = (f"No replica is ready: the endpoint scales to zero when idle and is starting one now. "
                f"Retry in {settings.cold_retry_after_s} s; a cold start takes a few minutes.")
     headers = {"Retry-After": str(settings.cold_retry_after_s), "Cache-Control": "no-store"}
     if "text/html" in request.headers.get("accept", ""):
-        page = (f'<!doctype html><meta http-equiv="refresh" content="{settings.cold_retry_after_s}">'
-                f"<title>Starting</title><p>{html.escape(message)}</p>")
+        remaining = max(10, round(settings.cold_start_s - elapsed_s))
+        refresh = min(settings.cold_retry_after_s, 15)
+        page = (f'<!doctype html><meta http-equiv="refresh" content="{refresh}">'
+                f"<title>Starting</title><h1>Starting, about {remaining} s</h1>"
+                f"<p>The endpoint scales to zero when idle and is starting a replica now "
+                f"({round(elapsed_s)} s so far). This page reloads by itself.</p>")
         return HTMLResponse(page, status_code=503, headers=headers)
     body = {"error": {"type": "warming_up", "message": message}}
     return JSONResponse(body, status_code=503, headers=headers)
@@ -107,6 +134,9 @@ async def _bounded_body(request: Request) -> bytes | None:
     return bytes(body)
 
 
+COLD = JSONResponse({})  # a marker: no replica answered
+
+
 def create_app(settings: GatewaySettings, registry: CollectorRegistry | None = None,
                transport: httpx.AsyncBaseTransport | None = None) -> Starlette:
     """The gateway app; `transport` replaces the network in tests."""
@@ -122,6 +152,43 @@ def create_app(settings: GatewaySettings, registry: CollectorRegistry | None = N
         # The gateway's own liveness: the ALB must keep it in service while no replica runs.
         return JSONResponse({"status": "ok"})
 
+    cold_start = ColdStart()
+    holding = {"count": 0}
+
+    def is_browser_page(request: Request) -> bool:
+        return request.method == "GET" and "text/html" in request.headers.get("accept", "")
+
+    async def send_or_hold(request: Request, body: bytes) -> Response:
+        """Forward; while no replica is ready, hold the request (bounded) and forward it the
+        moment one is. Pages for people are not held: they say how long it should take."""
+        response = await send(request, body)
+        if response is not COLD:
+            cold_start.over()
+            return response
+        elapsed = cold_start.seen()
+        if is_browser_page(request) or holding["count"] >= settings.hold_requests:
+            return answer_cold(request, elapsed)
+        holding["count"] += 1
+        metrics.held.inc()
+        deadline = time.monotonic() + settings.hold_s
+        try:
+            while time.monotonic() < deadline:
+                await asyncio.sleep(min(settings.hold_poll_s, max(0.0, deadline - time.monotonic())))
+                response = await send(request, body)
+                if response is not COLD:
+                    cold_start.over()
+                    metrics.outcomes.labels("held_then_forwarded").inc()
+                    return response
+        finally:
+            holding["count"] -= 1
+            metrics.held.dec()
+        return answer_cold(request, cold_start.seen())
+
+    def answer_cold(request: Request, elapsed: float) -> Response:
+        metrics.cold.inc()
+        metrics.outcomes.labels("cold").inc()
+        return _cold_response(request, settings, elapsed)
+
     async def send(request: Request, body: bytes) -> Response:
         try:
             for attempt in range(RETRIES_ELSEWHERE + 1):
@@ -134,9 +201,7 @@ def create_app(settings: GatewaySettings, registry: CollectorRegistry | None = N
                 metrics.outcomes.labels("retried_elsewhere").inc()
         except (httpx.ConnectError, httpx.ConnectTimeout):
             # Refused (kube-proxy rejects a Service without ready pods) or dropped: no replica to serve.
-            metrics.cold.inc()
-            metrics.outcomes.labels("cold").inc()
-            return _cold_response(request, settings)
+            return COLD
         except httpx.TimeoutException:
             metrics.outcomes.labels("upstream_timeout").inc()
             return _error(504, "upstream_timeout", "The inference service did not answer in time.")
@@ -174,7 +239,7 @@ def create_app(settings: GatewaySettings, registry: CollectorRegistry | None = N
         # In flight from here: waiting for the upstream's answer (a whole generation) included.
         metrics.inflight.inc()
         try:
-            return await send(request, body)
+            return await send_or_hold(request, body)
         finally:
             metrics.inflight.dec()
 
@@ -202,26 +267,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default=env_default("SD21_HOST", "0.0.0.0"))
     parser.add_argument("--request-timeout", type=int, default=env_int("SD21_REQUEST_TIMEOUT_S", 300))
     parser.add_argument("--cold-retry-after", type=int, default=env_int("SD21_COLD_RETRY_AFTER_S", 60))
+    parser.add_argument("--hold-requests", type=int, default=env_int("SD21_HOLD_REQUESTS", 0),
+                        help="requests held at most while no replica is ready (0: answer 503 at once)")
+    parser.add_argument("--hold-seconds", type=int, default=env_int("SD21_HOLD_S", 0),
+                        help="how long each is held before the 503")
+    parser.add_argument("--cold-start-seconds", type=int, default=env_int("SD21_COLD_START_S", 300),
+                        help="the expected cold start, shown to people waiting")
     args = parser.parse_args(argv)
     if not args.upstream or not args.upstream.startswith(("http://", "https://")):
         parser.error("--upstream (or SD21_UPSTREAM) must be an http(s):// URL")
-    for name in ("request_timeout", "cold_retry_after"):
+    for name in ("request_timeout", "cold_retry_after", "cold_start_seconds"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1 second")
+    for name in ("hold_requests", "hold_seconds"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name.replace('_', '-')} must not be negative")
 
-    settings = GatewaySettings(args.upstream, args.request_timeout, args.cold_retry_after)
+    settings = GatewaySettings(args.upstream, args.request_timeout, args.cold_retry_after,
+                               hold_requests=args.hold_requests, hold_s=args.hold_seconds,
+                               cold_start_s=args.cold_start_seconds)
     registry = CollectorRegistry()
     app = create_app(settings, registry)
     start_http_server(args.metrics_port, addr=args.host, registry=registry)
     from .cloudwatch import Mapping, from_env
 
     from_env(registry, [Mapping(GATEWAY_RECEIVED.removesuffix("_total"), CW_GATEWAY_REQUESTS, "counter"),
-                        Mapping(GATEWAY_COLD.removesuffix("_total"), CW_COLD_REQUESTS, "counter")])
+                        Mapping(GATEWAY_COLD.removesuffix("_total"), CW_COLD_REQUESTS, "counter"),
+                        Mapping(GATEWAY_HELD, CW_HELD_REQUESTS, "gauge")])
     progress(f"sd21-gateway: {args.host}:{args.port} -> {args.upstream}; metrics on :{args.metrics_port}")
     # The upstream's Date and Server headers pass through; idle connections outlive the
-    # ALB's idle timeout (request timeout + 30 s) so it never reuses a closing one.
+    # ALB's idle timeout (hold + request timeout + 30 s) so it never reuses a closing one.
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=args.request_timeout,
-                timeout_keep_alive=args.request_timeout + 60, server_header=False, date_header=False)
+                timeout_keep_alive=args.hold_seconds + args.request_timeout + 60, server_header=False,
+                date_header=False)
     return 0
 
 

@@ -8,6 +8,8 @@ INFLIGHT_REQUESTS = "sd21_inflight_requests"
 # those it answered 503 because no inference pod was ready.
 GATEWAY_RECEIVED = "sd21_gateway_received_requests_total"
 GATEWAY_COLD = "sd21_gateway_cold_requests_total"
+# Gateway: requests it holds now, waiting for a replica to become ready (a gauge).
+GATEWAY_HELD = "sd21_gateway_held_requests"
 
 # CloudWatch: what the server and the gateway publish (sd21.cloudwatch), and what the
 # dashboard and alarms (stacks/observability) read. One dimension, the cluster name
@@ -24,3 +26,4 @@ CW_READY = "ReadyReplicas"          # each ready server publishes 1 per period: 
 CW_DEVICE_FAILURES = "DeviceFailures"
 CW_GATEWAY_REQUESTS = "GatewayRequests"
 CW_COLD_REQUESTS = "ColdRequests"   # answered 503 by the gateway: no replica was ready
+CW_HELD_REQUESTS = "HeldRequests"   # held by the gateway at that moment, waiting for a replica

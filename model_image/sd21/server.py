@@ -10,7 +10,7 @@ import random
 import threading
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -81,10 +81,12 @@ class BodyLimit:
     """413 for a body over max_bytes, by its Content-Length or as it streams in, before it
     is read into memory (no gateway sits in front when minReplicas >= 1)."""
 
-    def __init__(self, app, max_bytes: int = MAX_BODY_BYTES):
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app, max_bytes: int = MAX_BODY_BYTES, on_refusal: Optional[Callable[[], None]] = None):
+        self.app, self.max_bytes, self.on_refusal = app, max_bytes, on_refusal
 
     def _refusal(self) -> JSONResponse:
+        if self.on_refusal is not None:
+            self.on_refusal()
         return _error(413, "request_too_large", f"the request body is larger than {self.max_bytes} bytes")
 
     async def __call__(self, scope, receive, send):
@@ -132,18 +134,24 @@ def create_app(service: Optional[GenerationService] = None, with_ui: bool = True
                     "a full queue answers 429 with Retry-After.",
     )
     app.state.service = service
-    app.add_middleware(BodyLimit)
     served = service.settings.served_model if service is not None else None
+
+    def count(kind: str) -> None:
+        if service is not None:
+            service.metrics.errors.labels(kind).inc()
+
+    body_limit = BodyLimit(None, on_refusal=lambda: count("request_too_large"))
+    app.add_middleware(BodyLimit, on_refusal=body_limit.on_refusal)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
         if request.scope.get(TOO_LARGE):
-            return BodyLimit(None)._refusal()
+            return body_limit._refusal()
         if exc.status_code == 400:  # a body FastAPI could not parse: as any invalid request
-            if service is not None:
-                service.metrics.errors.labels("invalid_request").inc()
+            count("invalid_request")
             return _error(422, "invalid_request", f"malformed request body: {exc.detail}")
         kind = HTTP_ERROR_TYPES.get(exc.status_code, "invalid_request")
+        count(kind)
         return _error(exc.status_code, kind, str(exc.detail))
 
     @app.get("/", include_in_schema=False)
@@ -207,6 +215,7 @@ def create_app(service: Optional[GenerationService] = None, with_ui: bool = True
         if service is None:
             return _error(503, "not_ready", "no model service")
         if body.model is not None and body.model != served:
+            count("model_not_found")
             return _error(404, "model_not_found", f"model {body.model!r} is not served here; this endpoint "
                                                   f"serves {served!r}")
         seed = body.seed if body.seed is not None else random.randrange(2**32)

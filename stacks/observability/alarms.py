@@ -1,10 +1,9 @@
 """Alarms that page (an SNS topic, e-mail optional), each saying what to look at first."""
 from __future__ import annotations
 
-from aws_cdk import Duration, aws_cloudwatch as cw, aws_cloudwatch_actions as actions, aws_iam as iam
+from aws_cdk import aws_cloudwatch as cw, aws_cloudwatch_actions as actions, aws_iam as iam
 from aws_cdk import aws_kms as kms, aws_sns as sns, aws_sns_subscriptions as subscriptions
 from constructs import Construct
-from sd21 import metric_names as names
 
 from stacks.observability.metrics import EndpointMetrics
 from stacks.settings import Settings
@@ -28,9 +27,10 @@ class EndpointAlarms(Construct):
         self.alarms: list[cw.Alarm] = []
         minutes = settings.no_ready_replica_minutes
         if settings.scales_to_zero:
-            self._alarm("NoReadyReplica", metrics.ours(names.CW_COLD_REQUESTS, label="cold requests"), GE, 1,
+            self._alarm("NoReadyReplica", metrics.waiting_without_replica(), GE, 1,
                         minutes, minutes, cw.TreatMissingData.NOT_BREACHING,
-                        f"Requests arrived and no replica was ready for {minutes} min (the gateway answered 503). "
+                        f"Requests arrived and no replica was ready for {minutes} min (the gateway held them or "
+                        "answered 503). "
                         "First: kubectl -n sd21 get pods,scaledobject; Karpenter's log for the inf2 node launch; "
                         "the stage initContainer's log for the model download.")
         else:

@@ -37,7 +37,8 @@ class EndpointDashboard(Construct):
                                                                       else ""), width=8,
                            left=[metrics.ready_replicas(), metrics.running_pods()],
                            right=[metrics.ours(names.CW_GATEWAY_REQUESTS, label="gateway requests"),
-                                  metrics.ours(names.CW_COLD_REQUESTS, label="cold requests (503)")]
+                                  metrics.ours(names.CW_COLD_REQUESTS, label="cold requests (503)"),
+                                  metrics.ours(names.CW_HELD_REQUESTS, statistic="Maximum", label="held requests")]
                            if settings.scales_to_zero else []),
             cw.GraphWidget(title="inf2 nodes and NeuronCore utilization", width=8,
                            left=[metrics.inf2_nodes()], right=[metrics.neuroncore_utilization()]),

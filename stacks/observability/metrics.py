@@ -49,6 +49,14 @@ class EndpointMetrics:
                                  label="failed requests %", period=PERIOD,
                                  using_metrics={"requests": self.ours(names.CW_REQUESTS), **failures})
 
+    def waiting_without_replica(self) -> cw.MathExpression:
+        """Requests the gateway held or turned away because no replica was ready (scale to zero)."""
+        return cw.MathExpression(expression="FILL(cold, 0) + FILL(held, 0)", label="requests waiting, no replica",
+                                 period=PERIOD, using_metrics={
+                                     "cold": self.ours(names.CW_COLD_REQUESTS, label="cold requests (503)"),
+                                     "held": self.ours(names.CW_HELD_REQUESTS, statistic="Maximum",
+                                                       label="held requests (max)")})
+
     def ready_replicas(self) -> cw.Metric:
         return self.ours(names.CW_READY, label="ready replicas")
 

@@ -128,10 +128,12 @@ def test_hostile_bodies_get_a_4xx_in_the_envelope(url, body, status):
     in_envelope(response)
 
 
-def test_a_wrong_model_name_is_refused_naming_the_served_one(url):
+def test_a_wrong_model_name_is_refused_naming_the_served_one(app, url):
+    before = errors_counted(app, "model_not_found")
     response = httpx.post(url + API_PATH, json={"prompt": "a cat", "model": "dall-e-3"}, timeout=30)
     assert response.status_code == 404 and response.json()["error"]["type"] == "model_not_found"
     assert SERVED in response.json()["error"]["message"]
+    assert errors_counted(app, "model_not_found") == before + 1
 
 
 @pytest.mark.parametrize("field", sorted(UNSUPPORTED_OPENAI_FIELDS))
@@ -141,7 +143,8 @@ def test_openai_fields_without_meaning_here_are_refused_with_the_reason(url, fie
     assert f"{field} is not supported: {UNSUPPORTED_OPENAI_FIELDS[field]}" in response.json()["error"]["message"]
 
 
-def test_a_large_body_is_refused_before_it_is_read(url):
+def test_a_large_body_is_refused_before_it_is_read(app, url):
+    before = errors_counted(app, "request_too_large")
     declared = httpx.post(url + API_PATH, content=b"x" * (MAX_BODY_BYTES + 1),
                           headers={"content-type": "application/json"}, timeout=30)
     assert declared.status_code == 413 and declared.json()["error"]["type"] == "request_too_large"
@@ -152,13 +155,21 @@ def test_a_large_body_is_refused_before_it_is_read(url):
 
     streamed = httpx.post(url + API_PATH, content=chunks(), headers={"content-type": "application/json"}, timeout=30)
     assert streamed.status_code == 413 and streamed.json()["error"]["type"] == "request_too_large"
+    assert errors_counted(app, "request_too_large") == before + 2
     assert httpx.post(url + API_PATH, json={"prompt": "still fine"}, timeout=30).status_code == 200
 
 
-def test_unknown_paths_and_methods_answer_in_the_envelope(url):
-    for response, kind in ((httpx.get(url + "/nope"), "not_found"), (httpx.get(url + API_PATH), "method_not_allowed")):
+def errors_counted(app, kind: str) -> float:
+    return app.state.service.metrics.errors.labels(kind)._value.get()
+
+
+def test_unknown_paths_and_methods_answer_in_the_envelope_and_are_counted(app, url):
+    for path, kind in (("/nope", "not_found"), (API_PATH, "method_not_allowed")):
+        before = errors_counted(app, kind)
+        response = httpx.get(url + path)
         in_envelope(response)
         assert response.json()["error"]["type"] == kind
+        assert errors_counted(app, kind) == before + 1
 
 
 def test_the_root_leads_people_to_the_ui():

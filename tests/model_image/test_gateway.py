@@ -49,7 +49,8 @@ def test_cold_requests_get_503_with_retry_after_and_are_counted(cold_gateway):
 
     browser = httpx.get(url + "/ui", headers={"Accept": "text/html"}, timeout=10)
     assert browser.status_code == 503 and browser.headers["content-type"].startswith("text/html")
-    assert '<meta http-equiv="refresh" content="45">' in browser.text
+    # People see the wait counted down: the page reloads every 15 s (not Retry-After's 45).
+    assert '<meta http-equiv="refresh" content="15">' in browser.text and "Starting, about" in browser.text
 
     # The gateway's own health never depends on a replica: the ALB keeps it in service at zero.
     assert httpx.get(url + "/health", timeout=10).status_code == 200
@@ -290,3 +291,70 @@ def test_other_answers_are_not_sent_again(answer):
     with TestClient(app) as client:
         assert client.post("/v1/images/generations", json={"prompt": "x"}).status_code == status
     assert len(seen) == 1
+
+
+def _holding_gateway(upstream, **settings):
+    from prometheus_client import CollectorRegistry
+
+    from sd21.gateway import GatewaySettings, create_app
+
+    return create_app(GatewaySettings("http://upstream.invalid", request_timeout_s=60, hold_poll_s=0.05, **settings),
+                      CollectorRegistry(), transport=httpx.MockTransport(upstream))
+
+
+def test_a_request_is_held_until_a_replica_answers():
+    from starlette.testclient import TestClient
+
+    state = {"ready_after": time.monotonic() + 0.5, "tries": 0}
+
+    def upstream(request):
+        state["tries"] += 1
+        if time.monotonic() < state["ready_after"]:
+            raise httpx.ConnectError("refused", request=request)
+        return _answer(200, {"ok": 1})()
+
+    app = _holding_gateway(upstream, hold_requests=4, hold_s=10)
+    with TestClient(app) as client:
+        started = time.monotonic()
+        answer = client.post("/v1/images/generations", json={"prompt": "x"})
+    assert answer.status_code == 200 and 0.5 <= time.monotonic() - started < 3
+    assert state["tries"] > 2
+    metrics = app.state.metrics
+    assert metrics.outcomes.labels("held_then_forwarded")._value.get() == 1
+    assert metrics.cold._value.get() == 0 and metrics.held._value.get() == 0
+
+
+def test_holding_is_bounded_in_time_and_in_count():
+    import concurrent.futures
+
+    from starlette.testclient import TestClient
+
+    def refused(request):
+        raise httpx.ConnectError("refused", request=request)
+
+    app = _holding_gateway(refused, hold_requests=1, hold_s=1)
+    with TestClient(app) as client:
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            first = pool.submit(client.post, "/v1/images/generations", json={"prompt": "x"})
+            time.sleep(0.3)
+            started = time.monotonic()
+            second = client.post("/v1/images/generations", json={"prompt": "y"})  # over the count: at once
+            assert second.status_code == 503 and time.monotonic() - started < 0.5
+            assert first.result().status_code == 503  # after its second
+    assert first.result().json()["error"]["type"] == "warming_up"
+    assert app.state.metrics.cold._value.get() == 2
+
+
+def test_people_are_told_how_long_instead_of_waiting_on_a_blank_page():
+    from starlette.testclient import TestClient
+
+    def refused(request):
+        raise httpx.ConnectError("refused", request=request)
+
+    app = _holding_gateway(refused, hold_requests=4, hold_s=30, cold_start_s=120)
+    with TestClient(app) as client:
+        started = time.monotonic()
+        page = client.get("/ui/", headers={"Accept": "text/html"})
+    assert page.status_code == 503 and time.monotonic() - started < 1  # not held
+    assert "Starting, about 120 s" in page.text or "Starting, about 119 s" in page.text
+    assert 'http-equiv="refresh"' in page.text

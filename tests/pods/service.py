@@ -4,7 +4,8 @@ Each container's readinessProbe is run by the kubelet's rules, read from its spe
 (periodSeconds, timeoutSeconds, failureThreshold, successThreshold; not ready until
 the first success); a container whose process exited is not ready at once. Each new
 TCP connection goes round-robin to a ready endpoint; with none ready it is refused
-(kube-proxy rejects connections to a Service without endpoints).
+(kube-proxy rejects connections to a Service without endpoints): the address only
+listens while an endpoint is ready. Endpoints can be added later (a replica starting).
 """
 from __future__ import annotations
 
@@ -67,15 +68,27 @@ class Service:
         self.events: list[tuple[float, int, bool]] = []  # (monotonic time, endpoint index, ready)
         self._lock = threading.Lock()
         self._next = 0
-        self.endpoints = [Endpoint(c, self._changed) for c in containers]
-        self._listener = socket.create_server(("127.0.0.1", self.port))
+        self._listener: socket.socket | None = None
         self._closed = False
+        self.endpoints: list[Endpoint] = []
+        for container in containers:
+            self.add(container)
         threading.Thread(target=self._accept, daemon=True).start()
+
+    def add(self, container: Container) -> None:
+        with self._lock:
+            self.endpoints.append(Endpoint(container, self._changed))
 
     def _changed(self, endpoint: Endpoint, ready: bool) -> None:
         with self._lock:
-            self.events.append((time.monotonic(), self.endpoints.index(endpoint) if endpoint in self.endpoints
-                                else len(self.endpoints), ready))
+            self.events.append((time.monotonic(), self.endpoints.index(endpoint), ready))
+            any_ready = any(e.ready for e in self.endpoints)
+            if any_ready and self._listener is None and not self._closed:
+                self._listener = socket.create_server(("127.0.0.1", self.port))
+                self._listener.settimeout(0.2)
+            elif not any_ready and self._listener is not None:
+                self._listener.close()
+                self._listener = None
 
     def wait_ready(self, count: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -94,10 +107,15 @@ class Service:
 
     def _accept(self) -> None:
         while not self._closed:
+            listener = self._listener
+            if listener is None:
+                time.sleep(0.02)
+                continue
             try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
+                client, _ = listener.accept()
+            except (OSError, TimeoutError):
+                continue
+            client.settimeout(None)
             endpoint = self._pick()
             if endpoint is None:
                 client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
@@ -113,7 +131,10 @@ class Service:
 
     def close(self) -> None:
         self._closed = True
-        self._listener.close()
+        with self._lock:
+            if self._listener is not None:
+                self._listener.close()
+                self._listener = None
         for endpoint in self.endpoints:
             endpoint.stop()
 

@@ -110,7 +110,11 @@ def test_at_scale_to_zero_the_gateway_publishes_and_no_ready_replica_means_cold_
                  and "cloudwatch:PutMetricData" in json.dumps(r)]
     assert len(policy["Properties"]["Roles"]) == 2  # the server's and the gateway's
     (no_ready,) = [a for a in render.alarms(template) if "NoReadyReplica" in a["id"]]
-    assert no_ready["what"] == f"{names.CLOUDWATCH_NAMESPACE}/{names.CW_COLD_REQUESTS} Sum"
+    assert no_ready["what"] == "FILL(cold, 0) + FILL(held, 0)"
+    (alarm,) = [r for r in template["Resources"].values()
+                if r["Type"] == "AWS::CloudWatch::Alarm" and "FILL(cold, 0)" in json.dumps(r)]
+    read = {q["Id"]: q["MetricStat"]["Metric"]["MetricName"] for q in alarm["Properties"]["Metrics"] if "MetricStat" in q}
+    assert read == {"cold": names.CW_COLD_REQUESTS, "held": names.CW_HELD_REQUESTS}
     assert no_ready["missing"] == "notBreaching"  # at zero, no replica and no request is fine
 
 

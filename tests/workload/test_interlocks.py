@@ -109,3 +109,18 @@ def test_a_broken_device_leaves_the_service_before_the_server_exits(workload):
     # Liveness would restart it too, but later: the exit is what restarts it quickly.
     liveness = server["livenessProbe"]
     assert liveness["periodSeconds"] * liveness["failureThreshold"] > exit_delay
+
+
+def test_at_scale_to_zero_the_alb_waits_out_a_held_request(zero):
+    """The gateway may hold a request SD21_HOLD_S while a replica starts, then the server may
+    take its whole timeout: the ALB's idle timeout covers both, read from the two pods' env."""
+    (gateway,) = [o for o in zero.objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "sd21-gateway"]
+    (server,) = [o for o in zero.objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "sd21-inference"]
+    (ingress,) = [o for o in zero.objects if o["kind"] == "Ingress"]
+    attributes = dict(a.split("=") for a in ingress["metadata"]["annotations"]
+                      ["alb.ingress.kubernetes.io/load-balancer-attributes"].split(","))
+    hold = float(env(container(gateway, "gateway"))["SD21_HOLD_S"])
+    assert hold > 0 and int(env(container(gateway, "gateway"))["SD21_HOLD_REQUESTS"]) > 0
+    timeout = float(env(container(server, "server"))["SD21_REQUEST_TIMEOUT_S"])
+    assert int(attributes["idle_timeout.timeout_seconds"]) > hold + timeout
+    assert int(attributes["idle_timeout.timeout_seconds"]) <= 4000  # the ALB's maximum
