@@ -103,6 +103,9 @@ class Settings:
     accept_cold_starts: bool
     scale_to_zero_after_seconds: int
     cold_start_hold_requests: int
+    job_max_attempts: int
+    job_result_days: int
+    job_url_expires_seconds: int
     cold_start_hold_seconds: int
     target_pending_per_replica: int
     queue_size: int
@@ -461,6 +464,10 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     # replica starts (0: answer 503 at once); the ALB's idle timeout grows to match.
     "cold_start_hold_requests": _int(0, 1000),
     "cold_start_hold_seconds": _int(0, 3300),
+    # Async jobs: attempts before the dead-letter queue; days results are kept; presigned URL life.
+    "job_max_attempts": _int(1, 10),
+    "job_result_days": _int(1, 365),
+    "job_url_expires_seconds": _int(60, 604800),
     "target_pending_per_replica": _int(1, 64),
     "queue_size": _int(1, 256),
     "request_timeout_seconds": _int(5, 600),

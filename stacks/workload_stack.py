@@ -2,9 +2,10 @@ from aws_cdk import Stack, aws_ecr as ecr, aws_eks_v2 as eks, aws_s3 as s3
 from constructs import Construct
 
 
+from stacks.jobs.queue import JobQueue
 from stacks.model_storage.access import ModelAccessRoles
 from stacks.observability.endpoint import EndpointObservability
-from stacks.pod_identity import PodIdentityBinding, pod_identity_role
+from stacks.pod_identity import PodIdentityBinding
 from stacks.settings import Settings
 from stacks.workload.autoscaling import Autoscaling
 from stacks.workload.kubectl import WorkloadKubectl
@@ -21,8 +22,9 @@ class WorkloadStack(Stack):
         # Its own kubectl provider: nothing here calls a Lambda of the Cluster stack.
         self.kubectl = WorkloadKubectl(self, "Kubectl", settings=settings, cluster=cluster)
         cluster = self.kubectl.cluster
+        self.jobs = JobQueue(self, "Jobs", settings=settings)
         self.manifests = WorkloadManifests(self, "Manifests", settings=settings, cluster=cluster,
-                                           repository=repository, bucket=bucket)
+                                           repository=repository, bucket=bucket, jobs_env=self.jobs.env())
         identities = self.manifests.identities
         self.compile_binding, self.serve_binding = (
             PodIdentityBinding(self, id, cluster_name=cluster.cluster_name, namespace=account.metadata.namespace,
@@ -37,13 +39,17 @@ class WorkloadStack(Stack):
         publishers = [access.serve_role]
         gateway = self.manifests.inference_chart.gateway
         if gateway is not None:  # scale to zero: the gateway publishes its cold requests
-            gateway_role = pod_identity_role(self, "GatewayRole", "sd21 gateway: publish its request counters")
+            gateway_role = access.gateway_role
             self.gateway_binding = PodIdentityBinding(
                 self, "GatewayIdentity", cluster_name=cluster.cluster_name,
                 namespace=gateway.service_account.metadata.namespace, service_account=gateway.service_account.name,
                 role=gateway_role)
             self.manifests.inference_manifest.node.add_dependency(self.gateway_binding)
             publishers.append(gateway_role)
+            self.jobs.grant(self, "GatewayEnqueuesJobs", gateway_role, self.jobs.enqueue_statements())
+        # The servers take jobs (and, with a minimum of one replica, accept them too).
+        self.jobs.grant(self, "ServeWorksJobs", access.serve_role,
+                        self.jobs.enqueue_statements() + self.jobs.work_statements())
         self.observability = EndpointObservability(
             self, "Observability", settings=settings, namespace=identities.workload_namespace.name,
             deployment=self.manifests.inference_chart.deployment.name, publishers=publishers)

@@ -63,7 +63,7 @@ TEST_BUCKET = "sd21-test-models"
 
 @pytest.fixture(scope="session")
 def s3_env():
-    """moto on 127.0.0.1 (S3, CloudWatch); env makes every boto3 client (and subprocess) use it."""
+    """moto on 127.0.0.1 (S3, CloudWatch, SQS, SNS); env makes every boto3 client (and subprocess) use it."""
     from moto.server import ThreadedMotoServer
     from sd21.localstack import free_port
 
@@ -76,6 +76,8 @@ def s3_env():
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{port}",
         "AWS_ENDPOINT_URL_CLOUDWATCH": f"http://127.0.0.1:{port}",
+        "AWS_ENDPOINT_URL_SQS": f"http://127.0.0.1:{port}",
+        "AWS_ENDPOINT_URL_SNS": f"http://127.0.0.1:{port}",
         "AWS_EC2_METADATA_DISABLED": "true",
     }
     saved = {key: os.environ.get(key) for key in [*env, "AWS_PROFILE"]}

@@ -66,6 +66,8 @@ class Gateway(Construct):
                 "SD21_HOLD_S": kplus.EnvValue.from_value(str(spec.hold_seconds)),
                 "SD21_COLD_START_S": kplus.EnvValue.from_value(str(COLD_START_ESTIMATE_SECONDS)),
                 **{name: kplus.EnvValue.from_value(value) for name, value in spec.cloudwatch_env().items()},
+                # It takes jobs while no replica exists: it enqueues, the servers work.
+                **{name: kplus.EnvValue.from_value(value) for name, value in spec.job_env().items()},
             },
             resources=resources(cpu_millis=100, memory_mib=128, memory_limit_mib=256),
             security_context=restricted_container(),

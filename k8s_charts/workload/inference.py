@@ -109,6 +109,7 @@ class InferenceChart(cdk8s.Chart):
                 "SD21_WATCHDOG_MIN_S": kplus.EnvValue.from_value(str(settings.hang_minimum_seconds)),
                 "SD21_UNHEALTHY_EXIT_DELAY_S": kplus.EnvValue.from_value(str(UNHEALTHY_EXIT_DELAY_SECONDS)),
                 **{name: kplus.EnvValue.from_value(value) for name, value in spec.cloudwatch_env().items()},
+                **{name: kplus.EnvValue.from_value(value) for name, value in spec.job_env().items()},
                 **{name: kplus.EnvValue.from_value(value) for name, value in OFFLINE_ENV.items()},
             },
             resources=kplus.ContainerResources(

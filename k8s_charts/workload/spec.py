@@ -31,10 +31,11 @@ class WorkloadSpec:
     bucket_name: str
     model_version: str
     system_node_label: tuple[str, str]  # where always-on pods (the gateway) run
+    jobs_env: dict  # the job queue, dead-letter queue and topic (stacks/jobs/queue.py JobQueue.env)
 
     @classmethod
     def build(cls, settings: Settings, repository: ecr.IRepository, bucket: s3.IBucket,
-              system_node_label: tuple[str, str]) -> "WorkloadSpec":
+              system_node_label: tuple[str, str], jobs_env: dict) -> "WorkloadSpec":
         return cls(
             settings=settings,
             image=repository.repository_uri_for_tag(settings.image_tag),
@@ -42,7 +43,12 @@ class WorkloadSpec:
             bucket_name=bucket.bucket_name,
             model_version=artifact_version(compile_inputs(settings)),
             system_node_label=system_node_label,
+            jobs_env=dict(jobs_env),
         )
+
+    def job_env(self) -> dict[str, str]:
+        """Where jobs go and where their requests and results live (sd21.jobs)."""
+        return {**self.jobs_env, "SD21_BUCKET": self.bucket_name}
 
     @property
     def artifact_prefix(self) -> str:

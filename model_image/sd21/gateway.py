@@ -27,6 +27,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 
 from .env import env_default, env_int, progress
+from .errors import error_response as _error
 from .headers import MAX_BODY_BYTES, REFUSED_HEADER
 from .metric_names import CW_COLD_REQUESTS, CW_GATEWAY_REQUESTS, CW_HELD_REQUESTS, GATEWAY_COLD, GATEWAY_HELD, GATEWAY_RECEIVED
 
@@ -117,10 +118,6 @@ def _cold_response(request: Request, settings: GatewaySettings, elapsed_s: float
     return JSONResponse(body, status_code=503, headers=headers)
 
 
-def _error(status: int, kind: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"type": kind, "message": message}}, status_code=status)
-
-
 async def _bounded_body(request: Request) -> bytes | None:
     """The request body, or None when it is larger than MAX_BODY_BYTES."""
     declared = request.headers.get("content-length", "")
@@ -138,7 +135,7 @@ COLD = JSONResponse({})  # a marker: no replica answered
 
 
 def create_app(settings: GatewaySettings, registry: CollectorRegistry | None = None,
-               transport: httpx.AsyncBaseTransport | None = None) -> Starlette:
+               transport: httpx.AsyncBaseTransport | None = None, jobs=None) -> Starlette:
     """The gateway app; `transport` replaces the network in tests."""
     metrics = GatewayMetrics(registry or CollectorRegistry())
     # Generation may wait in the server's queue up to its timeout; reads get a margin on top.
@@ -250,6 +247,8 @@ def create_app(settings: GatewaySettings, registry: CollectorRegistry | None = N
 
     app = Starlette(routes=[
         Route(HEALTH_PATH, health, methods=["GET", "HEAD"]),
+        # Jobs are accepted here even while no replica exists (sd21.jobs); the servers do them.
+        *(jobs.routes() if jobs is not None else []),
         Route("/{path:path}", forward, methods=METHODS),
     ], lifespan=lifespan)
     app.state.metrics = metrics
@@ -287,7 +286,10 @@ def main(argv: list[str] | None = None) -> int:
                                hold_requests=args.hold_requests, hold_s=args.hold_seconds,
                                cold_start_s=args.cold_start_seconds)
     registry = CollectorRegistry()
-    app = create_app(settings, registry)
+    from .jobs import JobsApi, JobsSettings
+
+    jobs_settings = JobsSettings.from_env()
+    app = create_app(settings, registry, jobs=JobsApi(jobs_settings) if jobs_settings else None)
     start_http_server(args.metrics_port, addr=args.host, registry=registry)
     from .cloudwatch import Mapping, from_env
 

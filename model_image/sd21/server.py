@@ -21,7 +21,8 @@ from .api import ErrorResponse, GenerationRequest, GenerationResponse
 from .env import env_default, env_float, env_int, fail, progress
 from . import metric_names as names
 from .cloudwatch import Mapping, from_env as cloudwatch_from_env
-from .headers import MAX_BODY_BYTES, REFUSED_HEADER
+from .errors import describe_validation as _describe_validation, error_response as _error
+from .headers import MAX_BODY_BYTES
 from .health import EXIT_UNHEALTHY, HealthSettings
 from .service import GenerationService, Rejected, ServiceSettings
 
@@ -37,33 +38,6 @@ CLOUDWATCH_METRICS = [
     Mapping("sd21_device_failures", names.CW_DEVICE_FAILURES, "counter"),
 ]
 UI_PATH = "/ui"
-
-
-# Refusals that mean "not this replica": the request never started, so it is safe to send
-# again elsewhere. The header says so (the gateway retries on it); the keep-alive connection
-# is closed, so a client's next request opens a new one that the Service sends to another pod.
-GO_ELSEWHERE = frozenset({"unhealthy", "draining"})
-
-
-def _error(status: int, kind: str, message: str, retry_after: Optional[int] = None, details=None) -> JSONResponse:
-    body = {"error": {"type": kind, "message": message}}
-    if details:
-        body["error"]["details"] = details
-    headers = {"Retry-After": str(retry_after)} if retry_after else {}
-    if kind in GO_ELSEWHERE:
-        headers.update({"Connection": "close", REFUSED_HEADER: kind})
-    return JSONResponse(body, status_code=status, headers=headers or None)
-
-
-def _describe_validation(errors) -> tuple[str, list]:
-    details = []
-    for error in errors:
-        location = ".".join(str(part) for part in error.get("loc", ()) if part != "body") or "body"
-        message = error.get("msg", "invalid").removeprefix("Value error, ")
-        if error.get("type") == "json_invalid":
-            message = f"malformed JSON: {error.get('ctx', {}).get('error', 'could not parse')}"
-        details.append({"field": location, "message": message})
-    return "; ".join(f"{d['field']}: {d['message']}" for d in details), details
 
 
 # Starlette's own refusals (routing, body parsing), in the same envelope as ours.
@@ -125,7 +99,7 @@ def png_bytes(image) -> bytes:
     return buffer.getvalue()
 
 
-def create_app(service: Optional[GenerationService] = None, with_ui: bool = True) -> FastAPI:
+def create_app(service: Optional[GenerationService] = None, with_ui: bool = True, jobs=None) -> FastAPI:
     """The app; without a service it still documents itself (used by openapi_document)."""
     app = FastAPI(
         title="Stable Diffusion 2.1-base (512x512)",
@@ -230,6 +204,8 @@ def create_app(service: Optional[GenerationService] = None, with_ui: bool = True
             return Response(data, media_type="image/png", headers={"X-Seed": str(seed)})
         return {"created": int(time.time()), "data": [{"b64_json": base64.b64encode(data).decode(), "seed": seed}]}
 
+    if jobs is not None:
+        add_job_routes(app, jobs)
     if served is not None:
         _publish_served_model(app, served)
     if with_ui and service is not None:
@@ -237,6 +213,28 @@ def create_app(service: Optional[GenerationService] = None, with_ui: bool = True
 
         app = mount_ui(app, service, UI_PATH)
     return app
+
+
+def add_job_routes(app: FastAPI, jobs) -> None:
+    from .jobs import JOBS_PATH
+
+    @app.post(JOBS_PATH, status_code=202, summary="Submit a generation as a job (answered at once)",
+              responses={202: {"description": "Queued: the job id, its seed and its Location"},
+                         404: {"model": ErrorResponse, "description": "`model` names a model not served here"},
+                         413: {"model": ErrorResponse, "description": "Request body over 1 MiB"},
+                         422: {"model": ErrorResponse, "description": "Invalid request, with the reason"},
+                         503: {"model": ErrorResponse, "description": "The job queue is unavailable"}})
+    async def submit_job(body: GenerationRequest):
+        served = app.state.service.settings.served_model if app.state.service else None
+        if body.model is not None and body.model != served:
+            return _error(404, "model_not_found", f"model {body.model!r} is not served here; this endpoint "
+                                                  f"serves {served!r}")
+        return await jobs.enqueue(body)
+
+    @app.get(JOBS_PATH + "/{job_id}", summary="A job: queued, running, succeeded (with its image URL) or failed",
+             responses={404: {"model": ErrorResponse, "description": "No such job (or it expired)"}})
+    async def read_job(job_id: str):
+        return await jobs.describe(job_id)
 
 
 def _publish_served_model(app: FastAPI, served: str) -> None:
@@ -350,7 +348,13 @@ def main(argv=None) -> int:
     except DeviceUnavailable as error:
         return fail(str(error), 7)
     service = GenerationService(settings)
-    app = create_app(service, with_ui=not args.no_ui)
+    from .jobs import JobsApi, JobsSettings, JobWorker
+
+    jobs_settings = JobsSettings.from_env()
+    jobs = JobsApi(jobs_settings, count=lambda kind: service.metrics.errors.labels(kind).inc()) if jobs_settings \
+        else None
+    app = create_app(service, with_ui=not args.no_ui, jobs=jobs)
+    worker = JobWorker(jobs_settings, service).start() if jobs_settings else None
     server = build_server(app, service, args.host, args.port)
     service.on_load_failure = lambda: setattr(server, "should_exit", True)
     service.on_unhealthy = exit_when_unhealthy(args.unhealthy_exit_delay_s)
@@ -358,6 +362,8 @@ def main(argv=None) -> int:
     publisher = cloudwatch_from_env(service.metrics.registry, CLOUDWATCH_METRICS)
     progress(f"serving on http://{args.host}:{args.port} (API {API_PATH}, UI {UI_PATH})")
     server.run()
+    if worker is not None:
+        worker.stop()
     service.shutdown()
     if publisher is not None:
         publisher.stop()

@@ -5,6 +5,8 @@ beside the bucket so that their policies name it without a cross-stack import.""
 from aws_cdk import Aws, aws_iam as iam, aws_s3 as s3
 from constructs import Construct
 
+from sd21.jobs import PREFIX as JOBS_PREFIX
+
 from stacks.compliance import acknowledge_all, wildcard_findings
 from stacks.pod_identity import pod_identity_role
 from stacks.settings import Settings
@@ -16,14 +18,22 @@ class ModelAccessRoles(Construct):
     def __init__(self, scope: Construct, id: str, *, settings: Settings, bucket: s3.IBucket) -> None:
         super().__init__(scope, id)
         self.compile_role = pod_identity_role(self, "CompileRole", "sd21 compile Job: weights in, artifacts out")
-        self.serve_role = pod_identity_role(self, "ServeRole", "sd21 inference pods: read their model")
-        for role, statements in ((self.compile_role, compile_statements(settings, bucket)),
-                                 (self.serve_role, serve_statements(settings, bucket))):
+        self.serve_role = pod_identity_role(self, "ServeRole", "sd21 inference pods: read their model, do jobs")
+        grants = [(self.compile_role, compile_statements(settings, bucket)),
+                  (self.serve_role, serve_statements(settings, bucket) + job_statements(bucket, "enqueue")
+                   + job_statements(bucket, "work"))]
+        # At scale to zero the gateway accepts jobs (and publishes its counters, stacks/observability).
+        self.gateway_role = None
+        if settings.scales_to_zero:
+            self.gateway_role = pod_identity_role(self, "GatewayRole", "sd21 gateway: enqueue jobs, publish counters")
+            grants.append((self.gateway_role, job_statements(bucket, "enqueue")))
+        for role, statements in grants:
             for statement in statements:
                 role.add_to_policy(statement)
             acknowledge_all(role, wildcard_findings(role, statements),
-                            "Object keys under the model prefix are created per artifact version; the "
-                            "wildcard is limited to that prefix (and ListBucket to the same s3:prefix).")
+                            "Object keys under the model prefix are created per artifact version, and under "
+                            "jobs/ per job id; the wildcards are limited to those prefixes (jobs: to the file "
+                            "names each side writes; ListBucket to the same s3:prefix).")
 
 
 def compile_statements(settings: Settings, bucket: s3.IBucket) -> list[iam.PolicyStatement]:
@@ -49,6 +59,19 @@ def compile_statements(settings: Settings, bucket: s3.IBucket) -> list[iam.Polic
                                 resources=[f"arn:{Aws.PARTITION}:s3:::{source_bucket}/{objects}"]),
         ]
     return statements
+
+
+def job_statements(bucket: s3.IBucket, side: str) -> list[iam.PolicyStatement]:
+    """Objects under jobs/ (sd21.jobs): who enqueues writes requests and reads status and
+    results (to presign their URLs); who works reads requests and writes status and results."""
+    def objects(pattern: str) -> str:
+        return bucket.arn_for_objects(f"{JOBS_PREFIX}{pattern}")
+
+    if side == "enqueue":
+        return [iam.PolicyStatement(sid="WriteJobRequests", actions=["s3:PutObject"], resources=[objects("*/request.json")]),
+                iam.PolicyStatement(sid="ReadJobs", actions=["s3:GetObject"], resources=[objects("*")])]
+    return [iam.PolicyStatement(sid="WriteJobResults", actions=["s3:PutObject"],
+                                resources=[objects("*/status.json"), objects("*/image.png")])]
 
 
 def serve_statements(settings: Settings, bucket: s3.IBucket) -> list[iam.PolicyStatement]:

@@ -14,9 +14,9 @@ from stacks.settings import Settings
 
 class WorkloadManifests(Construct):
     def __init__(self, scope: Construct, id: str, *, settings: Settings, cluster: eks.ICluster,
-                 repository: ecr.IRepository, bucket: s3.IBucket) -> None:
+                 repository: ecr.IRepository, bucket: s3.IBucket, jobs_env: dict) -> None:
         super().__init__(scope, id)
-        self.spec = WorkloadSpec.build(settings, repository, bucket, SYSTEM_NODE_LABEL)
+        self.spec = WorkloadSpec.build(settings, repository, bucket, SYSTEM_NODE_LABEL, jobs_env)
         charts = cdk8s.App()
         self.identities = WorkloadIdentities(charts, "sd21-identities")
         self.compile_chart = CompileJobChart(charts, "sd21-compile", spec=self.spec, identities=self.identities)

@@ -78,9 +78,9 @@ def test_gateway_image_is_slim_pinned_and_non_root():
 def test_gateway_requirements_are_pinned_like_the_model_image():
     gateway, model = _requirements("requirements-gateway.txt"), _requirements("requirements.txt")
     assert gateway and all(re.fullmatch(r"[\w.]+", v) for v in gateway.values())
-    # starlette comes with fastapi in the model image; the rest must be the same versions.
+    # starlette and pydantic come with fastapi in the model image; the rest must be the same versions.
     assert {k: v for k, v in gateway.items() if k in model} == {k: model[k] for k in gateway if k in model}
-    assert set(gateway) - set(model) <= {"starlette"}
+    assert set(gateway) - set(model) <= {"starlette", "pydantic"}
 
 
 def test_gateway_imports_nothing_heavy():

@@ -15,10 +15,12 @@ def env_of(container: dict) -> dict[str, str]:
     return {item["name"]: item["value"] for item in container.get("env", [])}
 
 
-def start_server(pod: Pod, version: str, adapt, extra_env: dict | None = None) -> Container:
+def start_server(pod: Pod, version: str, adapt, extra_env: dict | None = None, jobs: dict | None = None) -> Container:
     """The pod's server container on a free loopback port, ready by its own readinessProbe."""
     port = find_container(pod.spec, "server")["ports"][0]["containerPort"]
-    container = pod.container("server", adapt(ports={port: free_port()}, extra_env={"SD21_MODEL_VERSION": version, **(extra_env or {})}))
+    changes = {"jobs": jobs} if jobs else {}
+    container = pod.container("server", adapt(ports={port: free_port()}, **changes,
+                                              extra_env={"SD21_MODEL_VERSION": version, **(extra_env or {})}))
     container.start()
     try:
         container.wait_http("readinessProbe", timeout=240)

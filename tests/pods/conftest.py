@@ -48,13 +48,35 @@ def inference_pod_spec(deployed) -> dict:
     return pod_spec(workload_object(deployed, "Deployment", "sd21-inference"))
 
 
+def job_resources(name: str, max_attempts: int = 3, visibility_s: int = 120) -> dict[str, str]:
+    """A job queue with its dead-letter queue (after max_attempts receives) and a topic, on the
+    loopback moto, as the env the pods read: what stacks/jobs/queue.py creates in AWS."""
+    import json
+
+    import boto3
+
+    sqs, sns = boto3.client("sqs"), boto3.client("sns")
+    dead = sqs.create_queue(QueueName=f"{name}-dead")["QueueUrl"]
+    dead_arn = sqs.get_queue_attributes(QueueUrl=dead, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue = sqs.create_queue(QueueName=name, Attributes={
+        "VisibilityTimeout": str(visibility_s),
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dead_arn, "maxReceiveCount": str(max_attempts)})})["QueueUrl"]
+    topic = sns.create_topic(Name=f"{name}-finished")["TopicArn"]
+    return {"SD21_JOBS_QUEUE_URL": queue, "SD21_JOBS_DLQ_URL": dead, "SD21_JOBS_TOPIC_ARN": topic}
+
+
 @pytest.fixture(scope="session")
-def adapt(s3_env):
-    """adapt(**changes) -> the harness's adaptations for this test session's loopback S3."""
+def session_jobs(s3_env) -> dict[str, str]:
+    return job_resources("sd21-session-jobs")
+
+
+@pytest.fixture(scope="session")
+def adapt(s3_env, session_jobs):
+    """adapt(**changes) -> the harness's adaptations for this test session's loopback S3 (and SQS, SNS)."""
     from tests.conftest import TEST_BUCKET
 
     def make(**changes) -> Adaptations:
-        return Adaptations(**{"s3_env": s3_env, "bucket": TEST_BUCKET, **changes})
+        return Adaptations(**{"s3_env": s3_env, "bucket": TEST_BUCKET, "jobs": session_jobs, **changes})
 
     return make
 
@@ -127,13 +149,14 @@ def gateway_before(zero, adapt, pods_root):
     (upstream,) = [o for o in objects if o["kind"] == "Service" and o["metadata"]["name"] == "sd21-inference"]
     started = []
 
-    def start(service, extra_env: dict | None = None):
+    def start(service, extra_env: dict | None = None, jobs: dict | None = None):
         meta, port = upstream["metadata"], upstream["spec"]["ports"][0]["port"]
         pod = Pod(pod_spec(gateway), pods_root)
         spec = find_container(pod.spec, "gateway")
         container = pod.container("gateway", adapt(
             ports={p["containerPort"]: free_port() for p in spec["ports"]},
-            hosts={f"http://{meta['name']}.{meta['namespace']}.svc:{port}": service.url}, extra_env=extra_env or {}))
+            hosts={f"http://{meta['name']}.{meta['namespace']}.svc:{port}": service.url}, extra_env=extra_env or {},
+            **({"jobs": jobs} if jobs else {})))
         container.start()
         started.append((container, pod))
         container.wait_http("readinessProbe", timeout=60)

@@ -94,6 +94,7 @@ class Adaptations:
     ports: dict[int, int] = field(default_factory=dict)       # container port -> free loopback port
     hosts: dict[str, str] = field(default_factory=dict)       # in-cluster URL -> loopback URL
     extra_env: dict[str, str] = field(default_factory=dict)   # e.g. the version for the cpu backend
+    jobs: dict[str, str] = field(default_factory=dict)        # replaces the job queue/topic (CloudFormation tokens)
 
     def env(self, env: Mapping[str, str]) -> dict[str, str]:
         env = dict(env)
@@ -106,6 +107,9 @@ class Adaptations:
             env["AWS_REGION"] = self.s3_env.get("AWS_DEFAULT_REGION", "us-east-1")
         if self.weights_source and "SD21_WEIGHTS_SOURCE" in env:
             env["SD21_WEIGHTS_SOURCE"] = self.weights_source
+        for name, value in self.jobs.items():
+            if name in env:
+                env[name] = value
         for name, value in env.items():
             for cluster_url, local_url in self.hosts.items():
                 value = value.replace(cluster_url, local_url)

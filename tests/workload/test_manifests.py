@@ -137,7 +137,8 @@ def _compile_job(settings, image: str = "repo:tag") -> dict:
     from k8s_charts.workload.spec import WorkloadSpec, compile_inputs
 
     spec = WorkloadSpec(settings=settings, image=image, gateway_image="g", bucket_name="bucket",
-                        model_version=artifact_version(compile_inputs(settings)), system_node_label=("k", "v"))
+                        model_version=artifact_version(compile_inputs(settings)), system_node_label=("k", "v"),
+                        jobs_env={})
     app = cdk8s.App()
     chart = CompileJobChart(app, "compile", spec=spec, identities=WorkloadIdentities(app, "ids"))
     return cdk8s.ApiObject.of(chart.job).to_json()
@@ -364,7 +365,7 @@ def test_internet_facing_ingress_is_https_with_an_allow_list():
         **default_context(), "ingressScheme": "internet-facing", "ingressAllowedCidrs": "203.0.113.0/24",
         "certificateArn": "arn:aws:acm:us-east-1:000000000000:certificate/00000000-0000-0000-0000-000000000000"})
     spec = WorkloadSpec(settings=settings, image="i", gateway_image="g", bucket_name="b", model_version="v",
-                        system_node_label=("k", "v"))
+                        system_node_label=("k", "v"), jobs_env={})
     annotations = ingress_annotations(spec)
     assert annotations["alb.ingress.kubernetes.io/scheme"] == "internet-facing"
     assert annotations["alb.ingress.kubernetes.io/inbound-cidrs"] == "203.0.113.0/24"

@@ -1,0 +1,310 @@
+"""Asynchronous jobs: accepted when no replica exists, done when a device is idle.
+
+POST /v1/images/jobs (the generation body) writes `jobs/<id>/request.json` to the
+model bucket and sends `{"id": ...}` to an SQS queue: 202 with the job id and a
+Location. Inference pods take a message only while their device is idle (sync
+requests keep priority), keep it invisible while they work, write the PNG to
+`jobs/<id>/image.png` and `status.json`, announce the job on SNS and delete the
+message. A pod that dies mid-job (spot interruption, kill -9) leaves the message to
+reappear and be done again: the key and the seed are the job's, so the client sees
+one result. After the queue's maxReceiveCount failed attempts SQS moves the message
+to the dead-letter queue; the pods mark such jobs failed. GET /v1/images/jobs/<id>
+reads the status, with a short-lived presigned URL once the image exists.
+
+The enqueuing side (`JobsApi`) runs in the server, and in the gateway at scale to
+zero; the worker side (`JobWorker`) runs in the server. Configured by env:
+SD21_JOBS_QUEUE_URL (off when unset), SD21_JOBS_DLQ_URL, SD21_JOBS_TOPIC_ARN,
+SD21_BUCKET, SD21_JOBS_MAX_ATTEMPTS, SD21_JOBS_VISIBILITY_S, SD21_JOBS_URL_EXPIRES_S.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import random
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from .env import env_default, env_int, progress
+
+PREFIX = "jobs/"
+JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+JOBS_PATH = "/v1/images/jobs"
+
+
+@dataclass(frozen=True)
+class JobsSettings:
+    queue_url: str
+    dead_letter_url: Optional[str]
+    topic_arn: Optional[str]
+    bucket: str
+    max_attempts: int = 3
+    visibility_s: int = 180
+    url_expires_s: int = 900
+
+    @classmethod
+    def from_env(cls) -> Optional["JobsSettings"]:
+        queue = env_default("SD21_JOBS_QUEUE_URL")
+        if not queue:
+            return None
+        bucket = env_default("SD21_BUCKET")
+        if not bucket:
+            raise SystemExit("error: SD21_JOBS_QUEUE_URL needs SD21_BUCKET (where requests and results go)")
+        settings = cls(queue, env_default("SD21_JOBS_DLQ_URL"), env_default("SD21_JOBS_TOPIC_ARN"), bucket,
+                       env_int("SD21_JOBS_MAX_ATTEMPTS", 3), env_int("SD21_JOBS_VISIBILITY_S", 180),
+                       env_int("SD21_JOBS_URL_EXPIRES_S", 900))
+        if settings.max_attempts < 1 or settings.visibility_s < 2 or not 60 <= settings.url_expires_s <= 604800:
+            raise SystemExit("error: SD21_JOBS_MAX_ATTEMPTS >= 1, SD21_JOBS_VISIBILITY_S >= 2 and "
+                             "SD21_JOBS_URL_EXPIRES_S 60..604800")
+        return settings
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+class JobStore:
+    """Requests, status and results under jobs/<id>/ in the bucket."""
+
+    def __init__(self, settings: JobsSettings, s3=None):
+        import boto3
+
+        self.settings = settings
+        self.s3 = s3 or boto3.client("s3")
+
+    def key(self, job_id: str, name: str) -> str:
+        return f"{PREFIX}{job_id}/{name}"
+
+    def _put_json(self, job_id: str, name: str, document: dict) -> None:
+        self.s3.put_object(Bucket=self.settings.bucket, Key=self.key(job_id, name),
+                           Body=json.dumps(document).encode(), ContentType="application/json")
+
+    def _get_json(self, job_id: str, name: str) -> Optional[dict]:
+        try:
+            answer = self.s3.get_object(Bucket=self.settings.bucket, Key=self.key(job_id, name))
+        except self.s3.exceptions.NoSuchKey:
+            return None
+        return json.loads(answer["Body"].read())
+
+    def create(self, request: dict) -> dict:
+        job_id = uuid.uuid4().hex
+        document = {"id": job_id, "request": request, "created": _now()}
+        self._put_json(job_id, "request.json", document)
+        return document
+
+    def request(self, job_id: str) -> Optional[dict]:
+        return self._get_json(job_id, "request.json")
+
+    def set_status(self, job_id: str, status: str, **fields) -> None:
+        self._put_json(job_id, "status.json", {"id": job_id, "status": status, "updated": _now(), **fields})
+
+    def status(self, job_id: str) -> Optional[dict]:
+        return self._get_json(job_id, "status.json")
+
+    def put_image(self, job_id: str, png: bytes) -> None:
+        self.s3.put_object(Bucket=self.settings.bucket, Key=self.key(job_id, "image.png"), Body=png,
+                           ContentType="image/png")
+
+    def image_url(self, job_id: str) -> str:
+        return self.s3.generate_presigned_url("get_object", ExpiresIn=self.settings.url_expires_s, Params={
+            "Bucket": self.settings.bucket, "Key": self.key(job_id, "image.png")})
+
+    def describe(self, job_id: str) -> Optional[dict]:
+        """What GET /v1/images/jobs/<id> answers; None for an unknown job."""
+        request = self.request(job_id)
+        if request is None:
+            return None
+        status = self.status(job_id) or {"status": "queued", "updated": request["created"]}
+        answer = {"id": job_id, "status": status["status"], "created": request["created"],
+                  "updated": status["updated"], "seed": request["request"]["seed"]}
+        for name in ("attempt", "error"):
+            if name in status:
+                answer[name] = status[name]
+        if status["status"] == "succeeded":
+            answer.update(url=self.image_url(job_id), url_expires_in=self.settings.url_expires_s)
+        return answer
+
+
+class JobsApi:
+    """The HTTP side: enqueue and read. Routes are plain Starlette endpoints."""
+
+    def __init__(self, settings: JobsSettings, store: Optional[JobStore] = None, sqs=None,
+                 count: Callable[[str], None] = lambda kind: None):
+        import boto3
+
+        self.settings, self.store = settings, store or JobStore(settings)
+        self.sqs = sqs or boto3.client("sqs")
+        self.count = count
+
+    async def submit(self, request):
+        """The Starlette endpoint (the gateway's): parse, then enqueue."""
+        from .api import GenerationRequest
+        from .errors import validation_response
+
+        try:
+            body = GenerationRequest.model_validate_json(await request.body())
+        except ValueError as invalid:
+            self.count("invalid_request")
+            return validation_response(invalid)
+        return await self.enqueue(body)
+
+    async def enqueue(self, body):
+        from starlette.responses import JSONResponse
+
+        from .errors import error_response
+
+        fields = body.model_dump(exclude_none=True, exclude={"response_format", "model", "user", "quality",
+                                                            "output_format", "n"})
+        fields["seed"] = body.seed if body.seed is not None else random.randrange(2**32)  # fixed: one result
+        document = await asyncio.to_thread(self.store.create, fields)
+        try:
+            await asyncio.to_thread(self.sqs.send_message, QueueUrl=self.settings.queue_url,
+                                    MessageBody=json.dumps({"id": document["id"]}))
+        except Exception as error:  # noqa: BLE001 - the client must know it was not queued
+            return error_response(503, "not_ready", f"the job queue is unavailable ({type(error).__name__}); "
+                                                    "retry", retry_after=5)
+        location = f"{JOBS_PATH}/{document['id']}"
+        return JSONResponse({"id": document["id"], "status": "queued", "seed": fields["seed"],
+                             "location": location}, status_code=202, headers={"Location": location})
+
+    async def read(self, request):
+        return await self.describe(request.path_params["job_id"])
+
+    async def describe(self, job_id: str):
+        from starlette.responses import JSONResponse
+
+        from .errors import error_response
+
+        answer = await asyncio.to_thread(self.store.describe, job_id) if JOB_ID.match(job_id) else None
+        if answer is None:
+            self.count("not_found")
+            return error_response(404, "not_found", f"no job {job_id!r}")
+        return JSONResponse(answer)
+
+    def routes(self) -> list:
+        from starlette.routing import Route
+
+        return [Route(JOBS_PATH, self.submit, methods=["POST"]),
+                Route(JOBS_PATH + "/{job_id}", self.read, methods=["GET"])]
+
+
+class JobWorker:
+    """Takes jobs while the service's device is idle; one at a time; never ahead of sync requests."""
+
+    def __init__(self, settings: JobsSettings, service, store: Optional[JobStore] = None, sqs=None, sns=None,
+                 poll_s: int = 2):
+        import boto3
+
+        self.settings, self.service = settings, service
+        self.store = store or JobStore(settings)
+        self.sqs = sqs or boto3.client("sqs")
+        self.sns = sns or (boto3.client("sns") if settings.topic_arn else None)
+        self.poll_s = poll_s
+        self._stop = threading.Event()
+        self._last_sweep = 0.0
+
+    def idle(self) -> bool:
+        service = self.service
+        return service.is_ready and service.queued == 0 and service.running == 0
+
+    def run(self) -> None:
+        loop = asyncio.new_event_loop()
+        while not self._stop.is_set():
+            try:
+                self._sweep_dead_letters()
+                if not self.idle():
+                    self._stop.wait(0.2)
+                    continue
+                messages = self.sqs.receive_message(
+                    QueueUrl=self.settings.queue_url, MaxNumberOfMessages=1, WaitTimeSeconds=self.poll_s,
+                    AttributeNames=["ApproximateReceiveCount"]).get("Messages", [])
+                for message in messages:
+                    loop.run_until_complete(self.handle(message))
+            except Exception as error:  # noqa: BLE001 - the worker outlives a bad poll
+                progress(f"warning: job worker: {type(error).__name__}: {error}")
+                self._stop.wait(5)
+        loop.close()
+
+    async def handle(self, message: dict) -> None:
+        from .pipeline import GenerationParams
+        from .server import png_bytes
+        from .service import Rejected
+
+        job_id = json.loads(message["Body"])["id"]
+        receipt = message["ReceiptHandle"]
+        attempt = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+        if (self.store.status(job_id) or {}).get("status") == "succeeded":  # done before its pod died
+            self.sqs.delete_message(QueueUrl=self.settings.queue_url, ReceiptHandle=receipt)
+            return
+        request = self.store.request(job_id)
+        if request is None:  # nothing to do: the request expired with the jobs prefix
+            self.sqs.delete_message(QueueUrl=self.settings.queue_url, ReceiptHandle=receipt)
+            return
+        self.store.set_status(job_id, "running", attempt=attempt)
+        fields = request["request"]
+        params = GenerationParams(prompt=fields["prompt"], negative_prompt=fields.get("negative_prompt", ""),
+                                  steps=fields.get("steps", 25), guidance_scale=float(fields.get("guidance_scale", 7.5)),
+                                  seed=fields["seed"])
+        heartbeat = threading.Event()
+        threading.Thread(target=self._keep_invisible, args=(receipt, heartbeat), daemon=True).start()
+        try:
+            image = await self.service.generate(params)
+        except Rejected as refusal:
+            if refusal.kind in ("unhealthy", "draining", "overloaded", "not_ready"):
+                # Not the job's fault: hand it back now for another replica.
+                self.store.set_status(job_id, "queued", attempt=attempt)
+                self.sqs.change_message_visibility(QueueUrl=self.settings.queue_url, ReceiptHandle=receipt,
+                                                   VisibilityTimeout=0)
+                return
+            reason = f"{refusal.kind}: {refusal.message}"
+            self.store.set_status(job_id, "failed" if attempt >= self.settings.max_attempts else "queued",
+                                  attempt=attempt, error=reason)
+            return  # left to reappear (or to go to the dead-letter queue)
+        finally:
+            heartbeat.set()
+        self.store.put_image(job_id, png_bytes(image))
+        self.store.set_status(job_id, "succeeded", attempt=attempt)
+        if self.sns is not None:
+            self.sns.publish(TopicArn=self.settings.topic_arn, Message=json.dumps(
+                {"id": job_id, "status": "succeeded", "bucket": self.settings.bucket,
+                 "key": self.store.key(job_id, "image.png")}))
+        self.sqs.delete_message(QueueUrl=self.settings.queue_url, ReceiptHandle=receipt)
+
+    def _keep_invisible(self, receipt: str, done: threading.Event) -> None:
+        while not done.wait(self.settings.visibility_s / 3):
+            try:
+                self.sqs.change_message_visibility(QueueUrl=self.settings.queue_url, ReceiptHandle=receipt,
+                                                   VisibilityTimeout=self.settings.visibility_s)
+            except Exception as error:  # noqa: BLE001
+                progress(f"warning: could not extend a job's visibility: {error}")
+
+    def _sweep_dead_letters(self) -> None:
+        """Jobs SQS gave up on (their pods died every time) read `failed`, once a minute."""
+        if not self.settings.dead_letter_url or time.monotonic() - self._last_sweep < 60:
+            return
+        self._last_sweep = time.monotonic()
+        answer = self.sqs.receive_message(QueueUrl=self.settings.dead_letter_url, MaxNumberOfMessages=10,
+                                          VisibilityTimeout=43200, AttributeNames=["ApproximateReceiveCount"])
+        for message in answer.get("Messages", []):
+            job_id = json.loads(message["Body"])["id"]
+            status = self.store.status(job_id) or {}
+            if status.get("status") not in ("succeeded", "failed"):
+                self.store.set_status(job_id, "failed", attempt=status.get("attempt", self.settings.max_attempts),
+                                      error=status.get("error") or f"no replica finished it in "
+                                                                   f"{self.settings.max_attempts} attempts")
+                self._announce_failure(job_id)
+
+    def _announce_failure(self, job_id: str) -> None:
+        if self.sns is not None:
+            self.sns.publish(TopicArn=self.settings.topic_arn, Message=json.dumps({"id": job_id, "status": "failed"}))
+
+    def start(self) -> "JobWorker":
+        threading.Thread(target=self.run, name="job-worker", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
