@@ -35,7 +35,7 @@ class WorkloadStack(Stack):
         self.manifests.compile_manifest.node.add_dependency(self.compile_binding)
         self.manifests.inference_manifest.node.add_dependency(self.serve_binding)
         self.autoscaling = Autoscaling(self, "Autoscaling", settings=settings, cluster=cluster,
-                                       manifests=self.manifests)
+                                       manifests=self.manifests, jobs=self.jobs)
         publishers = [access.serve_role]
         gateway = self.manifests.inference_chart.gateway
         if gateway is not None:  # scale to zero: the gateway publishes its cold requests

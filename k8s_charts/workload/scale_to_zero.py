@@ -57,11 +57,28 @@ def _rules(pods: int, period: int, window: int) -> dict:
             "policies": [{"type": "Pods", "value": pods, "periodSeconds": period}]}
 
 
+# KEDA reads the job queue's depth with its operator's own AWS identity (EKS Pod Identity,
+# stacks/workload/autoscaling.py): keda.sh docs, scalers/aws-sqs (queueURL, queueLength,
+# activationQueueLength, awsRegion) and authentication-providers/aws (podIdentity provider aws).
+AWS_AUTHENTICATION = "sd21-keda-aws"
+JOBS_PER_REPLICA = 4  # queued jobs per replica before KEDA adds one
+
+
+def _job_trigger(queue_url: str, region: str) -> dict:
+    return {"type": "aws-sqs-queue", "name": "queued-jobs", "authenticationRef": {"name": AWS_AUTHENTICATION},
+            "metadata": {"queueURL": queue_url, "queueLength": str(JOBS_PER_REPLICA),
+                         "activationQueueLength": "0", "awsRegion": region}}
+
+
 class ScaleToZeroChart(cdk8s.Chart):
     def __init__(self, scope: Construct, id: str, *, settings: Settings, target: kplus.Deployment,
-                 prometheus_url: str) -> None:
+                 prometheus_url: str, job_queue_url: str, region: str) -> None:
         super().__init__(scope, id)
         namespace = target.metadata.namespace
+        self.authentication = cdk8s.ApiObject(
+            self, "AwsAuthentication", api_version=API_VERSION, kind="TriggerAuthentication",
+            metadata=cdk8s.ApiObjectMetadata(name=AWS_AUTHENTICATION, namespace=namespace))
+        self.authentication.add_json_patch(cdk8s.JsonPatch.add("/spec", {"podIdentity": {"provider": "aws"}}))
         self.scaled_object = cdk8s.ApiObject(
             self,
             "ScaledObject",
@@ -79,6 +96,8 @@ class ScaleToZeroChart(cdk8s.Chart):
                 _trigger("pending-requests", prometheus_url, load_query(namespace),
                          settings.target_pending_per_replica),
                 _trigger("recent-requests", prometheus_url, activity_query(namespace), 1),
+                # Jobs wait in SQS without any pod: they start the first replica too.
+                _job_trigger(job_queue_url, region),
             ],
             "advanced": {"horizontalPodAutoscalerConfig": {"behavior": {
                 "scaleUp": _rules(SCALE_UP_PODS, SCALE_UP_PERIOD_SECONDS, 0),

@@ -4,11 +4,12 @@ Both: Prometheus scrapes the servers' queue gauges (and the gateway's counters).
 * minReplicas >= 1: prometheus-adapter serves `sd21_pending_requests` (queued +
   in flight, per pod) on the custom metrics API; the chart's HPA follows it.
 * minReplicas 0: KEDA (Helm) runs the ScaledObject of k8s_charts/workload/scale_to_zero.py
-  on the same signal plus the gateway's count of received requests, which exists without pods.
+  on the same signal plus the gateway's count of received requests and the job queue's
+  depth, which exist without pods.
 Karpenter then adds or removes inf2 nodes for the pods.
 """
 import cdk8s
-from aws_cdk import aws_eks_v2 as eks
+from aws_cdk import Stack, aws_eks_v2 as eks
 from constructs import Construct
 from sd21.metric_names import INFLIGHT_REQUESTS as INFLIGHT_GAUGE
 
@@ -16,6 +17,8 @@ from k8s_charts.workload.inference import PENDING_METRIC
 from k8s_charts.workload.scale_to_zero import ScaleToZeroChart
 from stacks.cluster.eks import SYSTEM_NODE_LABEL
 from stacks.cluster.manifests import HELM_TIMEOUT, attach_chart
+from stacks.jobs.queue import JobQueue
+from stacks.pod_identity import PodIdentityBinding, pod_identity_role
 from stacks.settings import Settings
 from stacks.workload.manifests import WorkloadManifests
 
@@ -25,6 +28,8 @@ PROMETHEUS_RELEASE = "prometheus"
 PROMETHEUS_URL = f"http://{PROMETHEUS_RELEASE}-server.{NAMESPACE}.svc"
 KEDA_REPOSITORY = "https://kedacore.github.io/charts"
 KEDA_NAMESPACE = "keda"
+# The kedacore/keda chart's operator ServiceAccount (values serviceAccount.operator.name).
+KEDA_OPERATOR_ACCOUNT = "keda-operator"
 
 
 def adapter_rule() -> dict:
@@ -38,16 +43,24 @@ def adapter_rule() -> dict:
 
 class Autoscaling(Construct):
     def __init__(self, scope: Construct, id: str, *, settings: Settings, cluster: eks.ICluster,
-                 manifests: WorkloadManifests) -> None:
+                 manifests: WorkloadManifests, jobs: JobQueue) -> None:
         super().__init__(scope, id)
         self.on_system_nodes = dict([SYSTEM_NODE_LABEL])
         self.prometheus = self._prometheus(settings, cluster)
         self.adapter = self.keda = self.scaled_object_manifest = None
         if settings.scales_to_zero:
             self.keda = self._keda(settings, cluster)
+            # KEDA's operator reads the job queue's depth with its own role.
+            keda_role = pod_identity_role(self, "KedaRole", "KEDA operator: read the sd21 job queue's depth")
+            jobs.grant(self, "KedaReadsQueueDepth", keda_role, jobs.depth_statements())
+            self.keda_binding = PodIdentityBinding(self, "KedaIdentity", cluster_name=cluster.cluster_name,
+                                                   namespace=KEDA_NAMESPACE, service_account=KEDA_OPERATOR_ACCOUNT,
+                                                   role=keda_role)
+            self.keda.node.add_dependency(self.keda_binding)
             self.scale_to_zero_chart = ScaleToZeroChart(
                 cdk8s.App(), "sd21-scale-to-zero", settings=settings,
-                target=manifests.inference_chart.deployment, prometheus_url=PROMETHEUS_URL)
+                target=manifests.inference_chart.deployment, prometheus_url=PROMETHEUS_URL,
+                job_queue_url=jobs.queue.queue_url, region=Stack.of(self).region)
             self.scaled_object_manifest = attach_chart(self, "ScaledObject", cluster, self.scale_to_zero_chart)
             # KEDA's CRDs first; and the Deployment it scales must exist.
             self.scaled_object_manifest.node.add_dependency(self.keda, manifests.inference_manifest)
@@ -86,7 +99,7 @@ class Autoscaling(Construct):
 
     def _keda(self, settings: Settings, cluster: eks.ICluster) -> eks.HelmChart:
         # Operator, metrics API server and admission webhooks, all on the system nodes.
-        # KEDA reads only Prometheus here: no cloud identity, so no Pod Identity role.
+        # Its operator's ServiceAccount (KEDA_OPERATOR_ACCOUNT) gets a Pod Identity role: the job queue's depth.
         # Waits until they run: the webhook must answer when the ScaledObject is applied.
         return _helm(self, "Keda", cluster, KEDA_REPOSITORY, "keda", settings.keda_chart_version, KEDA_NAMESPACE,
                      values={"nodeSelector": self.on_system_nodes}, wait=True)
