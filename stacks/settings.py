@@ -84,6 +84,9 @@ class Settings:
     neuron_scheduler_version: str
     node_ami_alias: str
     node_root_volume_gib: int
+    node_root_volume_throughput_mibps: int
+    node_root_volume_iops: int
+    fast_image_pull: bool
     node_capacity_types: tuple[str, ...]
     node_pool_cpu_limit: int
     node_pool_memory_gib_limit: int
@@ -199,6 +202,9 @@ class Settings:
                                 "must list at least one CIDR when ingressScheme is 'internet-facing'")
         if self.ingress_scheme == "internet-facing" and not self.certificate_arn:
             raise SettingsError("certificateArn", "is required when ingressScheme is 'internet-facing' (HTTPS only)")
+        if self.node_root_volume_throughput_mibps > self.node_root_volume_iops / 4:
+            raise SettingsError("nodeRootVolumeThroughputMibps", f"gp3 allows at most 0.25 MiB/s per IOPS: "
+                                f"{self.node_root_volume_iops} IOPS allow {self.node_root_volume_iops // 4} MiB/s")
         if self.hang_minimum_seconds >= self.request_timeout_seconds:
             raise SettingsError("hangMinimumSeconds", f"must be below requestTimeoutSeconds "
                                 f"({self.request_timeout_seconds}): a hung device must be found before clients time out")
@@ -442,6 +448,10 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "neuron_scheduler_version": _text(NEURON_IMAGE_TAG, "a Neuron release tag like 2.32.0.0"),
     "node_ami_alias": _ami_alias,
     "node_root_volume_gib": _int(200, 16000),
+    # gp3 limits: 125-1000 MiB/s, 3000-16000 IOPS, and at most 0.25 MiB/s per IOPS.
+    "node_root_volume_throughput_mibps": _int(125, 1000),
+    "node_root_volume_iops": _int(3000, 16000),
+    "fast_image_pull": _bool,
     "node_capacity_types": _capacity_types,
     "node_pool_cpu_limit": _int(4, 100000),
     "node_pool_memory_gib_limit": _int(16, 1000000),

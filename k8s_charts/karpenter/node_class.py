@@ -29,11 +29,33 @@ NAME = "inf2"
 # The device that holds container images (the Neuron DLC, several GiB) and the
 # staged model: the root volume on AL2023, the data volume on Bottlerocket.
 IMAGE_VOLUME_DEVICE = {"al2023": "/dev/xvda", "bottlerocket": "/dev/xvdb"}
+# nodeadm's FastImagePull feature gate: SOCI parallel pull and unpack of the image's
+# layers, built into the EKS-optimized AL2023 AMIs. "Experimental" for the EKS AMI
+# project; nodeadm ignores it on instances below a CPU/memory threshold ("usable on most
+# xlarge instance types"): awslabs/amazon-eks-ami nodeadm/internal/api feature gates and
+# containerd snapshotter config. Cited effect: a 9.35 GB image from 130.8 s to 39.6 s on
+# AL2023 (aws-samples/karpenter-blueprints, SOCI parallel pull blueprint).
+FAST_IMAGE_PULL_USER_DATA = """MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="BOUNDARY"
+
+--BOUNDARY
+Content-Type: application/node.eks.aws
+
+---
+apiVersion: node.eks.aws/v1alpha1
+kind: NodeConfig
+spec:
+  featureGates:
+    FastImagePull: true
+
+--BOUNDARY--
+"""
 
 
 class NodeClassChart(cdk8s.Chart):
     def __init__(self, scope: Construct, id: str, *, role_name: str, discovery_tag: tuple[str, str],
-                 ami_alias: str, volume_gib: int) -> None:
+                 ami_alias: str, volume_gib: int, fast_image_pull: bool = False,
+                 volume_throughput_mibps: int = 125, volume_iops: int = 3000) -> None:
         super().__init__(scope, id)
         tag_key, tag_value = discovery_tag
         family = ami_alias.split("@", 1)[0]
@@ -66,9 +88,15 @@ class NodeClassChart(cdk8s.Chart):
                     ebs=Ec2NodeClassSpecBlockDeviceMappingsEbs(
                         volume_size=f"{volume_gib}Gi",
                         volume_type=Ec2NodeClassSpecBlockDeviceMappingsEbsVolumeType.GP3,
+                        # gp3 above its 125 MiB/s and 3000 IOPS baseline: the multi-GiB image is
+                        # written (unpacked) and the model staged to this volume at every cold start.
+                        throughput=volume_throughput_mibps,
+                        iops=volume_iops,
                         encrypted=True,
                         delete_on_termination=True,
                     ),
                 )],
+                # AL2023 only (nodeadm); Bottlerocket configures its snapshotter otherwise.
+                user_data=FAST_IMAGE_PULL_USER_DATA if fast_image_pull and family == "al2023" else None,
             ),
         )

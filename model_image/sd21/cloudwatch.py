@@ -30,7 +30,8 @@ class Mapping:
     cloudwatch: str
     kind: str           # "counter", "gauge" or "histogram"
     unit: str = "Count"
-    label: Optional[str] = None  # a Prometheus label that becomes the Kind dimension
+    label: Optional[str] = None  # a Prometheus label that becomes a dimension ...
+    dimension: str = CLOUDWATCH_KIND_DIMENSION  # ... named this
 
 
 class CloudWatchPublisher:
@@ -70,7 +71,7 @@ class CloudWatchPublisher:
                     kind = dict(labels).get(mapping.label)
                     if kind is None:
                         continue
-                    dimensions.append({"Name": CLOUDWATCH_KIND_DIMENSION, "Value": kind})
+                    dimensions.append({"Name": mapping.dimension, "Value": kind})
                 if mapping.kind == "counter":
                     value, self._last[(sample, labels)] = value - self._last.get((sample, labels), 0.0), value
                 data.append({"MetricName": mapping.cloudwatch, "Dimensions": dimensions, "Timestamp": timestamp,

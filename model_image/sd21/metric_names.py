@@ -25,5 +25,7 @@ CW_QUEUE_DEPTH = "QueueDepth"
 CW_READY = "ReadyReplicas"          # each ready server publishes 1 per period: Sum = ready replicas
 CW_DEVICE_FAILURES = "DeviceFailures"
 CW_GATEWAY_REQUESTS = "GatewayRequests"
+CW_COLD_START = "ColdStartSeconds"  # by Phase: stage, load, warmup, stage_to_ready (gauges per replica)
+CLOUDWATCH_PHASE_DIMENSION = "Phase"
 CW_COLD_REQUESTS = "ColdRequests"   # answered 503 by the gateway: no replica was ready
 CW_HELD_REQUESTS = "HeldRequests"   # held by the gateway at that moment, waiting for a replica

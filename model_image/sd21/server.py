@@ -36,6 +36,8 @@ CLOUDWATCH_METRICS = [
     Mapping("sd21_queue_depth", names.CW_QUEUE_DEPTH, "gauge"),
     Mapping("sd21_ready", names.CW_READY, "gauge"),
     Mapping("sd21_device_failures", names.CW_DEVICE_FAILURES, "counter"),
+    Mapping("sd21_cold_start_seconds", names.CW_COLD_START, "gauge", unit="Seconds", label="phase",
+            dimension=names.CLOUDWATCH_PHASE_DIMENSION),
 ]
 UI_PATH = "/ui"
 

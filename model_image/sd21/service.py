@@ -7,6 +7,7 @@ queue never grows past what can finish within the request timeout.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import threading
 import time
@@ -65,6 +66,10 @@ class Metrics:
         self.device_failures = Counter("sd21_device_failures", "Generations that raised on the device", registry=r)
         self.device_healthy = Gauge("sd21_device_healthy", "0 once the device is judged broken or hung", registry=r)
         self.device_healthy.set(1)
+        # This replica's cold start, phase by phase (stage: from the stage initContainer's report).
+        self.cold_start = Gauge("sd21_cold_start_seconds", "Seconds each start-up phase took in this replica",
+                                ["phase"], registry=r)
+        self.staged_bytes = Gauge("sd21_staged_bytes", "Bytes the stage initContainer downloaded", registry=r)
 
 
 def resolve_model_dir(model_dir: Path, version: Optional[str]) -> Path:
@@ -109,14 +114,16 @@ class GenerationService:
         from .pipeline import GenerationParams, TracedPipeline
 
         try:
+            started = time.monotonic()
             if self.pipeline is None:
                 directory = resolve_model_dir(self.settings.model_dir, self.settings.model_version)
                 progress(f"loading model from {directory} on {self.settings.backend}")
                 self.pipeline = TracedPipeline(directory, self.settings.backend)
-            started = time.monotonic()
+            loaded = time.monotonic()
             self.pipeline.generate(GenerationParams(prompt="warm up", steps=self.settings.warmup_steps))
-            self._mean_seconds = time.monotonic() - started
+            self._mean_seconds = time.monotonic() - loaded
             self.health.succeeded(self._mean_seconds, self.settings.warmup_steps)  # the watchdog's yardstick
+            self._report_cold_start(load_s=loaded - started, warmup_s=self._mean_seconds)
             self.warm = True
             self._update_ready()
             progress(f"model warm in {self._mean_seconds:.2f}s; ready")
@@ -125,6 +132,21 @@ class GenerationService:
             progress(f"model load failed: {self.load_error}")
             if self.on_load_failure is not None:
                 self.on_load_failure()
+
+    def _report_cold_start(self, load_s: float, warmup_s: float) -> None:
+        from .stage import STAGE_REPORT
+
+        phases = {"load": load_s, "warmup": warmup_s}
+        try:
+            report = json.loads((self.settings.model_dir / STAGE_REPORT).read_text())
+            phases["stage"] = float(report["seconds"])
+            phases["stage_to_ready"] = time.time() - float(report["started_at"])
+            self.metrics.staged_bytes.set(int(report["bytes"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # not staged by the initContainer (tests, the demo): the phases measured here only
+        for phase, seconds in phases.items():
+            self.metrics.cold_start.labels(phase).set(round(seconds, 3))
+        progress("cold start: " + ", ".join(f"{phase} {seconds:.1f}s" for phase, seconds in phases.items()))
 
     @property
     def is_ready(self) -> bool:

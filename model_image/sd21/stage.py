@@ -190,11 +190,22 @@ def remove_leftovers(dest: Path) -> list[str]:
     return removed
 
 
+# What staging took, for the server's cold-start metrics (sd21.service): beside the versions.
+STAGE_REPORT = ".stage-report.json"
+
+
+def write_report(dest: Path, version: str, started_at: float, seconds: float, size: int) -> None:
+    report = {"version": version, "started_at": started_at, "seconds": round(seconds, 3), "bytes": size}
+    (dest / STAGE_REPORT).write_text(json.dumps(report))
+
+
 def stage(client, bucket: str, name: str, version: str, dest: Path, workers: int, chunk: int) -> int:
+    started_at = time.time()
     remove_leftovers(dest)
     final = dest / version
     if (final / MANIFEST_NAME).is_file():
         point_current(dest, version)
+        write_report(dest, version, started_at, time.time() - started_at, 0)
         progress(f"version {version} already staged in {final}; nothing to do")
         return 0
     prefix = artifact_prefix(name, version)
@@ -255,6 +266,7 @@ def stage(client, bucket: str, name: str, version: str, dest: Path, workers: int
         stream.close()
     point_current(dest, version)
     elapsed = time.monotonic() - started
+    write_report(dest, version, started_at, time.time() - started_at, manifest["archive"]["size"])
     size_mib = manifest["archive"]["size"] / 2**20
     progress(f"staged version {version} into {final}: {size_mib:.1f} MiB in {elapsed:.2f}s "
              f"({size_mib / max(elapsed, 1e-6):.0f} MiB/s), {len(manifest['files'])} files verified")

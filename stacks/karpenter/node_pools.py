@@ -26,6 +26,9 @@ class Inf2NodePool(Construct):
             discovery_tag=settings.discovery_tag,
             ami_alias=settings.node_ami_alias,
             volume_gib=settings.node_root_volume_gib,
+            fast_image_pull=settings.fast_image_pull,
+            volume_throughput_mibps=settings.node_root_volume_throughput_mibps,
+            volume_iops=settings.node_root_volume_iops,
         )
         self.node_pool_chart = NodePoolChart(
             charts, "karpenter-node-pool",

@@ -10,6 +10,9 @@ from stacks.observability.alarms import EndpointAlarms
 from stacks.observability.metrics import EndpointMetrics
 from stacks.settings import Settings
 
+# sd21.service reports these (the stage initContainer's report and its own load and warm-up).
+COLD_START_PHASES = ("stage", "load", "warmup", "stage_to_ready")
+
 
 class EndpointDashboard(Construct):
     def __init__(self, scope: Construct, id: str, *, settings: Settings, metrics: EndpointMetrics,
@@ -51,4 +54,8 @@ class EndpointDashboard(Construct):
             cw.GraphWidget(title="Cost per 1000 images at the current rate (USD)", width=8,
                            left=[metrics.cost_per_thousand_images(settings.inf2_xlarge_hourly_usd)]),
             cw.AlarmStatusWidget(title="Alarms", width=8, alarms=alarms.alarms),
+        )
+        self.dashboard.add_widgets(
+            cw.GraphWidget(title="Cold start by phase (s): staging, model load, warm-up; from staging to ready",
+                           width=24, left=[metrics.cold_start(phase) for phase in COLD_START_PHASES]),
         )

@@ -20,10 +20,11 @@ class EndpointMetrics:
     namespace: str        # the workload's Kubernetes namespace
     deployment: str       # the inference Deployment (and Service) name
 
-    def ours(self, name: str, statistic: str = "Sum", kind: str | None = None, label: str | None = None) -> cw.Metric:
+    def ours(self, name: str, statistic: str = "Sum", kind: str | None = None, label: str | None = None,
+             dimension: str = names.CLOUDWATCH_KIND_DIMENSION) -> cw.Metric:
         dimensions = {names.CLOUDWATCH_CLUSTER_DIMENSION: self.cluster_name}
         if kind:
-            dimensions[names.CLOUDWATCH_KIND_DIMENSION] = kind
+            dimensions[dimension] = kind
         return cw.Metric(namespace=names.CLOUDWATCH_NAMESPACE, metric_name=name, dimensions_map=dimensions,
                          statistic=statistic, period=PERIOD, label=label or (f"{name} {kind}" if kind else name))
 
@@ -41,6 +42,11 @@ class EndpointMetrics:
 
     def errors(self, kind: str) -> cw.Metric:
         return self.ours(names.CW_ERRORS, kind=kind)
+
+    def cold_start(self, phase: str) -> cw.Metric:
+        """Seconds a phase of a replica's start took (the largest over the period's replicas)."""
+        return self.ours(names.CW_COLD_START, statistic="Maximum", kind=phase, label=f"{phase} (s)",
+                         dimension=names.CLOUDWATCH_PHASE_DIMENSION)
 
     def failure_percent(self) -> cw.MathExpression:
         failures = {f"e{i}": self.errors(kind) for i, kind in enumerate(SERVER_FAILURES)}

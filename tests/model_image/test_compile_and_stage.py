@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from sd21.stage import STAGE_REPORT
 from sd21_testlib import BUCKET, MODEL_NAME, compile_args, run_stage, subprocess_env
 
 
@@ -97,7 +98,7 @@ def test_corrupt_object_leaves_destination_untouched_then_rerun_succeeds(
     result = run_stage(s3_env, dest, artifact_version, name=name)
     assert result.returncode == 0, result.stderr
     assert (dest / artifact_version / "manifest.json").is_file()
-    assert sorted(p.name for p in dest.iterdir()) == sorted([published.name, "current", artifact_version])
+    assert sorted(p.name for p in dest.iterdir()) == sorted([published.name, "current", artifact_version, STAGE_REPORT])
 
 
 def test_leftovers_of_killed_attempts_are_removed_and_published_versions_kept(s3_env, artifact_version, tmp_path):
@@ -116,7 +117,7 @@ def test_leftovers_of_killed_attempts_are_removed_and_published_versions_kept(s3
 
     result = run_stage(s3_env, dest, artifact_version)
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in dest.iterdir()) == sorted([published.name, "current", artifact_version])
+    assert sorted(p.name for p in dest.iterdir()) == sorted([published.name, "current", artifact_version, STAGE_REPORT])
     assert "removed leftovers" in result.stderr
 
 

@@ -65,6 +65,10 @@ def test_the_pods_publish_every_metric_the_dashboard_and_alarms_read(
                             f"published: {sorted(have)}"
         cluster = {(names.CLOUDWATCH_CLUSTER_DIMENSION, application.settings.cluster_name)}
         assert all(cluster <= dims for _, dims in wanted)
+        phases = {dict(dims).get(names.CLOUDWATCH_PHASE_DIMENSION) for name, dims in have if name == names.CW_COLD_START}
+        assert {"stage", "load", "warmup", "stage_to_ready"} <= phases  # the stage report reached the server
+        (line,) = [line for line in server.log().splitlines() if line.startswith("cold start:")]
+        print(f"\nthis replica's {line} (tiny weights, cpu, loopback S3)")
     finally:
         service.close()
         server.kill()
