@@ -1,5 +1,7 @@
 """What the issue fixes in each chart, read from the rendered objects of the default app,
 plus the charts built directly (no CDK synth) with non-default settings."""
+import email
+
 import cdk8s
 import pytest
 import yaml
@@ -110,8 +112,27 @@ def test_node_class(find, application):
     assert spec["metadataOptions"]["httpPutResponseHopLimit"] == 1
     assert spec["blockDeviceMappings"] == [{"deviceName": "/dev/xvda", "ebs": {
         "deleteOnTermination": True, "encrypted": True,
-        "volumeSize": f"{settings.node_root_volume_gib}Gi", "volumeType": "gp3"}}]
+        "volumeSize": f"{settings.node_root_volume_gib}Gi", "volumeType": "gp3",
+        "throughput": settings.node_root_volume_throughput_mibps, "iops": settings.node_root_volume_iops}}]
     assert settings.node_root_volume_gib >= 200
+    # SOCI parallel pull: nodeadm's feature gate in a NodeConfig part of the MIME user data.
+    parts = [p for p in email.message_from_string(spec["userData"]).walk() if not p.is_multipart()]
+    (node_config,) = [p for p in parts if p.get_content_type() == "application/node.eks.aws"]
+    document = yaml.safe_load(node_config.get_payload())
+    assert document["kind"] == "NodeConfig" and document["spec"]["featureGates"] == {"FastImagePull": True}
+    assert settings.fast_image_pull is True
+
+
+def test_fast_image_pull_is_a_setting_and_al2023_only():
+    def user_data(alias: str, fast: bool):
+        app = cdk8s.App()
+        chart = NodeClassChart(app, "nc", role_name="r", discovery_tag=("k", "v"), ami_alias=alias, volume_gib=200,
+                               fast_image_pull=fast)
+        return chart.to_json()[0]["spec"].get("userData")
+
+    assert user_data("al2023@v20260903", False) is None
+    assert "FastImagePull: true" in user_data("al2023@v20260903", True)
+    assert user_data("bottlerocket@v1.40.0", True) is None
 
 
 def test_node_pool(find, application):

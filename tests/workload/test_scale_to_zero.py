@@ -49,8 +49,17 @@ def test_scaled_object_scales_the_deployment_from_zero_on_the_gateway_and_server
     assert spec["cooldownPeriod"] == settings.scale_to_zero_after_seconds
     assert "replicas" not in deployment["spec"], "KEDA owns the replica count"
     triggers = {t["name"]: t for t in spec["triggers"]}
-    assert set(triggers) == {"pending-requests", "recent-requests"}
+    assert set(triggers) == {"pending-requests", "recent-requests", "queued-jobs"}
     namespace = deployment["metadata"]["namespace"]
+    # Jobs: the queue's depth (it exists without pods), read with the KEDA operator's identity.
+    jobs = triggers.pop("queued-jobs")
+    assert jobs["type"] == "aws-sqs-queue" and jobs["metadata"]["activationQueueLength"] == "0"
+    server_env = {e["name"]: e["value"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert jobs["metadata"]["queueURL"] == server_env["SD21_JOBS_QUEUE_URL"]  # the queue the servers work
+    (authentication,) = [o for o in zero.objects if o["kind"] == "TriggerAuthentication"]
+    assert jobs["authenticationRef"] == {"name": authentication["metadata"]["name"]}
+    assert authentication["metadata"]["namespace"] == namespace
+    assert authentication["spec"] == {"podIdentity": {"provider": "aws"}}
     for trigger in triggers.values():
         assert (trigger["type"], trigger["metricType"]) == ("prometheus", "AverageValue")
         # The address is the Prometheus server the stack installs.
@@ -130,12 +139,14 @@ def test_gateway_runs_always_on_system_nodes_with_no_right_but_publishing_its_me
     resources = zero.template(zero.application.workload)["Resources"]
     (association,) = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::EKS::PodIdentityAssociation"
                       and r["Properties"]["ServiceAccount"] == "sd21-gateway"]
-    role_id = association["RoleArn"]["Fn::GetAtt"][0]
+    # The role lives beside the bucket (Storage stack); the association imports it.
+    role_import = json.dumps(association["RoleArn"])
+    assert "GatewayRole" in role_import
     policies = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::IAM::Policy"
-                and {"Ref": role_id} in r["Properties"]["Roles"]]
+                and "GatewayRole" in json.dumps(r["Properties"]["Roles"])]
     actions = {json.dumps(s["Action"]) for p in policies for s in p["PolicyDocument"]["Statement"]}
-    assert actions == {'"cloudwatch:PutMetricData"'}  # nothing else: no S3, no Kubernetes API
-    assert not resources[role_id]["Properties"].get("ManagedPolicyArns")
+    # Publish its counters and send jobs; its S3 rights (job requests) are beside the bucket.
+    assert actions == {'"cloudwatch:PutMetricData"', '"sqs:SendMessage"'}
     gateway_container = container(gateway, "gateway")
     security = gateway_container["securityContext"]
     assert security["readOnlyRootFilesystem"] and security["runAsNonRoot"] and security["capabilities"] == {

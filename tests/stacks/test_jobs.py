@@ -1,0 +1,87 @@
+"""The async-job parts in AWS, as synthesized: queue, dead-letter queue, topic, the
+lifecycle of jobs/, and who may do what (least privilege on each side)."""
+from __future__ import annotations
+
+import json
+
+from aws_cdk.assertions import Match
+
+from stacks.jobs.queue import visibility_seconds
+from tests.conftest import logical_id
+
+
+def _policies_of(template: dict, role_fragment: str) -> list[dict]:
+    return [s for r in template["Resources"].values() if r["Type"] == "AWS::IAM::Policy"
+            and role_fragment in json.dumps(r["Properties"]["Roles"])
+            for s in r["Properties"]["PolicyDocument"]["Statement"]]
+
+
+def test_queue_dead_letters_and_topic(synthesized, application):
+    settings = application.settings
+    jobs = application.workload.jobs
+    template = synthesized.template(application.workload)
+    queue = template.to_json()["Resources"][logical_id(jobs.queue)]["Properties"]
+    assert queue["SqsManagedSseEnabled"] is True
+    assert queue["VisibilityTimeout"] == visibility_seconds(settings) > settings.request_timeout_seconds
+    assert queue["RedrivePolicy"] == {"deadLetterTargetArn": {"Fn::GetAtt": [logical_id(jobs.dead_letters), "Arn"]},
+                                      "maxReceiveCount": settings.job_max_attempts}
+    dead = template.to_json()["Resources"][logical_id(jobs.dead_letters)]["Properties"]
+    assert dead["MessageRetentionPeriod"] == 14 * 24 * 3600 and dead["SqsManagedSseEnabled"] is True
+    for queue_resource in (jobs.queue, jobs.dead_letters):  # TLS only
+        template.has_resource_properties("AWS::SQS::QueuePolicy", {
+            "Queues": [{"Ref": logical_id(queue_resource)}],
+            "PolicyDocument": {"Statement": Match.array_with([Match.object_like(
+                {"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}})])}})
+    topic = template.to_json()["Resources"][logical_id(jobs.topic)]["Properties"]
+    assert topic["KmsMasterKeyId"] == {"Fn::GetAtt": [logical_id(jobs.key), "Arn"]}
+
+
+def test_pods_are_told_the_queue_they_use(synthesized, application):
+    """The env the server reads names the very queue, dead-letter queue and topic created."""
+    from k8s_charts import rendering
+
+    jobs = application.workload.jobs
+    objects = rendering.all_objects(rendering.from_template_file(synthesized.template_file(application.workload)))
+    (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
+    server = next(c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "server")
+    env = {e["name"]: e["value"] for e in server["env"]}
+    template = json.dumps(synthesized.template(application.workload).to_json())
+    for name, construct in (("SD21_JOBS_QUEUE_URL", jobs.queue), ("SD21_JOBS_DLQ_URL", jobs.dead_letters),
+                            ("SD21_JOBS_TOPIC_ARN", jobs.topic)):
+        assert logical_id(construct) in env[name], (name, env[name])
+    assert env["SD21_JOBS_MAX_ATTEMPTS"] == str(application.settings.job_max_attempts)
+    assert logical_id(jobs.queue) in template
+
+
+def test_job_results_expire(synthesized, application):
+    rules = synthesized.template(application.storage).find_resources("AWS::S3::Bucket")
+    (bucket,) = [b for b in rules.values() if "LifecycleConfiguration" in b["Properties"]
+                 and any(r.get("Prefix") == "jobs/" for r in b["Properties"]["LifecycleConfiguration"]["Rules"])]
+    (rule,) = [r for r in bucket["Properties"]["LifecycleConfiguration"]["Rules"] if r.get("Prefix") == "jobs/"]
+    assert rule["ExpirationInDays"] == application.settings.job_result_days
+
+
+def test_the_worker_side_may_only_receive_delete_extend_and_announce(synthesized, application):
+    jobs = application.workload.jobs
+    statements = {s["Sid"]: s for s in _policies_of(synthesized.template(application.workload).to_json(), "ServeRole")
+                  if s["Sid"] in ("SendJobs", "WorkJobs", "ReadDeadLetters", "AnnounceJobs", "EncryptAnnouncements")}
+    assert sorted(statements["WorkJobs"]["Action"]) == ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage",
+                                                        "sqs:ReceiveMessage"]
+    assert statements["WorkJobs"]["Resource"] == {"Fn::GetAtt": [logical_id(jobs.queue), "Arn"]}
+    assert sorted(statements["ReadDeadLetters"]["Action"]) == ["sqs:ChangeMessageVisibility", "sqs:ReceiveMessage"]
+    assert statements["AnnounceJobs"] == {"Sid": "AnnounceJobs", "Effect": "Allow", "Action": "sns:Publish",
+                                          "Resource": {"Ref": logical_id(jobs.topic)}}
+    assert statements["SendJobs"]["Action"] == "sqs:SendMessage"  # the servers accept jobs too (minReplicas >= 1)
+
+
+def test_at_zero_the_gateway_may_only_enqueue_and_keda_only_read_the_depth(zero):
+    template = zero.template(zero.application.workload)
+    jobs = zero.application.workload.jobs
+    gateway = _policies_of(template, "GatewayRole")
+    assert {json.dumps(s["Action"]) for s in gateway} == {'"cloudwatch:PutMetricData"', '"sqs:SendMessage"'}
+    keda = _policies_of(template, "KedaRole")
+    assert keda == [{"Sid": "ReadQueueDepth", "Effect": "Allow", "Action": "sqs:GetQueueAttributes",
+                     "Resource": {"Fn::GetAtt": [logical_id(jobs.queue), "Arn"]}}]
+    associations = [r["Properties"] for r in template["Resources"].values()
+                    if r["Type"] == "AWS::EKS::PodIdentityAssociation" and r["Properties"]["Namespace"] == "keda"]
+    assert [a["ServiceAccount"] for a in associations] == ["keda-operator"]
