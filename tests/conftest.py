@@ -148,3 +148,20 @@ def zero(tmp_path_factory) -> ScaleToZeroApp:
     app.synth()
     fail_on_any_finding(str(outdir))
     return ScaleToZeroApp(application, outdir)
+
+
+def job_resources(name: str, max_attempts: int = 3, visibility_s: int = 120) -> dict[str, str]:
+    """A job queue with its dead-letter queue (after max_attempts receives) and a topic, on the
+    loopback moto, as the env the pods read: what stacks/jobs/queue.py creates in AWS."""
+    import json
+
+    import boto3
+
+    sqs, sns = boto3.client("sqs"), boto3.client("sns")
+    dead = sqs.create_queue(QueueName=f"{name}-dead")["QueueUrl"]
+    dead_arn = sqs.get_queue_attributes(QueueUrl=dead, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue = sqs.create_queue(QueueName=name, Attributes={
+        "VisibilityTimeout": str(visibility_s),
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dead_arn, "maxReceiveCount": str(max_attempts)})})["QueueUrl"]
+    topic = sns.create_topic(Name=f"{name}-finished")["TopicArn"]
+    return {"SD21_JOBS_QUEUE_URL": queue, "SD21_JOBS_DLQ_URL": dead, "SD21_JOBS_TOPIC_ARN": topic}

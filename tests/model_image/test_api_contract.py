@@ -45,9 +45,16 @@ def make_service(queue_size: int = 64) -> GenerationService:
 
 
 @pytest.fixture(scope="module")
-def app():
+def app(s3_env):
+    """The server's app with its job routes, on the session's loopback S3 and SQS."""
+    from sd21.jobs import JobsApi, JobsSettings
+    from tests.conftest import TEST_BUCKET, job_resources
+
+    queue = job_resources("contract-jobs")
+    jobs = JobsApi(JobsSettings(queue["SD21_JOBS_QUEUE_URL"], queue["SD21_JOBS_DLQ_URL"],
+                                queue["SD21_JOBS_TOPIC_ARN"], TEST_BUCKET))
     service = make_service()
-    yield create_app(service, with_ui=False)
+    yield create_app(service, with_ui=False, jobs=jobs)
     service.shutdown()
 
 
@@ -77,6 +84,8 @@ def operations(app) -> dict:
 
 # Operations without parameters have no invalid input to generate: positive only.
 FUZZED = [("POST /v1/images/generations", GenerationMode.POSITIVE), ("POST /v1/images/generations", GenerationMode.NEGATIVE),
+          ("POST /v1/images/jobs", GenerationMode.POSITIVE), ("POST /v1/images/jobs", GenerationMode.NEGATIVE),
+          ("GET /v1/images/jobs/{job_id}", GenerationMode.POSITIVE),
           ("GET /v1/models", GenerationMode.POSITIVE), ("GET /health", GenerationMode.POSITIVE),
           ("GET /ready", GenerationMode.POSITIVE)]
 

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from tests.pods.cluster import start_server, url_of
-from tests.pods.conftest import job_resources
+from tests.conftest import job_resources
 from tests.pods.service import Service
 
 JOBS = "/v1/images/jobs"
