@@ -148,10 +148,14 @@ def test_the_hang_bound_follows_the_measured_step_time():
     health = DeviceHealth(HealthSettings(watchdog_factor=10, watchdog_min_s=5), on_unhealthy=lambda reason: None)
     try:
         assert health.bound_for(50) == float("inf")  # nothing measured yet: the startup probe bounds it
-        health.succeeded(seconds=2.0, steps=2)  # 1 s per step
-        assert health.bound_for(50) == 500 and health.bound_for(1) == 10
+        health.succeeded(seconds=4.0, steps=2)  # 2 s per step
+        assert health.bound_for(50) == 1000 and health.bound_for(1) == 20
         health.succeeded(seconds=0.02, steps=2)  # one quick image moves the average by a tenth
-        assert health.step_seconds == pytest.approx(0.9 * 1.0 + 0.1 * 0.01)
+        assert health.step_seconds == pytest.approx(0.9 * 2.0 + 0.1 * 0.01)
+        single = DeviceHealth(HealthSettings(), on_unhealthy=lambda reason: None)
+        single.succeeded(seconds=1.5, steps=1)
+        assert single.step_seconds == 1.5
+        single.stop()
         fast = DeviceHealth(HealthSettings(watchdog_factor=10, watchdog_min_s=5), on_unhealthy=lambda reason: None)
         fast.succeeded(seconds=0.01, steps=10)
         assert fast.bound_for(25) == 5  # the floor
@@ -170,10 +174,46 @@ def test_unhealthy_is_reported_once():
 
 
 @pytest.mark.parametrize("settings", [dict(max_consecutive_failures=0), dict(watchdog_factor=0.5),
-                                      dict(watchdog_min_s=0)])
+                                      dict(watchdog_min_s=0), dict(watchdog_min_s=-1), dict(watchdog_poll_s=0),
+                                      dict(watchdog_poll_s=-0.5), dict(watchdog_poll_s=-2)])
 def test_health_settings_are_validated(settings):
     with pytest.raises(ValueError):
         HealthSettings(**settings)
+
+
+def test_health_settings_are_frozen_and_default_to_what_is_deployed():
+    """The server's defaults (make demo, a bare container) are the deployment's defaults."""
+    import dataclasses
+
+    from app import default_context
+    from stacks.settings import Settings
+
+    deployed = Settings.from_context(default_context())
+    defaults = HealthSettings()
+    assert (defaults.max_consecutive_failures, defaults.watchdog_factor, defaults.watchdog_min_s) == (
+        deployed.device_failures_before_restart, deployed.hang_factor, deployed.hang_minimum_seconds)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        defaults.watchdog_factor = 2
+
+
+def test_one_failure_is_not_yet_a_broken_device():
+    calls = []
+    health = DeviceHealth(HealthSettings(max_consecutive_failures=2), on_unhealthy=calls.append)
+    health.failed(RuntimeError("once"))
+    assert health.healthy and health.consecutive_failures == 1 and calls == []
+    # The watchdog never keeps the process alive: a hung device must not block the exit.
+    assert health._watchdog.daemon is True
+    health.stop()
+
+
+def test_the_exit_status_is_the_documented_one():
+    from pathlib import Path
+
+    from sd21 import health, server
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert health.EXIT_UNHEALTHY == 8 and "exits with code 8" in readme
+    assert "8 the device turned unhealthy" in Path(server.__file__).read_text()
 
 
 @pytest.mark.parametrize("argv,message", [

@@ -87,7 +87,7 @@ def test_a_job_whose_server_is_killed_is_redelivered_and_done_once(inference_pod
     first = start_server(inference_pod, staged, adapt, jobs=resources)
     second = None
     try:
-        job = submit(url_of(first), steps=100, seed=5)
+        job = submit(url_of(first), steps=40, seed=5)
         wait_for(url_of(first), job["id"], {"running"}, timeout=30)
         first.signal(signal.SIGKILL)  # a spot interruption, without the goodbye
         first.wait(timeout=30)
