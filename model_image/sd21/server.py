@@ -261,7 +261,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--backend", default=env_default("SD21_BACKEND", "neuron"), choices=("neuron", "cuda", "cpu"))
     parser.add_argument("--model-dir", default=env_default("SD21_MODEL_DIR", "/model"))
     parser.add_argument("--model-version", default=env_default("SD21_MODEL_VERSION"))
-    parser.add_argument("--model-name", default=env_default("SD21_MODEL_NAME", "sd21"),
+    parser.add_argument("--model-name", default=env_default("SD21_MODEL_NAME", "sd21-512"),
                         help="the name clients pass as `model` (OpenAI-style)")
     parser.add_argument("--host", default=env_default("SD21_HOST", "0.0.0.0"))
     parser.add_argument("--port", type=int, default=env_int("SD21_PORT", 8080))

@@ -41,7 +41,7 @@ class ServiceSettings:
     drain_grace_s: float = 90.0
     warmup_steps: int = 2
     health: HealthSettings = field(default_factory=HealthSettings)
-    served_model: str = "sd21"  # what OpenAI-style clients name as `model`
+    served_model: str = "sd21-512"  # what OpenAI-style clients name as `model` (SD21_MODEL_NAME)
 
 
 class Metrics:
