@@ -29,7 +29,10 @@ from starlette.routing import Route
 from .env import env_default, env_int, progress
 from .errors import error_response as _error
 from .headers import MAX_BODY_BYTES, REFUSED_HEADER
-from .metric_names import CW_COLD_REQUESTS, CW_GATEWAY_REQUESTS, CW_HELD_REQUESTS, GATEWAY_COLD, GATEWAY_HELD, GATEWAY_RECEIVED
+from .metric_names import (
+    CW_COLD_REQUESTS, CW_COLD_START_TOTAL, CW_GATEWAY_REQUESTS, CW_HELD_REQUESTS, GATEWAY_COLD, GATEWAY_HELD,
+    GATEWAY_LAST_COLD_START, GATEWAY_RECEIVED,
+)
 
 HEALTH_PATH = "/health"
 # Per RFC 9110 these describe one connection, not the message: never forwarded.
@@ -57,10 +60,12 @@ class GatewaySettings:
 
 
 class ColdStart:
-    """When the current cold start began (the first request that found no replica)."""
+    """When the current cold start began (the first request that found no replica), and how
+    long the last one took until a replica answered: a replica was wanted -> first answer."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_over=lambda seconds: None) -> None:
         self.since: float | None = None
+        self._on_over = on_over
 
     def seen(self) -> float:
         if self.since is None:
@@ -68,6 +73,8 @@ class ColdStart:
         return time.monotonic() - self.since
 
     def over(self) -> None:
+        if self.since is not None:
+            self._on_over(time.monotonic() - self.since)
         self.since = None
 
 
@@ -85,6 +92,8 @@ class GatewayMetrics:
         self.outcomes = Counter("sd21_gateway_outcomes", "Requests by outcome", ["outcome"], registry=registry)
         self.inflight = Gauge("sd21_gateway_inflight_requests", "Requests being forwarded now", registry=registry)
         self.held = Gauge(GATEWAY_HELD, "Requests held while no replica is ready", registry=registry)
+        self.last_cold_start = Gauge(GATEWAY_LAST_COLD_START, "The last cold start: from the first request that "
+                                     "found no replica to the first answer of one", registry=registry)
 
 
 def _upstream_headers(request: Request) -> list[tuple[bytes, bytes]]:
@@ -149,7 +158,7 @@ def create_app(settings: GatewaySettings, registry: CollectorRegistry | None = N
         # The gateway's own liveness: the ALB must keep it in service while no replica runs.
         return JSONResponse({"status": "ok"})
 
-    cold_start = ColdStart()
+    cold_start = ColdStart(on_over=metrics.last_cold_start.set)
     holding = {"count": 0}
 
     def is_browser_page(request: Request) -> bool:
@@ -295,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from_env(registry, [Mapping(GATEWAY_RECEIVED.removesuffix("_total"), CW_GATEWAY_REQUESTS, "counter"),
                         Mapping(GATEWAY_COLD.removesuffix("_total"), CW_COLD_REQUESTS, "counter"),
-                        Mapping(GATEWAY_HELD, CW_HELD_REQUESTS, "gauge")])
+                        Mapping(GATEWAY_HELD, CW_HELD_REQUESTS, "gauge"),
+                        Mapping(GATEWAY_LAST_COLD_START, CW_COLD_START_TOTAL, "gauge", unit="Seconds")])
     progress(f"sd21-gateway: {args.host}:{args.port} -> {args.upstream}; metrics on :{args.metrics_port}")
     # The upstream's Date and Server headers pass through; idle connections outlive the
     # ALB's idle timeout (hold + request timeout + 30 s) so it never reuses a closing one.

@@ -10,6 +10,8 @@ GATEWAY_RECEIVED = "sd21_gateway_received_requests_total"
 GATEWAY_COLD = "sd21_gateway_cold_requests_total"
 # Gateway: requests it holds now, waiting for a replica to become ready (a gauge).
 GATEWAY_HELD = "sd21_gateway_held_requests"
+# Gateway: the last cold start, from the first request that found no replica to the first answer.
+GATEWAY_LAST_COLD_START = "sd21_gateway_last_cold_start_seconds"
 
 # CloudWatch: what the server and the gateway publish (sd21.cloudwatch), and what the
 # dashboard and alarms (stacks/observability) read. One dimension, the cluster name
@@ -29,3 +31,4 @@ CW_COLD_START = "ColdStartSeconds"  # by Phase: stage, load, warmup, stage_to_re
 CLOUDWATCH_PHASE_DIMENSION = "Phase"
 CW_COLD_REQUESTS = "ColdRequests"   # answered 503 by the gateway: no replica was ready
 CW_HELD_REQUESTS = "HeldRequests"   # held by the gateway at that moment, waiting for a replica
+CW_COLD_START_TOTAL = "ColdStartTotalSeconds"  # the gateway's last cold start, wanted -> first answer

@@ -56,6 +56,11 @@ class EndpointDashboard(Construct):
             cw.AlarmStatusWidget(title="Alarms", width=8, alarms=alarms.alarms),
         )
         self.dashboard.add_widgets(
-            cw.GraphWidget(title="Cold start by phase (s): staging, model load, warm-up; from staging to ready",
-                           width=24, left=[metrics.cold_start(phase) for phase in COLD_START_PHASES]),
+            cw.GraphWidget(title="Cold start by phase (s): staging, model load, warm-up; from staging to ready"
+                           + ("; at zero: wanted -> first answer, and node launch + image pull" if
+                              settings.scales_to_zero else ""),
+                           width=24, left=[metrics.cold_start(phase) for phase in COLD_START_PHASES]
+                           + ([metrics.ours(names.CW_COLD_START_TOTAL, statistic="Maximum",
+                                            label="wanted -> first answer (s)"), metrics.before_the_containers()]
+                              if settings.scales_to_zero else [])),
         )

@@ -48,6 +48,15 @@ class EndpointMetrics:
         return self.ours(names.CW_COLD_START, statistic="Maximum", kind=phase, label=f"{phase} (s)",
                          dimension=names.CLOUDWATCH_PHASE_DIMENSION)
 
+    def before_the_containers(self) -> cw.MathExpression:
+        """A cold start's node launch and image pull: the gateway's whole cold start less what
+        the replica measured from staging to ready (scale to zero only)."""
+        return cw.MathExpression(
+            expression="IF(total > 0, total - FILL(staged, 0), 0)", label="node launch + image pull (s)",
+            period=PERIOD, using_metrics={
+                "total": self.ours(names.CW_COLD_START_TOTAL, statistic="Maximum", label="wanted -> first answer (s)"),
+                "staged": self.cold_start("stage_to_ready")})
+
     def failure_percent(self) -> cw.MathExpression:
         failures = {f"e{i}": self.errors(kind) for i, kind in enumerate(SERVER_FAILURES)}
         summed = " + ".join(f"FILL({key}, 0)" for key in failures)

@@ -322,6 +322,8 @@ def test_a_request_is_held_until_a_replica_answers():
     metrics = app.state.metrics
     assert metrics.outcomes.labels("held_then_forwarded")._value.get() == 1
     assert metrics.cold._value.get() == 0 and metrics.held._value.get() == 0
+    # The cold start it saw: from the first request that found no replica to the answer.
+    assert 0.5 <= metrics.last_cold_start._value.get() < 3
 
 
 def test_holding_is_bounded_in_time_and_in_count():

@@ -42,8 +42,13 @@ def test_a_request_at_zero_is_held_and_answered_once_a_replica_is_ready(inferenc
         assert response.status_code == 200, response.text
         assert Image.open(io.BytesIO(response.content)).size == (512, 512)
         ready_after = time.monotonic() - started
+        metrics_port = next(p["containerPort"] for p in gateway.spec["ports"] if p.get("name") == "metrics")
+        exported = httpx.get(f"http://127.0.0.1:{gateway.adaptations.port(metrics_port)}/metrics").text
+        (last,) = [float(line.split()[-1]) for line in exported.splitlines()
+                   if line.startswith("sd21_gateway_last_cold_start_seconds ")]
+        assert abs(last - answer["seconds"]) < 2, (last, answer)  # the cold start the gateway reports
         print(f"\nheld {answer['seconds']:.1f}s while a replica started ({ready_after:.1f}s from its start to the "
-              f"answer), then answered 200")
+              f"answer), then answered 200; the gateway reports a {last:.1f}s cold start")
     finally:
         service.close()
         server.kill()
