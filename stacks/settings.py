@@ -448,7 +448,8 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "neuron_scheduler_version": _text(NEURON_IMAGE_TAG, "a Neuron release tag like 2.32.0.0"),
     "node_ami_alias": _ami_alias,
     "node_root_volume_gib": _int(200, 16000),
-    # gp3 limits: 125-1000 MiB/s, 3000-16000 IOPS, and at most 0.25 MiB/s per IOPS.
+    # gp3 limits: 3000-16000 IOPS (Karpenter's EC2NodeClass CRD text); 125-1000 MiB/s and at
+    # most 0.25 MiB/s per IOPS are EBS's gp3 rules as remembered, not verified from here.
     "node_root_volume_throughput_mibps": _int(125, 1000),
     "node_root_volume_iops": _int(3000, 16000),
     "fast_image_pull": _bool,

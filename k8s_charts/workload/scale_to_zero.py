@@ -58,8 +58,10 @@ def _rules(pods: int, period: int, window: int) -> dict:
 
 
 # KEDA reads the job queue's depth with its operator's own AWS identity (EKS Pod Identity,
-# stacks/workload/autoscaling.py): keda.sh docs, scalers/aws-sqs (queueURL, queueLength,
-# activationQueueLength, awsRegion) and authentication-providers/aws (podIdentity provider aws).
+# stacks/workload/autoscaling.py). The trigger's metadata (queueURL, queueLength,
+# activationQueueLength, awsRegion) is from keda.sh docs scalers/aws-sqs (kedacore/keda-docs).
+# `podIdentity: {provider: aws}` using the operator's identity by default is from memory of
+# keda.sh authentication-providers/aws: not verified from here; check it on the first deploy.
 AWS_AUTHENTICATION = "sd21-keda-aws"
 JOBS_PER_REPLICA = 4  # queued jobs per replica before KEDA adds one
 

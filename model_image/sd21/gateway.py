@@ -140,7 +140,7 @@ async def _bounded_body(request: Request) -> bytes | None:
     return bytes(body)
 
 
-COLD = JSONResponse({})  # a marker: no replica answered
+COLD = object()  # what send() returns when no replica answered (the connection was refused)
 
 
 def create_app(settings: GatewaySettings, registry: CollectorRegistry | None = None,

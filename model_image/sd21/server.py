@@ -50,6 +50,10 @@ class _TooLarge(Exception):
     pass
 
 
+def _too_large(max_bytes: int = MAX_BODY_BYTES) -> JSONResponse:
+    return _error(413, "request_too_large", f"the request body is larger than {max_bytes} bytes")
+
+
 TOO_LARGE = "sd21.body_too_large"
 
 
@@ -63,7 +67,7 @@ class BodyLimit:
     def _refusal(self) -> JSONResponse:
         if self.on_refusal is not None:
             self.on_refusal()
-        return _error(413, "request_too_large", f"the request body is larger than {self.max_bytes} bytes")
+        return _too_large(self.max_bytes)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -116,13 +120,21 @@ def create_app(service: Optional[GenerationService] = None, with_ui: bool = True
         if service is not None:
             service.metrics.errors.labels(kind).inc()
 
-    body_limit = BodyLimit(None, on_refusal=lambda: count("request_too_large"))
-    app.add_middleware(BodyLimit, on_refusal=body_limit.on_refusal)
+    app.add_middleware(BodyLimit, on_refusal=lambda: count("request_too_large"))
+
+    def refuse_other_model(body: GenerationRequest) -> Optional[JSONResponse]:
+        """404 naming the served model when `model` names another (OpenAI clients send it)."""
+        if body.model is None or body.model == served:
+            return None
+        count("model_not_found")
+        return _error(404, "model_not_found", f"model {body.model!r} is not served here; this endpoint "
+                                              f"serves {served!r}")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
         if request.scope.get(TOO_LARGE):
-            return body_limit._refusal()
+            count("request_too_large")
+            return _too_large()
         if exc.status_code == 400:  # a body FastAPI could not parse: as any invalid request
             count("invalid_request")
             return _error(422, "invalid_request", f"malformed request body: {exc.detail}")
@@ -190,10 +202,9 @@ def create_app(service: Optional[GenerationService] = None, with_ui: bool = True
 
         if service is None:
             return _error(503, "not_ready", "no model service")
-        if body.model is not None and body.model != served:
-            count("model_not_found")
-            return _error(404, "model_not_found", f"model {body.model!r} is not served here; this endpoint "
-                                                  f"serves {served!r}")
+        refused = refuse_other_model(body)
+        if refused is not None:
+            return refused
         seed = body.seed if body.seed is not None else random.randrange(2**32)
         params = GenerationParams(prompt=body.prompt, negative_prompt=body.negative_prompt, steps=body.steps,
                                   guidance_scale=float(body.guidance_scale), seed=seed)
@@ -207,7 +218,7 @@ def create_app(service: Optional[GenerationService] = None, with_ui: bool = True
         return {"created": int(time.time()), "data": [{"b64_json": base64.b64encode(data).decode(), "seed": seed}]}
 
     if jobs is not None:
-        add_job_routes(app, jobs)
+        add_job_routes(app, jobs, refuse_other_model)
     if served is not None:
         _publish_served_model(app, served)
     if with_ui and service is not None:
@@ -217,7 +228,7 @@ def create_app(service: Optional[GenerationService] = None, with_ui: bool = True
     return app
 
 
-def add_job_routes(app: FastAPI, jobs) -> None:
+def add_job_routes(app: FastAPI, jobs, refuse_other_model: Callable) -> None:
     from .jobs import JOBS_PATH
 
     @app.post(JOBS_PATH, status_code=202, summary="Submit a generation as a job (answered at once)",
@@ -227,11 +238,7 @@ def add_job_routes(app: FastAPI, jobs) -> None:
                          422: {"model": ErrorResponse, "description": "Invalid request, with the reason"},
                          503: {"model": ErrorResponse, "description": "The job queue is unavailable"}})
     async def submit_job(body: GenerationRequest):
-        served = app.state.service.settings.served_model if app.state.service else None
-        if body.model is not None and body.model != served:
-            return _error(404, "model_not_found", f"model {body.model!r} is not served here; this endpoint "
-                                                  f"serves {served!r}")
-        return await jobs.enqueue(body)
+        return refuse_other_model(body) or await jobs.enqueue(body)
 
     @app.get(JOBS_PATH + "/{job_id}", summary="A job: queued, running, succeeded (with its image URL) or failed",
              responses={404: {"model": ErrorResponse, "description": "No such job (or it expired)"}})

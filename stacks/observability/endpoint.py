@@ -14,6 +14,8 @@ from stacks.settings import Settings
 
 
 def publish_metrics_statement() -> iam.PolicyStatement:
+    # The condition key cloudwatch:namespace (CloudWatch's IAM condition keys for PutMetricData)
+    # is not verified from here; tests/pods checks only that publishing works against moto.
     return iam.PolicyStatement(sid="PublishEndpointMetrics", actions=["cloudwatch:PutMetricData"], resources=["*"],
                                conditions={"StringEquals": {"cloudwatch:namespace": CLOUDWATCH_NAMESPACE}})
 

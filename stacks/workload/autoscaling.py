@@ -28,7 +28,8 @@ PROMETHEUS_RELEASE = "prometheus"
 PROMETHEUS_URL = f"http://{PROMETHEUS_RELEASE}-server.{NAMESPACE}.svc"
 KEDA_REPOSITORY = "https://kedacore.github.io/charts"
 KEDA_NAMESPACE = "keda"
-# The kedacore/keda chart's operator ServiceAccount (values serviceAccount.operator.name).
+# The kedacore/keda chart's operator ServiceAccount (values serviceAccount.operator.name):
+# not verified from here against chart 2.20.2; the Pod Identity association names it.
 KEDA_OPERATOR_ACCOUNT = "keda-operator"
 
 

@@ -38,6 +38,12 @@ def generate(base_url: str) -> Image.Image:
     return Image.open(io.BytesIO(response.content))
 
 
+def metrics_url_of(container) -> str:
+    """The container's port named "metrics" (the gateway's), by its spec."""
+    port = next(p["containerPort"] for p in container.spec["ports"] if p.get("name") == "metrics")
+    return f"http://127.0.0.1:{container.adaptations.port(port)}/metrics"
+
+
 def url_of(container) -> str:
     return f"http://127.0.0.1:{container.adaptations.port(container.spec['ports'][0]['containerPort'])}"
 

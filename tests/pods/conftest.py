@@ -127,19 +127,20 @@ def staged(inference_pod, compiled, adapt) -> str:
 
 @pytest.fixture
 def gateway_before(zero, adapt, pods_root):
-    """The scale-to-zero gateway from its spec, its upstream the given Service's address."""
+    """The scale-to-zero gateway from its spec. The inference Service's DNS name resolves to the
+    given loopback URL (the adaptation), so it reaches it only if its env names that very Service."""
     objects = zero.objects
     (gateway,) = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "sd21-gateway"]
     (upstream,) = [o for o in objects if o["kind"] == "Service" and o["metadata"]["name"] == "sd21-inference"]
     started = []
 
-    def start(service, extra_env: dict | None = None, jobs: dict | None = None):
+    def start(upstream_url: str, extra_env: dict | None = None, jobs: dict | None = None):
         meta, port = upstream["metadata"], upstream["spec"]["ports"][0]["port"]
         pod = Pod(pod_spec(gateway), pods_root)
         spec = find_container(pod.spec, "gateway")
         container = pod.container("gateway", adapt(
             ports={p["containerPort"]: free_port() for p in spec["ports"]},
-            hosts={f"http://{meta['name']}.{meta['namespace']}.svc:{port}": service.url}, extra_env=extra_env or {},
+            hosts={f"http://{meta['name']}.{meta['namespace']}.svc:{port}": upstream_url}, extra_env=extra_env or {},
             **({"jobs": jobs} if jobs else {})))
         container.start()
         started.append((container, pod))

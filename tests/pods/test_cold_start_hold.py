@@ -10,7 +10,7 @@ import time
 import httpx
 from PIL import Image
 
-from tests.pods.cluster import env_of, start_server, url_of
+from tests.pods.cluster import env_of, metrics_url_of, start_server, url_of
 from tests.pods.service import Service
 
 API = "/v1/images/generations"
@@ -20,7 +20,7 @@ BODY = {"prompt": "a lighthouse at dusk", "steps": 2, "seed": 7, "response_forma
 def test_a_request_at_zero_is_held_and_answered_once_a_replica_is_ready(inference_pod, staged, adapt,
                                                                         gateway_before):
     service = Service([])  # scaled to zero: connections are refused
-    gateway = gateway_before(service)
+    gateway = gateway_before(service.url)
     assert float(env_of(gateway.spec)["SD21_HOLD_S"]) >= 60  # the spec's bound, not a test value
     answer: dict = {}
 
@@ -42,8 +42,7 @@ def test_a_request_at_zero_is_held_and_answered_once_a_replica_is_ready(inferenc
         assert response.status_code == 200, response.text
         assert Image.open(io.BytesIO(response.content)).size == (512, 512)
         ready_after = time.monotonic() - started
-        metrics_port = next(p["containerPort"] for p in gateway.spec["ports"] if p.get("name") == "metrics")
-        exported = httpx.get(f"http://127.0.0.1:{gateway.adaptations.port(metrics_port)}/metrics").text
+        exported = httpx.get(metrics_url_of(gateway)).text
         (last,) = [float(line.split()[-1]) for line in exported.splitlines()
                    if line.startswith("sd21_gateway_last_cold_start_seconds ")]
         assert abs(last - answer["seconds"]) < 2, (last, answer)  # the cold start the gateway reports
@@ -56,7 +55,7 @@ def test_a_request_at_zero_is_held_and_answered_once_a_replica_is_ready(inferenc
 
 def test_past_its_bound_a_held_request_gets_503_and_people_get_a_page_at_once(gateway_before):
     service = Service([])
-    gateway = gateway_before(service, extra_env={"SD21_HOLD_S": "2"})  # a short bound for the test
+    gateway = gateway_before(service.url, extra_env={"SD21_HOLD_S": "2"})  # a short bound for the test
     started = time.monotonic()
     response = httpx.post(url_of(gateway) + API, json=BODY, timeout=60)
     held = time.monotonic() - started

@@ -62,7 +62,7 @@ def test_a_job_submitted_at_zero_replicas_completes_once_a_server_starts(
     resources = job_resources(f"zero-{uuid.uuid4().hex[:6]}")
     listener = listen(resources["SD21_JOBS_TOPIC_ARN"])
     service = Service([])  # no replica at all
-    gateway = gateway_before(service, jobs=resources)
+    gateway = gateway_before(service.url, jobs=resources)
     job = submit(url_of(gateway), seed=11)
     assert httpx.get(f"{url_of(gateway)}{JOBS}/{job['id']}").json()["status"] == "queued"
     server = start_server(inference_pod, staged, adapt, jobs=resources)

@@ -47,7 +47,7 @@ def test_the_pods_publish_every_metric_the_dashboard_and_alarms_read(
     service = Service([server])
     try:
         service.wait_ready(1, timeout=30)
-        gateway = gateway_before(service, extra_env=fast)
+        gateway = gateway_before(service.url, extra_env=fast)
         assert generate(url_of(gateway)).size == (512, 512)  # requests, images, latency
         assert httpx.post(url_of(server) + "/v1/images/generations", json={"prompt": ""}).status_code == 422
         time.sleep(2.5)  # two periods

@@ -11,7 +11,7 @@ import pytest
 
 from sd21.localstack import free_port
 from tests.pods.cluster import env_of, generate, start_server, url_of
-from tests.pods.kubelet import Pod, find_container, pod_spec
+from tests.pods.kubelet import Pod, find_container
 
 
 @pytest.fixture(scope="module")
@@ -39,26 +39,9 @@ def test_the_job_env_names_the_version_the_deployment_stages(compile_pod_spec, i
         assert env_of(find_container(inference_pod_spec, name))["SD21_MODEL_VERSION"] == computed
 
 
-def test_gateway_at_scale_to_zero_forwards_to_the_server(zero, server, adapt, pods_root):
-    objects = zero.objects
-    (gateway,) = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "sd21-gateway"]
-    (upstream,) = [o for o in objects if o["kind"] == "Service" and o["metadata"]["name"] == "sd21-inference"]
-    # The Service DNS name resolves to the server on loopback (the adaptation), so the
-    # gateway reaches it only if its env names that very Service.
-    meta, port = upstream["metadata"], upstream["spec"]["ports"][0]["port"]
-    hosts = {f"http://{meta['name']}.{meta['namespace']}.svc:{port}": url_of(server)}
-    pod = Pod(pod_spec(gateway), pods_root)
-    spec = find_container(pod.spec, "gateway")
-    ports = {p["containerPort"]: free_port() for p in spec["ports"]}
-    container = pod.container("gateway", adapt(ports=ports, hosts=hosts))
-    container.start()
-    try:
-        container.wait_http("readinessProbe", timeout=60)
-        assert generate(url_of(container)).size == (512, 512)
-    finally:
-        container.signal(signal.SIGTERM)
-        container.wait(timeout=60)
-        pod.cleanup()
+def test_gateway_at_scale_to_zero_forwards_to_the_server(server, gateway_before):
+    gateway = gateway_before(url_of(server))
+    assert generate(url_of(gateway)).size == (512, 512)
 
 
 def test_server_drains_and_exits_zero_on_sigterm(inference_pod, staged, adapt):

@@ -10,7 +10,7 @@ import time
 import httpx
 
 from sd21.health import EXIT_UNHEALTHY
-from tests.pods.cluster import env_of, start_server, url_of
+from tests.pods.cluster import env_of, metrics_url_of, start_server, url_of
 from tests.pods.service import Service
 
 API = "/v1/images/generations"
@@ -103,7 +103,7 @@ def test_a_failing_device_leaves_the_service_and_traffic_moves_to_the_healthy_re
     service = Service([failing, healthy])
     try:
         service.wait_ready(2, timeout=30)
-        gateway = gateway_before(service)
+        gateway = gateway_before(service.url)
         threshold = int(env_of(failing.spec)["SD21_MAX_CONSECUTIVE_FAILURES"])
         start = time.monotonic()
         watch = Watch(failing, start)
@@ -135,8 +135,7 @@ def test_a_failing_device_leaves_the_service_and_traffic_moves_to_the_healthy_re
         # until the endpoint is gone: never a refused connection (the gateway's 503 "cold").
         assert statuses.count(500) == threshold - 1, outcomes
         assert {kind for _, status, kind in outcomes if status == 503} <= {"unhealthy"}, outcomes
-        metrics_port = next(p["containerPort"] for p in gateway.spec["ports"] if p.get("name") == "metrics")
-        metrics = httpx.get(f"http://127.0.0.1:{gateway.adaptations.port(metrics_port)}/metrics").text
+        metrics = httpx.get(metrics_url_of(gateway)).text
         retried = float(re.search(r'sd21_gateway_outcomes_total\{outcome="retried_elsewhere"\} (\S+)', metrics)[1])
         assert retried >= 1, metrics
         after_leaving = [status for t, status, _ in outcomes if t > left[0] + 0.5]
