@@ -50,6 +50,12 @@ ADDONS = ("vpc-cni", "coredns", "kube-proxy", "eks-pod-identity-agent", "eks-nod
           "amazon-cloudwatch-observability")
 
 
+# Settings an earlier version had: a context that still sets one gets told why it went.
+RETIRED = {
+    "prometheusAdapterChartVersion": "KEDA scales the endpoint in both modes, prometheus-adapter is not installed",
+}
+
+
 class SettingsError(ValueError):
     """An invalid setting; the message names it and says what is allowed."""
 
@@ -122,7 +128,6 @@ class Settings:
     inf2_xlarge_hourly_usd: float
     inf2_xlarge_spot_hourly_usd: float | None
     prometheus_chart_version: str
-    prometheus_adapter_chart_version: str
     keda_chart_version: str
     # --- release pipeline ----------------------------------------------------
     pipeline_connection_arn: str
@@ -167,6 +172,9 @@ class Settings:
                 raise SettingsError(key, str(err)) from None
         known = {_camel(f.name) for f in fields(cls)}
         unknown = sorted(key for key in set(context) - known if not _cdk_key(key))
+        retired = [key for key in unknown if key in RETIRED]
+        if retired:
+            raise SettingsError(retired[0], f"is no longer used: {RETIRED[retired[0]]}; remove it from the context")
         if unknown:
             suggestion = _camel(unknown[0].replace("-", "_"))
             hint = f"; did you mean '{suggestion}'?" if suggestion in known else " (typo?)"
@@ -493,7 +501,6 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "inf2_xlarge_hourly_usd": _price,
     "inf2_xlarge_spot_hourly_usd": lambda v: None if v in ("", None) else _price(v),
     "prometheus_chart_version": _text(SEMVER, "a chart version such as 28.0.0"),
-    "prometheus_adapter_chart_version": _text(SEMVER, "a chart version such as 5.1.0"),
     "keda_chart_version": _text(SEMVER, "a chart version such as 2.20.2"),
     "pipeline_connection_arn": _text(CONNECTION_ARN, "a CodeConnections connection ARN"),
     "pipeline_repository": _text(REPOSITORY, "a GitHub repository as owner/name"),

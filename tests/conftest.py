@@ -115,7 +115,8 @@ SCALE_TO_ZERO = {"minReplicas": 0, "acceptColdStarts": True}
 
 
 @dataclass
-class ScaleToZeroApp:
+class SynthesizedMode:
+    """One synthesized app, read as the workload's Kubernetes objects and stack templates."""
     application: Application
     outdir: Path
 
@@ -134,7 +135,7 @@ class ScaleToZeroApp:
 
 
 @pytest.fixture(scope="session")
-def zero(tmp_path_factory) -> ScaleToZeroApp:
+def zero(tmp_path_factory) -> SynthesizedMode:
     """The application stacks with minReplicas 0, cdk-nag included (a finding raises)."""
     from stacks.application import build_application
     from stacks.compliance import check_compliance
@@ -147,7 +148,15 @@ def zero(tmp_path_factory) -> ScaleToZeroApp:
     check_compliance(app)
     app.synth()
     fail_on_any_finding(str(outdir))
-    return ScaleToZeroApp(application, outdir)
+    return SynthesizedMode(application, outdir)
+
+
+@pytest.fixture(params=["default", "zero"])
+def each_mode(request, synthesized) -> SynthesizedMode:
+    """The app in each autoscaling mode: minReplicas >= 1 (the default), then 0."""
+    if request.param == "zero":
+        return request.getfixturevalue("zero")
+    return SynthesizedMode(synthesized.application, synthesized.outdir)
 
 
 def job_resources(name: str, max_attempts: int = 3, visibility_s: int = 120) -> dict[str, str]:

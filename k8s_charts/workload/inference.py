@@ -2,10 +2,9 @@
 model from S3 into an emptyDir, the server that serves it, and the Service,
 Ingress (ALB) and PodDisruptionBudget around it.
 
-Autoscaling has two modes (settings.scales_to_zero):
-* minReplicas >= 1: a HorizontalPodAutoscaler here, on the pending-requests metric;
-* minReplicas 0: KEDA's ScaledObject (k8s_charts/workload/scale_to_zero.py) owns
-  the replica count, and the Ingress points at the gateway, which stays up at zero.
+KEDA's ScaledObject (k8s_charts/workload/scaling.py) owns the replica count. At
+minReplicas 0 (settings.scales_to_zero) the Ingress points at the gateway, which
+stays up at zero.
 """
 import json
 
@@ -32,10 +31,6 @@ from k8s_charts.workload.spec import (
 STAGE_CPU_MILLI = 1000
 STAGE_MEMORY_GIB = 2
 MODEL_DISK_GIB = 20
-# The server's count of accepted, unfinished requests (queued + running,
-# sd21.metric_names.INFLIGHT_REQUESTS), per pod on the custom metrics API: served by prometheus-adapter
-# (stacks/workload/autoscaling.py) for the HPA.
-PENDING_METRIC = "sd21_pending_requests"
 # Serving loads only from the staged directory: no hub, no telemetry; HOME on a writable emptyDir.
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
                "GRADIO_ANALYTICS_ENABLED": "False", "HOME": "/tmp"}
@@ -46,11 +41,6 @@ STARTUP_BUDGET_SECONDS = 900
 # server keeps answering 503 (not a refused connection) one period longer, then exits.
 READY_PERIOD_SECONDS, READY_FAILURES = 2, 2
 UNHEALTHY_EXIT_DELAY_SECONDS = READY_PERIOD_SECONDS * (READY_FAILURES + 1)
-# How fast replicas follow the signal (the HPA's and KEDA's behavior alike): up by
-# 2 a minute at once; down by 1 per 5 minutes after 10 quiet minutes, because
-# nodes take minutes to come back.
-SCALE_UP_PODS, SCALE_UP_PERIOD_SECONDS = 2, 60
-SCALE_DOWN_PODS, SCALE_DOWN_PERIOD_SECONDS, SCALE_DOWN_WINDOW_SECONDS = 1, 300, 600
 
 
 class InferenceChart(cdk8s.Chart):
@@ -162,32 +152,9 @@ class InferenceChart(cdk8s.Chart):
         self.disruption_budget = disruption_budget(
             self, cdk8s.ApiObjectMetadata(name=APP_LABEL, namespace=namespace),
             {"app.kubernetes.io/name": APP_LABEL}, keep_one_ready=True)
-        if settings.scales_to_zero:
-            # KEDA owns the count: an applied `replicas` would wake the endpoint on every deploy.
-            cdk8s.ApiObject.of(self.deployment).add_json_patch(cdk8s.JsonPatch.remove("/spec/replicas"))
-        self.autoscaler = None if settings.scales_to_zero else self._autoscaler(namespace)
-
-    def _autoscaler(self, namespace: str) -> kplus.HorizontalPodAutoscaler:
-        settings = self.spec.settings
-        return kplus.HorizontalPodAutoscaler(
-            self,
-            "Autoscaler",
-            metadata=cdk8s.ApiObjectMetadata(name=APP_LABEL, namespace=namespace),
-            target=self.deployment,
-            min_replicas=settings.min_replicas,
-            max_replicas=settings.max_replicas,
-            metrics=[kplus.Metric.pods(
-                name=PENDING_METRIC,
-                target=kplus.MetricTarget.average_value(settings.target_pending_per_replica))],
-            scale_up=kplus.ScalingRules(
-                stabilization_window=cdk8s.Duration.seconds(0),
-                policies=[kplus.ScalingPolicy(replicas=kplus.Replicas.absolute(SCALE_UP_PODS),
-                                              duration=cdk8s.Duration.seconds(SCALE_UP_PERIOD_SECONDS))]),
-            scale_down=kplus.ScalingRules(
-                stabilization_window=cdk8s.Duration.seconds(SCALE_DOWN_WINDOW_SECONDS),
-                policies=[kplus.ScalingPolicy(replicas=kplus.Replicas.absolute(SCALE_DOWN_PODS),
-                                              duration=cdk8s.Duration.seconds(SCALE_DOWN_PERIOD_SECONDS))]),
-        )
+        # KEDA owns the count: an applied `replicas` would reset it on every deploy (and wake
+        # the endpoint at zero).
+        cdk8s.ApiObject.of(self.deployment).add_json_patch(cdk8s.JsonPatch.remove("/spec/replicas"))
 
     def _patch_pod_spec(self, spec: WorkloadSpec) -> None:
         """Fields cdk8s-plus-27 has no API for."""

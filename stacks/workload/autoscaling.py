@@ -1,20 +1,14 @@
-"""Autoscaling of the inference Deployment, in one of two modes (settings.scales_to_zero).
-
-Both: Prometheus scrapes the servers' queue gauges (and the gateway's counters).
-* minReplicas >= 1: prometheus-adapter serves `sd21_pending_requests` (queued +
-  in flight, per pod) on the custom metrics API; the chart's HPA follows it.
-* minReplicas 0: KEDA (Helm) runs the ScaledObject of k8s_charts/workload/scale_to_zero.py
-  on the same signal plus the gateway's count of received requests and the job queue's
-  depth, which exist without pods.
-Karpenter then adds or removes inf2 nodes for the pods.
+"""Autoscaling of the inference Deployment, the same in both modes: Prometheus scrapes
+the servers' queue gauges (and, at minReplicas 0, the gateway's counters), and KEDA
+(Helm) runs the ScaledObject of k8s_charts/workload/scaling.py on them and on the job
+queue's depth, which it reads with its own Pod Identity role. Karpenter then adds or
+removes inf2 nodes for the pods.
 """
 import cdk8s
 from aws_cdk import Stack, aws_eks_v2 as eks
 from constructs import Construct
-from sd21.metric_names import INFLIGHT_REQUESTS as INFLIGHT_GAUGE
 
-from k8s_charts.workload.inference import PENDING_METRIC
-from k8s_charts.workload.scale_to_zero import ScaleToZeroChart
+from k8s_charts.workload.scaling import ScalingChart
 from stacks.cluster.eks import SYSTEM_NODE_LABEL
 from stacks.cluster.manifests import HELM_TIMEOUT, attach_chart
 from stacks.jobs.queue import JobQueue
@@ -33,41 +27,26 @@ KEDA_NAMESPACE = "keda"
 KEDA_OPERATOR_ACCOUNT = "keda-operator"
 
 
-def adapter_rule() -> dict:
-    return {
-        "seriesQuery": f'{INFLIGHT_GAUGE}{{namespace!="",pod!=""}}',
-        "resources": {"overrides": {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}},
-        "name": {"matches": f"^{INFLIGHT_GAUGE}$", "as": PENDING_METRIC},
-        "metricsQuery": f"sum({INFLIGHT_GAUGE}{{<<.LabelMatchers>>}}) by (<<.GroupBy>>)",
-    }
-
-
 class Autoscaling(Construct):
     def __init__(self, scope: Construct, id: str, *, settings: Settings, cluster: eks.ICluster,
                  manifests: WorkloadManifests, jobs: JobQueue) -> None:
         super().__init__(scope, id)
         self.on_system_nodes = dict([SYSTEM_NODE_LABEL])
         self.prometheus = self._prometheus(settings, cluster)
-        self.adapter = self.keda = self.scaled_object_manifest = None
-        if settings.scales_to_zero:
-            self.keda = self._keda(settings, cluster)
-            # KEDA's operator reads the job queue's depth with its own role.
-            keda_role = pod_identity_role(self, "KedaRole", "KEDA operator: read the sd21 job queue's depth")
-            jobs.grant(self, "KedaReadsQueueDepth", keda_role, jobs.depth_statements())
-            self.keda_binding = PodIdentityBinding(self, "KedaIdentity", cluster_name=cluster.cluster_name,
-                                                   namespace=KEDA_NAMESPACE, service_account=KEDA_OPERATOR_ACCOUNT,
-                                                   role=keda_role)
-            self.keda.node.add_dependency(self.keda_binding)
-            self.scale_to_zero_chart = ScaleToZeroChart(
-                cdk8s.App(), "sd21-scale-to-zero", settings=settings,
-                target=manifests.inference_chart.deployment, prometheus_url=PROMETHEUS_URL,
-                job_queue_url=jobs.queue.queue_url, region=Stack.of(self).region)
-            self.scaled_object_manifest = attach_chart(self, "ScaledObject", cluster, self.scale_to_zero_chart)
-            # KEDA's CRDs first; and the Deployment it scales must exist.
-            self.scaled_object_manifest.node.add_dependency(self.keda, manifests.inference_manifest)
-        else:
-            self.adapter = self._adapter(settings, cluster)
-            self.adapter.node.add_dependency(self.prometheus)
+        self.keda = self._keda(settings, cluster)
+        # KEDA's operator reads the job queue's depth with its own role.
+        keda_role = pod_identity_role(self, "KedaRole", "KEDA operator: read the sd21 job queue's depth")
+        jobs.grant(self, "KedaReadsQueueDepth", keda_role, jobs.depth_statements())
+        self.keda_binding = PodIdentityBinding(self, "KedaIdentity", cluster_name=cluster.cluster_name,
+                                               namespace=KEDA_NAMESPACE, service_account=KEDA_OPERATOR_ACCOUNT,
+                                               role=keda_role)
+        self.keda.node.add_dependency(self.keda_binding)
+        self.scaling_chart = ScalingChart(
+            cdk8s.App(), "sd21-scaling", settings=settings, target=manifests.inference_chart.deployment,
+            prometheus_url=PROMETHEUS_URL, job_queue_url=jobs.queue.queue_url, region=Stack.of(self).region)
+        self.scaled_object_manifest = attach_chart(self, "ScaledObject", cluster, self.scaling_chart)
+        # KEDA's CRDs first; and the Deployment it scales must exist.
+        self.scaled_object_manifest.node.add_dependency(self.keda, manifests.inference_manifest)
 
     def _prometheus(self, settings: Settings, cluster: eks.ICluster) -> eks.HelmChart:
         return _helm(
@@ -85,16 +64,6 @@ class Autoscaling(Construct):
                     "global": {"scrape_interval": "15s"},
                     "resources": {"requests": {"cpu": "200m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}},
                 },
-            },
-        )
-
-    def _adapter(self, settings: Settings, cluster: eks.ICluster) -> eks.HelmChart:
-        return _helm(
-            self, "Adapter", cluster, CHART_REPOSITORY, "prometheus-adapter",
-            settings.prometheus_adapter_chart_version, NAMESPACE, values={
-                "prometheus": {"url": PROMETHEUS_URL, "port": 80},
-                "rules": {"default": False, "custom": [adapter_rule()]},
-                "nodeSelector": self.on_system_nodes,
             },
         )
 

@@ -1,20 +1,21 @@
 """Cost of the endpoint, derived from the settings (run: python -m stacks.workload.cost).
 
-Throughput is the Neuron SDK's published benchmark for Stable Diffusion 2.1 512x512 on
-inf2.xlarge: aws-neuron/aws-neuron-sdk general/benchmarks/inf2/throughput_data_vision_sd.csv,
-the Neuron 2.18.0 row (PyTorch 2.1, 0.604 images/s, p50 1655 ms), measured by
+Throughput is the Neuron SDK's newest published benchmark for Stable Diffusion 2.1
+512x512 on inf2.xlarge: aws-neuron/aws-neuron-sdk general/benchmarks/inf2/latency_data_vision_sd.csv
+at commit 752349fd3de5aaa6eb69690955eeaa7d43fcd082, the Neuron 2.21.0 row (PyTorch 2.5,
+batch 1, 0.596 images/s, p50 1679.8 ms, p99 1685.4 ms), measured by
 src/benchmark/pytorch/sd2_512_benchmark.py, which calls the pipeline with diffusers'
-default of 50 steps (DPM-Solver++). Earlier rows: 0.562 (2.17.0), 0.51 (2.13.0). A
-Neuron 2.21 row of 0.596 images/s is reported in this project's issues; no stored copy
-of it was seen from here. Nothing here was measured on inf2: the figure for the
-endpoint's default step count is an estimate (the 50-step time scaled by steps, which
-leaves out that the text encoder and the VAE do not shrink with fewer steps).
+default of 50 steps (DPM-Solver++). Older rows, in throughput_data_vision_sd.csv: 0.604
+(2.18.0, PyTorch 2.1, commit 23da8895c65c3d4daed321e0684a98f0545885fc), 0.562 and 0.549
+(2.17.0). Nothing here was measured on inf2: the figure for the endpoint's default step
+count is an estimate (the 50-step time scaled by steps, which leaves out that the text
+encoder and the VAE do not shrink with fewer steps).
 """
 import sys
 
-BENCHMARK_IMAGES_PER_SECOND = 0.604
+BENCHMARK_IMAGES_PER_SECOND = 0.596
 BENCHMARK_STEPS = 50
-BENCHMARK_SOURCE = "the Neuron 2.18.0 benchmark row"
+BENCHMARK_SOURCE = "the Neuron 2.21.0 benchmark row; 2.18.0 gave 0.604"
 HOURS_PER_MONTH = 730
 
 

@@ -52,14 +52,15 @@ def test_diff_shows_what_a_change_does_to_the_cluster(synthesized, application, 
     deployed = json.loads(synthesized.template_file(application.workload).read_text())
     proposed = zero.template(zero.application.workload)
     text = rendering.diff_templates(deployed, proposed)
-    assert "- removed HorizontalPodAutoscaler sd21/sd21-inference" in text
-    assert "+ added ScaledObject sd21/sd21-inference" in text
+    assert "~ changed ScaledObject sd21/sd21-inference" in text
+    assert "-  minReplicaCount: 1" in text and "+  minReplicaCount: 0" in text  # the unified YAML diff itself
     assert "+ added Deployment sd21/sd21-gateway" in text
     assert "~ changed Ingress sd21/sd21-inference" in text
-    assert "+      name: sd21-gateway" in text  # the unified YAML diff of the change itself
+    assert "+      name: sd21-gateway" in text
     assert "Deployment sd21/sd21-inference" not in text  # unchanged objects are not listed
-    assert "- removed monitoring/prometheus-adapter" in text and "+ added keda/keda" in text
-    assert "## Helm releases: 1 added, 1 removed, 0 changed, 1 unchanged" in text
+    assert "## Helm releases: 0 added, 0 removed, 0 changed, 2 unchanged" in text
+    back = rendering.diff_templates(proposed, deployed)
+    assert "- removed Deployment sd21/sd21-gateway" in back and "- removed Service sd21/sd21-gateway" in back
 
 
 def test_first_deploy_diff_adds_everything(synthesized, application):

@@ -24,11 +24,15 @@ MODULES = {
     "model_image/sd21/stage.py": "tests/model_image/test_defensive_paths.py tests/model_image/test_compile_and_stage.py",
     "model_image/sd21/service.py": "tests/model_image/test_defensive_paths.py tests/model_image/test_drain.py "
                                    "tests/model_image/test_bad_inputs_and_overload.py",
-    "model_image/sd21/gateway.py": "tests/model_image/test_gateway.py",
+    # Less the one test that starts a real server (13 s; it checks forwarding, which others check too).
+    "model_image/sd21/gateway.py": "tests/model_image/test_gateway.py -k 'not real_server'",
     "model_image/sd21/health.py": "tests/model_image/test_device_health.py",
     "model_image/sd21/cloudwatch.py": "tests/model_image/test_cloudwatch_publisher.py",
     "model_image/sd21/artifact.py": "tests/model_image/test_artifact.py tests/model_image/test_neuron_seam.py",
-    "stacks/settings.py": "tests/stacks/test_settings.py tests/k8s/test_settings.py",
+    # In process; the `python app.py` runs (2 s each) check the CLI's message, not the rules.
+    "stacks/settings.py": "tests/stacks/test_settings.py tests/k8s/test_settings.py tests/workload/test_image_and_cost.py "
+                          "tests/stacks/test_observability.py::test_bad_observability_settings_name_themselves "
+                          "-k 'not synth_fails and not app_exits'",
     "k8s_charts/workload/spec.py": "tests/workload tests/pods",
 }
 

@@ -74,11 +74,14 @@ def test_the_worker_side_may_only_receive_delete_extend_and_announce(synthesized
     assert statements["SendJobs"]["Action"] == "sqs:SendMessage"  # the servers accept jobs too (minReplicas >= 1)
 
 
-def test_at_zero_the_gateway_may_only_enqueue_and_keda_only_read_the_depth(zero):
-    template = zero.template(zero.application.workload)
-    jobs = zero.application.workload.jobs
-    gateway = _policies_of(template, "GatewayRole")
+def test_at_zero_the_gateway_may_only_enqueue(zero):
+    gateway = _policies_of(zero.template(zero.application.workload), "GatewayRole")
     assert {json.dumps(s["Action"]) for s in gateway} == {'"cloudwatch:PutMetricData"', '"sqs:SendMessage"'}
+
+
+def test_keda_may_only_read_the_depth_of_the_job_queue(each_mode):
+    template = each_mode.template(each_mode.application.workload)
+    jobs = each_mode.application.workload.jobs
     keda = _policies_of(template, "KedaRole")
     assert keda == [{"Sid": "ReadQueueDepth", "Effect": "Allow", "Action": "sqs:GetQueueAttributes",
                      "Resource": {"Fn::GetAtt": [logical_id(jobs.queue), "Arn"]}}]

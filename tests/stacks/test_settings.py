@@ -47,6 +47,8 @@ def test_defaults_are_valid():
         ("nodePoolCpuLimit", 16, "'nodePoolCpuLimit': 16 is below the 32 of the inf2.8xlarge"),
         ("nodePoolMemoryGibLimit", 64, "'nodePoolMemoryGibLimit': 64 is below the 128 of the inf2.8xlarge"),
         ("maxReplicas", 9, "'maxReplicas': 9 replicas need 9 inf2.xlarge nodes"),
+        ("prometheusAdapterChartVersion", "5.1.0",
+         "'prometheusAdapterChartVersion': is no longer used: KEDA scales the endpoint in both modes"),
     ],
 )
 def test_invalid_value_names_the_setting(key, value, expected):

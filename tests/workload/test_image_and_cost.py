@@ -59,7 +59,7 @@ def test_readme_cost_block_is_the_cost_command_output():
     readme = (ROOT / "README.md").read_text()
     block = re.search(r"<!-- cost:begin -->\n```\n(.*?)```\n<!-- cost:end -->", readme, re.S).group(1)
     assert block == result.stdout
-    assert "$0.349" in result.stdout  # 0.758 $/h / (0.604 images/s * 3600 s/h) * 1000
+    assert "$0.353" in result.stdout  # 0.758 $/h / (0.596 images/s * 3600 s/h) * 1000
 
 
 def test_image_declares_the_sdk_of_its_base_and_compile_enforces_it(monkeypatch, capsys):
@@ -77,10 +77,10 @@ def test_cost_names_its_source_and_prices_spot_when_given():
     from stacks.workload.cost import cost_lines
 
     default = "\n".join(cost_lines(Settings.from_context(default_context())))
-    assert "0.604 images/s at 50 steps (the Neuron 2.18.0 benchmark row)" in default
+    assert "0.596 images/s at 50 steps (the Neuron 2.21.0 benchmark row; 2.18.0 gave 0.604)" in default
     assert "(estimate" in default and "spot: set inf2XlargeSpotHourlyUsd" in default
     spot = "\n".join(cost_lines(Settings.from_context({**default_context(), "inf2XlargeSpotHourlyUsd": "0.3"})))
-    # $0.3/h over 0.604 images/s: 1000 images take 1656 s, i.e. $0.138.
-    assert "$ per 1000 images at full load, spot: $0.138 at 50 steps" in spot
+    # $0.3/h over 0.596 images/s: 1000 images take 1678 s, i.e. $0.140.
+    assert "$ per 1000 images at full load, spot: $0.140 at 50 steps" in spot
     with pytest.raises(SettingsError, match="inf2XlargeSpotHourlyUsd"):
         Settings.from_context({**default_context(), "inf2XlargeSpotHourlyUsd": "-1"})

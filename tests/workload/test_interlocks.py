@@ -37,16 +37,9 @@ def same_service(url: str, port: int | None, expected: str) -> bool:
     return f"http://{host}" == expected
 
 
-def test_the_adapter_queries_the_prometheus_the_chart_installs(workload_template):
-    (adapter,) = [r["Properties"] for r in workload_template["Resources"].values()
-                  if r["Type"] == "Custom::AWSCDK-EKS-HelmChart" and r["Properties"]["Chart"] == "prometheus-adapter"]
-    values = json.loads(rendering.placeholder(adapter["Values"]))["prometheus"]
-    assert same_service(values["url"], values.get("port"), prometheus_server_url(workload_template))
-
-
-def test_keda_queries_the_prometheus_the_chart_installs(zero):
-    template = zero.template(zero.application.workload)
-    (scaled,) = [o for o in zero.objects if o["kind"] == "ScaledObject"]
+def test_keda_queries_the_prometheus_the_chart_installs(each_mode):
+    template = each_mode.template(each_mode.application.workload)
+    (scaled,) = [o for o in each_mode.objects if o["kind"] == "ScaledObject"]
     addresses = {t["metadata"]["serverAddress"] for t in scaled["spec"]["triggers"] if t["type"] == "prometheus"}
     assert addresses and all(same_service(a, None, prometheus_server_url(template)) for a in addresses)
 

@@ -4,8 +4,8 @@ import re
 
 from k8s_charts.karpenter.node_pool import NEURON_TAINT, NODE_POOL_NAME
 from k8s_charts.neuron.hardware import NEURON_DEVICE
-from k8s_charts.workload.inference import PENDING_METRIC
 from k8s_charts.workload.spec import DEREGISTRATION_DELAY_SECONDS
+from stacks.workload.autoscaling import KEDA_NAMESPACE
 from sd21.artifact import artifact_version
 from tests.conftest import logical_id
 from tests.k8s.validation import validate_all
@@ -28,7 +28,7 @@ def env(c: dict) -> dict:
 def test_every_workload_object_validates_strictly(workload_objects, application):
     assert {o["kind"] for o in workload_objects} >= {
         "Namespace", "ServiceAccount", "Job", "Deployment", "Service", "Ingress", "PodDisruptionBudget",
-        "HorizontalPodAutoscaler"}
+        "ScaledObject"}
     assert validate_all(workload_objects, application.settings.kubernetes_version) == []
 
 
@@ -45,8 +45,9 @@ def test_pod_identity_associations_point_at_real_service_accounts(workload_templ
                                                                      storage_template, application):
     accounts = {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in workload_objects
                 if o["kind"] == "ServiceAccount"}
+    # Ours; KEDA's operator (a chart's ServiceAccount) is tests/stacks/test_jobs.py's.
     associations = [r["Properties"] for r in workload_template["Resources"].values()
-                    if r["Type"] == "AWS::EKS::PodIdentityAssociation"]
+                    if r["Type"] == "AWS::EKS::PodIdentityAssociation" and r["Properties"]["Namespace"] != KEDA_NAMESPACE]
     assert len(associations) == 2
     bound = {}
     for association in associations:
@@ -330,35 +331,6 @@ def test_ingress_health_check_and_draining_line_up(workload, application):
     grace = pod_spec(deployment)["terminationGracePeriodSeconds"]
     assert grace >= application.settings.request_timeout_seconds + delay
     assert int(env(server)["SD21_DRAIN_GRACE_S"]) + delay < grace
-
-
-def test_autoscaler_follows_pending_requests_served_by_the_adapter(workload, workload_template, application):
-    hpa = workload("HorizontalPodAutoscaler")
-    assert hpa["spec"]["scaleTargetRef"]["name"] == workload("Deployment")["metadata"]["name"]
-    assert hpa["spec"]["minReplicas"] == application.settings.min_replicas
-    assert hpa["spec"]["maxReplicas"] == application.settings.max_replicas
-    metric = hpa["spec"]["metrics"][0]
-    assert metric["type"] == "Pods" and metric["pods"]["metric"]["name"] == PENDING_METRIC
-    assert "replicas" not in workload("Deployment")["spec"], "the autoscaler owns the replica count"
-    charts = {r["Properties"]["Chart"]: r["Properties"] for r in workload_template["Resources"].values()
-              if r["Type"] == "Custom::AWSCDK-EKS-HelmChart"}
-    assert set(charts) == {"prometheus", "prometheus-adapter"}
-    assert f'"as":"{PENDING_METRIC}"' in str(charts["prometheus-adapter"]["Values"]).replace(" ", "").replace("'", '"')
-
-
-def test_pending_metric_is_the_servers_own_gauge():
-    """The server's in-flight gauge counts queued + running requests, so the adapter
-    serves it as is (adding the queue depth would count queued requests twice)."""
-    from sd21.service import Metrics
-    from stacks.workload.autoscaling import adapter_rule
-    from sd21.metric_names import INFLIGHT_REQUESTS as INFLIGHT_GAUGE
-
-    names = {metric.name for metric in Metrics().registry.collect()}
-    assert INFLIGHT_GAUGE in names
-    rule = adapter_rule()
-    assert rule["seriesQuery"].startswith(INFLIGHT_GAUGE + "{")
-    assert rule["metricsQuery"] == f"sum({INFLIGHT_GAUGE}{{<<.LabelMatchers>>}}) by (<<.GroupBy>>)"
-    assert rule["name"]["as"] == PENDING_METRIC
 
 
 def test_internet_facing_ingress_is_https_with_an_allow_list():

@@ -1,6 +1,7 @@
-"""minReplicas 0 (acceptColdStarts): KEDA scales the Deployment from and to zero on a
-signal that exists without pods (the gateway's cold requests), and the gateway
-fronts the endpoint. Synthesized once per session (tests/conftest.py `zero`), cdk-nag included."""
+"""KEDA scales the inference Deployment in both modes, on the servers' load and the job
+queue's depth; at minReplicas 0 (acceptColdStarts) also from and to zero on a signal
+that exists without pods (the gateway's received requests), and the gateway fronts
+the endpoint. Each mode is synthesized once per session (tests/conftest.py), cdk-nag included."""
 import json
 import re
 
@@ -9,18 +10,19 @@ from k8s_charts.workload.gateway import METRICS_PORT
 from k8s_charts.workload.spec import HEALTH_PATH
 from sd21.metric_names import GATEWAY_RECEIVED, INFLIGHT_REQUESTS
 from stacks.cluster.eks import SYSTEM_NODE_LABEL
-from stacks.workload.autoscaling import KEDA_NAMESPACE, NAMESPACE as PROMETHEUS_NAMESPACE, PROMETHEUS_RELEASE
+from stacks.workload.autoscaling import KEDA_NAMESPACE
 from tests.conftest import logical_id
 from tests.k8s.validation import validate_all, validate_keda
 from tests.workload.conftest import export_value
 from tests.workload.test_manifests import container, env, pod_spec
 
 
-def test_every_object_validates(zero):
-    objects = zero.objects
-    assert {o["kind"] for o in objects} >= {"Deployment", "Service", "Ingress", "PodDisruptionBudget", "ScaledObject"}
+def test_every_object_validates(each_mode):
+    objects = each_mode.objects
+    assert {o["kind"] for o in objects} >= {"Deployment", "Service", "Ingress", "PodDisruptionBudget", "ScaledObject",
+                                            "TriggerAuthentication"}
     assert "HorizontalPodAutoscaler" not in {o["kind"] for o in objects}, "KEDA creates and owns the HPA"
-    assert validate_all(objects, zero.application.settings.kubernetes_version) == []
+    assert validate_all(objects, each_mode.application.settings.kubernetes_version) == []
 
 
 def test_the_keda_validator_really_checks():
@@ -37,40 +39,45 @@ def test_the_keda_validator_really_checks():
     assert "HPA behavior:" in problems and "policy" in problems
 
 
-def test_scaled_object_scales_the_deployment_from_zero_on_the_gateway_and_server_metrics(zero):
-    settings = zero.application.settings
-    deployment = zero.one("Deployment", "sd21-inference")
-    scaled = zero.one("ScaledObject", "sd21-inference")
+def test_scaled_object_scales_the_deployment_on_the_server_load_and_the_job_queue(each_mode):
+    settings = each_mode.application.settings
+    deployment = each_mode.one("Deployment", "sd21-inference")
+    scaled = each_mode.one("ScaledObject", "sd21-inference")
     spec = scaled["spec"]
     assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
                                       "name": deployment["metadata"]["name"]}
     assert scaled["metadata"]["namespace"] == deployment["metadata"]["namespace"]
-    assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (0, settings.max_replicas)
-    assert spec["cooldownPeriod"] == settings.scale_to_zero_after_seconds
-    assert "replicas" not in deployment["spec"], "KEDA owns the replica count"
+    assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (settings.min_replicas, settings.max_replicas)
+    assert "replicas" not in deployment["spec"], "KEDA owns the replica count: a deploy must not reset it"
     triggers = {t["name"]: t for t in spec["triggers"]}
-    assert set(triggers) == {"pending-requests", "recent-requests", "queued-jobs"}
     namespace = deployment["metadata"]["namespace"]
     # Jobs: the queue's depth (it exists without pods), read with the KEDA operator's identity.
     jobs = triggers.pop("queued-jobs")
     assert jobs["type"] == "aws-sqs-queue" and jobs["metadata"]["activationQueueLength"] == "0"
-    server_env = {e["name"]: e["value"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    server_env = env(container(deployment, "server"))
     assert jobs["metadata"]["queueURL"] == server_env["SD21_JOBS_QUEUE_URL"]  # the queue the servers work
-    (authentication,) = [o for o in zero.objects if o["kind"] == "TriggerAuthentication"]
+    assert int(jobs["metadata"]["queueLength"]) >= 1
+    (authentication,) = [o for o in each_mode.objects if o["kind"] == "TriggerAuthentication"]
     assert jobs["authenticationRef"] == {"name": authentication["metadata"]["name"]}
     assert authentication["metadata"]["namespace"] == namespace
     assert authentication["spec"] == {"podIdentity": {"provider": "aws"}}
     for trigger in triggers.values():
         assert (trigger["type"], trigger["metricType"]) == ("prometheus", "AverageValue")
-        # The address is the Prometheus server the stack installs.
-        assert trigger["metadata"]["serverAddress"] == f"http://{PROMETHEUS_RELEASE}-server.{PROMETHEUS_NAMESPACE}.svc"
         assert trigger["metadata"]["activationThreshold"] == "0"
     # Load: the servers' own gauge, targetPendingPerReplica each.
-    load = triggers["pending-requests"]["metadata"]
+    load = triggers.pop("pending-requests")["metadata"]
     assert load["threshold"] == str(settings.target_pending_per_replica)
     assert load["query"] == f'sum({INFLIGHT_REQUESTS}{{namespace="{namespace}"}}) or vector(0)'
+    behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    assert behavior["scaleUp"]["stabilizationWindowSeconds"] == 0, "load is followed up at once"
+    assert behavior["scaleDown"]["stabilizationWindowSeconds"] >= 300, "nodes take minutes to come back"
+    if not settings.scales_to_zero:
+        assert triggers == {} and "cooldownPeriod" not in spec
+        return
+    assert spec["cooldownPeriod"] == settings.scale_to_zero_after_seconds
     # Activity: exists without pods (the gateway counts), wakes or keeps exactly one replica.
-    activity = triggers["recent-requests"]["metadata"]
+    activity = triggers.pop("recent-requests")["metadata"]
+    assert triggers == {}
     assert activity["threshold"] == "1"
     assert activity["query"].startswith(f'clamp_max(sum(increase({GATEWAY_RECEIVED}{{namespace="{namespace}"}}[')
     assert activity["query"].endswith("), 1) or vector(0)")
@@ -89,14 +96,14 @@ def test_exported_metric_names_match_the_queries():
     assert INFLIGHT_REQUESTS in {metric.name for metric in Metrics().registry.collect()}
 
 
-def test_keda_is_installed_on_the_system_nodes_before_the_scaled_object(zero):
-    workload = zero.application.workload
-    resources = zero.template(workload)["Resources"]
+def test_keda_is_installed_on_the_system_nodes_before_the_scaled_object(each_mode):
+    workload = each_mode.application.workload
+    resources = each_mode.template(workload)["Resources"]
     charts = {r["Properties"]["Chart"]: r["Properties"] for r in resources.values()
               if r["Type"] == "Custom::AWSCDK-EKS-HelmChart"}
     assert set(charts) == {"prometheus", "keda"}, "no prometheus-adapter: KEDA serves the metric"
     keda = charts["keda"]
-    assert keda["Version"] == zero.application.settings.keda_chart_version
+    assert keda["Version"] == each_mode.application.settings.keda_chart_version
     assert keda["Namespace"] == KEDA_NAMESPACE
     assert json.loads(keda["Values"]) == {"nodeSelector": dict([SYSTEM_NODE_LABEL])}
     assert keda["Wait"] is True, "the admission webhook must run before the ScaledObject is applied"
