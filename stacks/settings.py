@@ -160,23 +160,17 @@ class Settings:
         """Parse and validate settings from a CDK context mapping (camelCase keys)."""
         parsed = {}
         for field in fields(cls):
-            key = _camel(field.name)
-            parser = _PARSERS[field.name]
+            key = camel(field.name)
             if key not in context or context[key] is None:
                 raise SettingsError(key, "is missing from the cdk.json context")
-            try:
-                parsed[field.name] = parser(context[key])
-            except SettingsError:
-                raise
-            except (ValueError, TypeError) as err:
-                raise SettingsError(key, str(err)) from None
-        known = {_camel(f.name) for f in fields(cls)}
+            parsed[field.name] = parse_setting(key, context[key])
+        known = {camel(f.name) for f in fields(cls)}
         unknown = sorted(key for key in set(context) - known if not _cdk_key(key))
         retired = [key for key in unknown if key in RETIRED]
         if retired:
             raise SettingsError(retired[0], f"is no longer used: {RETIRED[retired[0]]}; remove it from the context")
         if unknown:
-            suggestion = _camel(unknown[0].replace("-", "_"))
+            suggestion = camel(unknown[0].replace("-", "_"))
             hint = f"; did you mean '{suggestion}'?" if suggestion in known else " (typo?)"
             raise SettingsError(unknown[0], "is not a known setting" + hint)
         settings = cls(**parsed)
@@ -263,12 +257,40 @@ def _cdk_key(key: str) -> bool:
 
 # --- parsers: each takes the raw context value (a string when given with -c) ---
 
-def _camel(snake: str) -> str:
+def camel(snake: str) -> str:
     head, *rest = snake.split("_")
     return head + "".join(word.title() for word in rest)
 
 
+def _allows(text: str):
+    """What a parser accepts, in words: the README's settings reference prints it."""
+    def mark(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        parse.allowed = text
+        return parse
+    return mark
+
+
+def parse_setting(key: str, value: Any) -> Any:
+    """One setting (camelCase key) from its raw context value, by itself."""
+    try:
+        return _PARSERS[_snake(key)](value)
+    except SettingsError:
+        raise
+    except (ValueError, TypeError) as err:
+        raise SettingsError(key, str(err)) from None
+
+
+def _snake(camel_key: str) -> str:
+    return re.sub(r"[A-Z]", lambda upper: "_" + upper.group(0).lower(), camel_key)
+
+
+def allowed(name: str) -> str:
+    """What the setting `name` (snake_case) accepts, in words."""
+    return _PARSERS[name].allowed
+
+
 def _text(pattern: re.Pattern, allowed: str) -> Callable[[Any], str]:
+    @_allows(allowed)
     def parse(value: Any) -> str:
         if not isinstance(value, str) or not pattern.match(value):
             raise ValueError(f"{value!r} is not allowed; expected {allowed}")
@@ -276,7 +298,15 @@ def _text(pattern: re.Pattern, allowed: str) -> Callable[[Any], str]:
     return parse
 
 
+def _optional(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    @_allows(f"{parse.allowed}, or empty")
+    def parse_or_none(value: Any) -> Any:
+        return None if value in ("", None) else parse(value)
+    return parse_or_none
+
+
 def _choice(*choices: str) -> Callable[[Any], str]:
+    @_allows(" or ".join(choices))
     def parse(value: Any) -> str:
         if value not in choices:
             raise ValueError(f"{value!r} is not allowed; choose one of {', '.join(choices)}")
@@ -285,6 +315,7 @@ def _choice(*choices: str) -> Callable[[Any], str]:
 
 
 def _int(low: int, high: int) -> Callable[[Any], int]:
+    @_allows(f"{low} to {high}")
     def parse(value: Any) -> int:
         if isinstance(value, bool):
             raise ValueError(f"{value!r} is not a whole number")
@@ -310,6 +341,7 @@ def _list(value: Any) -> list:
     raise ValueError(f"{value!r} is not a list")
 
 
+@_allows('IPv4 CIDRs (a JSON list or comma-separated)')
 def _cidrs(value: Any) -> tuple[str, ...]:
     result = []
     for item in _list(value):
@@ -325,6 +357,7 @@ def _cidr(value: Any) -> str:
     return str(network)
 
 
+@_allows('an IPv4 CIDR from /16 to /20')
 def _vpc_cidr(value: Any) -> str:
     cidr = _cidr(value)
     prefix = ipaddress.IPv4Network(cidr).prefixlen
@@ -333,6 +366,7 @@ def _vpc_cidr(value: Any) -> str:
     return cidr
 
 
+@_allows("one of " + ", ".join(SUPPORTED_KUBERNETES))
 def _kubernetes_version(value: Any) -> str:
     version = str(value)
     if version not in SUPPORTED_KUBERNETES:
@@ -340,6 +374,7 @@ def _kubernetes_version(value: Any) -> str:
     return version
 
 
+@_allows(f"{KARPENTER_MINOR}.x (the vendored CRDs' minor)")
 def _karpenter_version(value: Any) -> str:
     version = str(value)
     if not SEMVER.match(version) or not version.startswith(KARPENTER_MINOR + "."):
@@ -349,6 +384,7 @@ def _karpenter_version(value: Any) -> str:
     return version
 
 
+@_allows('a version with a vendored IAM policy (stacks/load_balancing/versions.py)')
 def _alb_controller_version(value: Any) -> str:
     from stacks.load_balancing.versions import CHART_VERSIONS
 
@@ -359,6 +395,7 @@ def _alb_controller_version(value: Any) -> str:
     return version
 
 
+@_allows('a JSON mapping of EKS add-on to version, e.g. {"coredns": "v1.12.1-eksbuild.2"}')
 def _addon_versions(value: Any) -> dict[str, str]:
     try:
         mapping = json.loads(value) if isinstance(value, str) else value
@@ -377,12 +414,7 @@ def _addon_versions(value: Any) -> dict[str, str]:
     return {name: version for name, version in mapping.items() if version}
 
 
-def _optional_principal(value: Any) -> str | None:
-    if value in ("", None):
-        return None
-    return _text(IAM_PRINCIPAL, "an IAM role or user ARN, or empty")(value)
-
-
+@_allows('an AMI alias like al2023@v20260903')
 def _ami_alias(value: Any) -> str:
     match = AMI_ALIAS.match(str(value))
     if not match:
@@ -392,6 +424,7 @@ def _ami_alias(value: Any) -> str:
     return str(value)
 
 
+@_allows("one or more of " + ", ".join(CAPACITY_TYPES))
 def _capacity_types(value: Any) -> tuple[str, ...]:
     types = _list(value)
     if not types:
@@ -401,6 +434,7 @@ def _capacity_types(value: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(types))
 
 
+@_allows('a duration like 30s, 5m, 720h, or Never')
 def _duration(value: Any) -> str:
     text = str(value)
     if text == "Never" or (text and DURATION.match(text)):
@@ -408,6 +442,7 @@ def _duration(value: Any) -> str:
     raise ValueError(f"{value!r} is not a duration like 30s, 5m, 720h, or Never")
 
 
+@_allows('a node count or a percentage like 10%')
 def _budget(value: Any) -> str:
     text = str(value)
     if re.match(r"^(100|[1-9]?[0-9])%$", text) or re.match(r"^\d+$", text):
@@ -415,6 +450,7 @@ def _budget(value: Any) -> str:
     raise ValueError(f"{value!r} is not a node count or a percentage like 10%")
 
 
+@_allows('true or false')
 def _bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -423,6 +459,7 @@ def _bool(value: Any) -> bool:
     raise ValueError(f"{value!r} is not allowed; expected true or false")
 
 
+@_allows('USD per hour, more than 0 and less than 1000')
 def _price(value: Any) -> float:
     try:
         price = float(value)
@@ -446,7 +483,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "system_node_disk_gib": _int(20, 1000),
     "endpoint_access": _choice("private", "public"),
     "public_access_cidrs": _cidrs,
-    "admin_principal_arn": _optional_principal,
+    "admin_principal_arn": _optional(_text(IAM_PRINCIPAL, "an IAM role or user ARN")),
     "karpenter_version": _karpenter_version,
     "alb_controller_version": _alb_controller_version,
     "addon_versions": _addon_versions,
@@ -497,17 +534,17 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "hang_minimum_seconds": _int(5, 600),
     "ingress_scheme": _choice("internal", "internet-facing"),
     "ingress_allowed_cidrs": _cidrs,
-    "certificate_arn": lambda v: None if v in ("", None) else _text(CERTIFICATE_ARN, "an ACM certificate ARN, or empty")(v),
+    "certificate_arn": _optional(_text(CERTIFICATE_ARN, "an ACM certificate ARN")),
     "inf2_xlarge_hourly_usd": _price,
-    "inf2_xlarge_spot_hourly_usd": lambda v: None if v in ("", None) else _price(v),
+    "inf2_xlarge_spot_hourly_usd": _optional(_price),
     "prometheus_chart_version": _text(SEMVER, "a chart version such as 28.0.0"),
     "keda_chart_version": _text(SEMVER, "a chart version such as 2.20.2"),
     "pipeline_connection_arn": _text(CONNECTION_ARN, "a CodeConnections connection ARN"),
     "pipeline_repository": _text(REPOSITORY, "a GitHub repository as owner/name"),
     "pipeline_branch": _text(BRANCH, "a branch name"),
-    "approval_notification_email": lambda v: None if v in ("", None) else _text(EMAIL, "an e-mail address, or empty")(v),
+    "approval_notification_email": _optional(_text(EMAIL, "an e-mail address")),
     "node_repair": _bool,
-    "alarm_email": lambda v: None if v in ("", None) else _text(EMAIL, "an e-mail address, or empty")(v),
+    "alarm_email": _optional(_text(EMAIL, "an e-mail address")),
     "latency_slo_seconds": _int(1, 600),
     "error_ratio_alarm_percent": _int(1, 100),
     "no_ready_replica_minutes": _int(1, 60),

@@ -1,13 +1,14 @@
 """Settings: defaults parse; each kind of invalid value fails with a message naming the setting."""
 import json
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 
 import app as cdk_app
-from stacks.settings import Settings, SettingsError
+from stacks.settings import Settings, SettingsError, parse_setting as parse_one
 
 from tests.conftest import ROOT
 
@@ -103,3 +104,46 @@ def test_synth_fails_with_a_clear_message(context, setting):
     assert result.returncode == 2, result.stderr
     assert f"Invalid setting '{setting}'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# --- the README's settings reference: the documented edges are the enforced ones ------
+
+def _readme_reference() -> dict[str, tuple[str, str]]:
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"<!-- settings:begin -->\n(.*?)<!-- settings:end -->", text, re.S)
+    assert block, "README.md lacks the settings reference (python -m stacks.settings_reference)"
+    rows = {}
+    for line in block.group(1).splitlines()[2:]:
+        key, default, accepted = (cell.strip() for cell in line.strip("|").split(" | "))
+        rows[key.strip("`")] = (default, accepted)
+    return rows
+
+
+def test_readme_settings_reference_is_the_command_output():
+    result = subprocess.run([sys.executable, "-m", "stacks.settings_reference"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    block = re.search(r"<!-- settings:begin -->\n(.*?)<!-- settings:end -->", (ROOT / "README.md").read_text(), re.S)
+    assert block.group(1) == result.stdout
+
+
+def test_every_numeric_setting_accepts_exactly_the_range_the_readme_states():
+    ranges = {key: tuple(map(int, match.groups())) for key, (_, accepted) in _readme_reference().items()
+              if (match := re.fullmatch(r"(\d+) to (\d+)", accepted))}
+    assert len(ranges) >= 30 and {"queueSize", "minReplicas", "hangFactor", "systemNodeMaxSize"} <= set(ranges)
+    for key, (low, high) in ranges.items():
+        for value in (low, high):
+            assert parse_one(key, value) == value, key
+        for value in (low - 1, high + 1):
+            with pytest.raises(SettingsError) as refused:
+                parse_one(key, value)
+            assert f"'{key}'" in str(refused.value) and f"allowed {low} to {high}" in str(refused.value)
+
+
+def test_every_setting_is_in_the_reference_with_its_default():
+    from app import default_context
+
+    rows = _readme_reference()
+    context = default_context()
+    assert set(rows) == {key for key in context if not key.startswith("@") and ":" not in key}
+    assert rows["queueSize"][0] == f"`{context['queueSize']}`" and rows["alarmEmail"][0] == "(empty)"
