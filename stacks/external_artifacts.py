@@ -19,6 +19,7 @@ class Inventory:
     models: frozenset[tuple[str, str]]       # (model id, revision)
     amis: frozenset[str]                     # Karpenter AMI aliases
     addons: frozenset[str]                   # EKS add-on names
+    metrics: frozenset[str]                  # other software's metric names we read
     entries: tuple[dict, ...]
 
     @property
@@ -33,7 +34,7 @@ class Inventory:
 
 def load(path: Path = INVENTORY) -> Inventory:
     data = yaml.safe_load(path.read_text())
-    entries = tuple(entry for section in ("images", "charts", "amis", "models", "addons") for entry in data[section])
+    entries = tuple(entry for section in ("images", "charts", "amis", "models", "addons", "metrics") for entry in data[section])
     for entry in entries:
         missing = {"used_by", "evidence", "verified"} - set(entry)
         if missing or entry["verified"] not in VERIFIED or not str(entry["evidence"]).strip():
@@ -44,5 +45,6 @@ def load(path: Path = INVENTORY) -> Inventory:
         models=frozenset((m["id"], m["revision"]) for m in data["models"]),
         amis=frozenset(a["alias"] for a in data["amis"]),
         addons=frozenset(a["name"] for a in data["addons"]),
+        metrics=frozenset(m["name"] for m in data["metrics"]),
         entries=entries,
     )

@@ -2,12 +2,14 @@ from aws_cdk import Stack, aws_ecr as ecr, aws_eks_v2 as eks, aws_s3 as s3
 from constructs import Construct
 
 
+from k8s_charts.karpenter.node_pool import NODE_POOL_NAME
 from stacks.jobs.queue import JobQueue
 from stacks.model_storage.access import ModelAccessRoles
+from stacks.observability.cold_start import ColdStartPhaseMetrics
 from stacks.observability.endpoint import EndpointObservability
 from stacks.pod_identity import PodIdentityBinding
 from stacks.settings import Settings
-from stacks.workload.autoscaling import Autoscaling
+from stacks.workload.autoscaling import PROMETHEUS_URL, Autoscaling
 from stacks.workload.kubectl import WorkloadKubectl
 from stacks.workload.manifests import WorkloadManifests
 
@@ -47,6 +49,11 @@ class WorkloadStack(Stack):
             self.manifests.inference_manifest.node.add_dependency(self.gateway_binding)
             publishers.append(gateway_role)
             self.jobs.grant(self, "GatewayEnqueuesJobs", gateway_role, self.jobs.enqueue_statements())
+        self.cold_start = ColdStartPhaseMetrics(
+            self, "ColdStartPhases", cluster=cluster, spec=self.manifests.spec,
+            namespace=identities.workload_namespace.name, prometheus_url=PROMETHEUS_URL, node_pool=NODE_POOL_NAME)
+        self.cold_start.manifest.node.add_dependency(self.manifests.identities_manifest, self.autoscaling.prometheus)
+        publishers.append(self.cold_start.role)
         # The servers take jobs (and, with a minimum of one replica, accept them too).
         self.jobs.grant(self, "ServeWorksJobs", access.serve_role,
                         self.jobs.enqueue_statements() + self.jobs.work_statements())

@@ -107,3 +107,14 @@ def test_every_eks_addon_is_inventoried(synthesized, application, inventory):
     names = {r["Properties"]["AddonName"] for r in template.find_resources("AWS::EKS::Addon").values()}
     assert {"eks-node-monitoring-agent", "amazon-cloudwatch-observability"} <= names
     assert names <= inventory.addons, names - inventory.addons
+
+
+def test_every_outside_metric_the_cold_start_pod_asks_for_is_inventoried(inventory):
+    """Names of other software's metrics in our queries, from the queries themselves."""
+    from sd21.cold_start_metrics import queries
+
+    asked = set()
+    for query in queries("inf2", "60s").values():
+        asked |= {name.removesuffix("_sum").removesuffix("_count")
+                  for name in re.findall(r"([a-z_]+)\{", query)}
+    assert asked == inventory.metrics

@@ -12,6 +12,17 @@ from stacks.settings import Settings
 
 NAMESPACE = "kube-system"
 SERVICE_ACCOUNT = "karpenter"
+RELEASE = "karpenter"
+# The controller's metrics port (chart value controller.metrics.port, 8080 by default: the
+# chart README's values table and templates/service.yaml port "http-metrics"). Set here so
+# that Prometheus scrapes the port we chose (stacks/workload/autoscaling.py).
+METRICS_PORT = 8080
+
+
+def metrics_url() -> str:
+    """The controller's metrics, by the Service its chart names after a release that contains
+    "karpenter" (charts/karpenter/templates/_helpers.tpl "karpenter.fullname")."""
+    return f"http://{RELEASE}.{NAMESPACE}.svc:{METRICS_PORT}/metrics"
 CHART_REPOSITORY = "oci://public.ecr.aws/karpenter/karpenter"
 # Helm installs a chart's crds/ once and never upgrades them; the upgrade guide installs
 # the CRDs from this chart instead, so a version bump upgrades them too.
@@ -74,7 +85,7 @@ class Karpenter(Construct):
             repository=CHART_REPOSITORY,
             version=settings.karpenter_version,
             namespace=NAMESPACE,
-            release="karpenter",
+            release=RELEASE,
             create_namespace=False,
             wait=True,
             timeout=HELM_TIMEOUT,
@@ -91,7 +102,7 @@ class Karpenter(Construct):
                 "serviceAccount": {"create": True, "name": SERVICE_ACCOUNT},
                 # One replica per system node at most (the chart spreads them by host).
                 "replicas": min(2, settings.system_node_min_size),
-                "controller": {"resources": CONTROLLER_RESOURCES},
+                "controller": {"resources": CONTROLLER_RESOURCES, "metrics": {"port": METRICS_PORT}},
             },
         )
         # Credentials must exist before the controller's first API call; nodes must

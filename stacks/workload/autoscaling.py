@@ -4,6 +4,8 @@ the servers' queue gauges (and, at minReplicas 0, the gateway's counters), and K
 queue's depth, which it reads with its own Pod Identity role. Karpenter then adds or
 removes inf2 nodes for the pods.
 """
+from urllib.parse import urlsplit
+
 import cdk8s
 from aws_cdk import Stack, aws_eks_v2 as eks
 from constructs import Construct
@@ -12,6 +14,7 @@ from k8s_charts.workload.scaling import ScalingChart
 from stacks.cluster.eks import SYSTEM_NODE_LABEL
 from stacks.cluster.manifests import HELM_TIMEOUT, attach_chart
 from stacks.jobs.queue import JobQueue
+from stacks.karpenter.controller import metrics_url as karpenter_metrics_url
 from stacks.pod_identity import PodIdentityBinding, pod_identity_role
 from stacks.settings import Settings
 from stacks.workload.manifests import WorkloadManifests
@@ -25,6 +28,12 @@ KEDA_NAMESPACE = "keda"
 # The kedacore/keda chart's operator ServiceAccount (values serviceAccount.operator.name):
 # not verified from here against chart 2.20.2; the Pod Identity association names it.
 KEDA_OPERATOR_ACCOUNT = "keda-operator"
+
+
+def karpenter_scrape_config() -> str:
+    url = urlsplit(karpenter_metrics_url())
+    return (f"- job_name: karpenter\n  metrics_path: {url.path}\n"
+            f"  static_configs:\n    - targets: [\"{url.netloc}\"]\n")
 
 
 class Autoscaling(Construct):
@@ -64,6 +73,11 @@ class Autoscaling(Construct):
                     "global": {"scrape_interval": "15s"},
                     "resources": {"requests": {"cpu": "200m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}},
                 },
+                # Karpenter's controller too: its NodeClaim timings are the node phases of a cold
+                # start (sd21-cold-start-metrics). The chart's default jobs already scrape the
+                # kubelets (kubernetes-nodes, with the nodes' labels). extraScrapeConfigs is a
+                # YAML string in the chart's values.yaml (27.x and 29.x; merged by templates/cm.yaml).
+                "extraScrapeConfigs": karpenter_scrape_config(),
             },
         )
 

@@ -152,3 +152,33 @@ def gateway_before(zero, adapt, pods_root):
         container.signal(signal.SIGTERM)
         container.wait(timeout=60)
         pod.cleanup()
+
+
+@pytest.fixture
+def cold_start_metrics_pod(synthesized, application, adapt, pods_root):
+    """start(prometheus_url, extra_env) -> the sd21-cold-start-metrics container from its spec.
+    The in-cluster Prometheus resolves to prometheus_url only if the pod's env names the
+    Service the prometheus chart creates (by the chart's own naming rule)."""
+    from tests.workload.test_interlocks import prometheus_server_url, same_service
+
+    template = synthesized.template(application.workload).to_json()
+    (deployment,) = [o for o in rendering.all_objects(rendering.from_template_file(
+        synthesized.template_file(application.workload))) if o["kind"] == "Deployment"
+        and o["metadata"]["name"] == "sd21-cold-start-metrics"]
+    started = []
+
+    def start(prometheus_url: str, extra_env: dict | None = None):
+        pod = Pod(pod_spec(deployment), pods_root)
+        spec = find_container(pod.spec, "cold-start-metrics")
+        in_cluster = env_of(spec)["SD21_PROMETHEUS_URL"]
+        assert same_service(in_cluster, None, prometheus_server_url(template)), in_cluster
+        container = pod.container("cold-start-metrics", adapt(hosts={in_cluster: prometheus_url},
+                                                              extra_env=extra_env or {}))
+        container.start()
+        started.append((container, pod))
+        return container
+
+    yield start
+    for container, pod in started:
+        container.kill()
+        pod.cleanup()

@@ -1,5 +1,5 @@
-"""What the dashboard and alarms read is what the pods publish: the server and the gateway,
-run from their specs (CloudWatch on loopback moto, a 1 s period instead of 60 s), are
+"""What the dashboard and alarms read is what the pods publish: the server, the gateway and
+the cold-start metrics pod (against a stand-in Prometheus), run from their specs (CloudWatch on loopback moto, a 1 s period instead of 60 s), are
 asked what they published, and every metric of ours the synthesized dashboard and alarms
 name must be among it, with the same dimensions and values."""
 from __future__ import annotations
@@ -13,6 +13,7 @@ from sd21 import metric_names as names
 from sd21.api import ERROR_TYPES
 from stacks.observability import render
 from tests.pods.cluster import generate, start_server, url_of
+from tests.pods.prometheus import FakePrometheus
 from tests.pods.service import Service
 
 
@@ -41,10 +42,14 @@ def published() -> set[tuple[str, frozenset]]:
 
 
 def test_the_pods_publish_every_metric_the_dashboard_and_alarms_read(
-        inference_pod, staged, adapt, gateway_before, synthesized, application, zero):
+        inference_pod, staged, adapt, gateway_before, cold_start_metrics_pod, synthesized, application, zero):
     fast = {"SD21_CLOUDWATCH_PERIOD_S": "1"}
     server = start_server(inference_pod, staged, adapt, extra_env=fast)
     service = Service([server])
+    # Karpenter's and the kubelet's timings, each phase having happened once.
+    prometheus = FakePrometheus([((condition,), 30.0) for condition in (
+        'type="Launched"', 'type="Registered"', 'type="Initialized"', "kubelet_image_pull_duration_seconds")])
+    cold_start_metrics_pod(prometheus.url, fast)
     try:
         service.wait_ready(1, timeout=30)
         gateway = gateway_before(service.url, extra_env=fast)
@@ -72,3 +77,4 @@ def test_the_pods_publish_every_metric_the_dashboard_and_alarms_read(
     finally:
         service.close()
         server.kill()
+        prometheus.close()

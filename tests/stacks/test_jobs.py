@@ -42,7 +42,7 @@ def test_pods_are_told_the_queue_they_use(synthesized, application):
 
     jobs = application.workload.jobs
     objects = rendering.all_objects(rendering.from_template_file(synthesized.template_file(application.workload)))
-    (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
+    (deployment,) = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "sd21-inference"]
     server = next(c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "server")
     env = {e["name"]: e["value"] for e in server["env"]}
     template = json.dumps(synthesized.template(application.workload).to_json())

@@ -108,7 +108,7 @@ def test_at_scale_to_zero_the_gateway_publishes_and_no_ready_replica_means_cold_
     assert len(associations) == 1
     (policy,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::IAM::Policy"
                  and "cloudwatch:PutMetricData" in json.dumps(r)]
-    assert len(policy["Properties"]["Roles"]) == 2  # the server's and the gateway's
+    assert len(policy["Properties"]["Roles"]) == 3  # the server's, the gateway's and the cold-start metrics pod's
     (no_ready,) = [a for a in render.alarms(template) if "NoReadyReplica" in a["id"]]
     assert no_ready["what"] == "FILL(cold, 0) + FILL(held, 0)"
     (alarm,) = [r for r in template["Resources"].values()

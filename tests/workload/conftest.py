@@ -28,9 +28,14 @@ def cluster_objects(synthesized, application) -> list[dict]:
 
 @pytest.fixture(scope="session")
 def workload(workload_objects):
-    """workload(kind) -> the one workload object of that kind."""
-    def one(kind: str) -> dict:
-        matches = [o for o in workload_objects if o["kind"] == kind]
+    """workload(kind) -> the one object of that kind of the endpoint itself (compile Job,
+    inference Deployment, ...); workload(kind, name) -> the one so named, e.g. the
+    cold-start metrics pod's (an observability add-on beside the endpoint)."""
+    from k8s_charts.workload.cold_start_metrics import NAME as COLD_START_METRICS
+
+    def one(kind: str, name: str | None = None) -> dict:
+        matches = [o for o in workload_objects if o["kind"] == kind and (
+            o["metadata"].get("name") == name if name else o["metadata"].get("name") != COLD_START_METRICS)]
         assert len(matches) == 1, f"expected one {kind}, found {len(matches)}"
         return matches[0]
     return one

@@ -117,3 +117,36 @@ def test_at_scale_to_zero_the_alb_waits_out_a_held_request(zero):
     timeout = float(env(container(server, "server"))["SD21_REQUEST_TIMEOUT_S"])
     assert int(attributes["idle_timeout.timeout_seconds"]) > hold + timeout
     assert int(attributes["idle_timeout.timeout_seconds"]) <= 4000  # the ALB's maximum
+
+
+def karpenter_metrics_target(cluster_template: dict) -> str:
+    """host:port of the Service the installed karpenter chart creates for its metrics, by the
+    chart's own rules: "karpenter.fullname" (templates/_helpers.tpl: the release name when it
+    contains "karpenter", else <release>-karpenter) and port controller.metrics.port (8080)."""
+    (release,) = [r["Properties"] for r in cluster_template["Resources"].values()
+                  if r["Type"] == "Custom::AWSCDK-EKS-HelmChart" and r["Properties"]["Chart"] == "karpenter"]
+    values = json.loads(rendering.placeholder(release.get("Values", "{}")))
+    name = values.get("fullnameOverride") or (
+        release["Release"] if "karpenter" in release["Release"] else f"{release['Release']}-karpenter")
+    port = values.get("controller", {}).get("metrics", {}).get("port", 8080)
+    return f"{name[:63].rstrip('-')}.{release['Namespace']}.svc:{port}"
+
+
+def test_prometheus_scrapes_the_karpenter_service_the_chart_installs(workload_template, synthesized, application):
+    import yaml
+
+    (prometheus,) = [r["Properties"] for r in workload_template["Resources"].values()
+                     if r["Type"] == "Custom::AWSCDK-EKS-HelmChart" and r["Properties"]["Chart"] == "prometheus"]
+    jobs = yaml.safe_load(json.loads(rendering.placeholder(prometheus["Values"]))["extraScrapeConfigs"])
+    (karpenter,) = [job for job in jobs if job["job_name"] == "karpenter"]
+    (targets,) = karpenter["static_configs"]
+    cluster_template = json.loads(synthesized.template_file(application.cluster).read_text())
+    assert targets["targets"] == [karpenter_metrics_target(cluster_template)]
+    assert karpenter.get("metrics_path", "/metrics") == "/metrics"
+
+
+def test_the_cold_start_metrics_pod_filters_on_the_node_pool_the_cluster_deploys(workload, cluster_objects):
+    (pool,) = [o for o in cluster_objects if o["kind"] == "NodePool"]
+    pod = pod_spec(workload("Deployment", "sd21-cold-start-metrics"))
+    assert env(pod["containers"][0])["SD21_NODE_POOL"] == pool["metadata"]["name"]
+    assert env(pod["containers"][0])["SD21_CLOUDWATCH_CLUSTER"]

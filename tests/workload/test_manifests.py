@@ -5,6 +5,7 @@ import re
 from k8s_charts.karpenter.node_pool import NEURON_TAINT, NODE_POOL_NAME
 from k8s_charts.neuron.hardware import NEURON_DEVICE
 from k8s_charts.workload.spec import DEREGISTRATION_DELAY_SECONDS
+from k8s_charts.workload.cold_start_metrics import NAME as COLD_START_METRICS
 from stacks.workload.autoscaling import KEDA_NAMESPACE
 from sd21.artifact import artifact_version
 from tests.conftest import logical_id
@@ -45,9 +46,11 @@ def test_pod_identity_associations_point_at_real_service_accounts(workload_templ
                                                                      storage_template, application):
     accounts = {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in workload_objects
                 if o["kind"] == "ServiceAccount"}
-    # Ours; KEDA's operator (a chart's ServiceAccount) is tests/stacks/test_jobs.py's.
+    # The endpoint's, whose roles live beside the bucket. KEDA's operator (a chart's
+    # ServiceAccount) is tests/stacks/test_jobs.py's; the cold-start metrics pod's is below.
     associations = [r["Properties"] for r in workload_template["Resources"].values()
-                    if r["Type"] == "AWS::EKS::PodIdentityAssociation" and r["Properties"]["Namespace"] != KEDA_NAMESPACE]
+                    if r["Type"] == "AWS::EKS::PodIdentityAssociation" and r["Properties"]["Namespace"] != KEDA_NAMESPACE
+                    and r["Properties"]["ServiceAccount"] != COLD_START_METRICS]
     assert len(associations) == 2
     bound = {}
     for association in associations:
@@ -59,8 +62,37 @@ def test_pod_identity_associations_point_at_real_service_accounts(workload_templ
     assert bound == {"sd21-compile": logical(access.compile_role.node.default_child),
                      "sd21-serve": logical(access.serve_role.node.default_child)}
     # Each pod runs as the account its role is bound to.
-    used = {o["kind"]: pod_spec(o)["serviceAccountName"] for o in workload_objects if o["kind"] in ("Job", "Deployment")}
-    assert used == {"Job": "sd21-compile", "Deployment": "sd21-serve"}
+    used = {(o["kind"], o["metadata"]["name"].startswith("sd21-compile-") or o["metadata"]["name"]):
+            pod_spec(o)["serviceAccountName"] for o in workload_objects if o["kind"] in ("Job", "Deployment")}
+    assert used == {("Job", True): "sd21-compile", ("Deployment", "sd21-inference"): "sd21-serve",
+                    ("Deployment", COLD_START_METRICS): COLD_START_METRICS}
+
+
+def test_the_cold_start_metrics_pod_runs_on_system_nodes_and_may_only_publish_metrics(
+        workload, workload_objects, workload_template, application):
+    """One small pod with no Kubernetes token whose role may only put metrics (in our namespace)."""
+    from stacks.cluster.eks import SYSTEM_NODE_LABEL
+
+    deployment = workload("Deployment", COLD_START_METRICS)
+    pod = pod_spec(deployment)
+    assert deployment["spec"]["replicas"] == 1, "two would publish every point twice"
+    assert pod["automountServiceAccountToken"] is False
+    assert workload("ServiceAccount", COLD_START_METRICS)["metadata"]["namespace"] == \
+        deployment["metadata"]["namespace"]
+    key, value = SYSTEM_NODE_LABEL
+    terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert terms == [{"matchExpressions": [{"key": key, "operator": "In", "values": [value]}]}]
+    (metrics,) = pod["containers"]
+    assert metrics["command"] == ["sd21-cold-start-metrics"]
+    assert metrics["securityContext"]["readOnlyRootFilesystem"] is True
+    (association,) = [r["Properties"] for r in workload_template["Resources"].values()
+                      if r["Type"] == "AWS::EKS::PodIdentityAssociation"
+                      and r["Properties"]["ServiceAccount"] == COLD_START_METRICS]
+    role = association["RoleArn"]["Fn::GetAtt"][0]
+    statements = [s for r in workload_template["Resources"].values() if r["Type"] == "AWS::IAM::Policy"
+                  and {"Ref": role} in r["Properties"]["Roles"] for s in r["Properties"]["PolicyDocument"]["Statement"]]
+    assert [(s["Action"], s["Condition"]) for s in statements] == [
+        ("cloudwatch:PutMetricData", {"StringEquals": {"cloudwatch:namespace": "SD21"}})]
 
 
 def _role_statements(storage_template, application, role) -> list[dict]:
