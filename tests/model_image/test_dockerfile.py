@@ -7,7 +7,8 @@ import tomllib
 from sd21_testlib import MODEL_IMAGE
 
 BASE = "public.ecr.aws/neuron/pytorch-inference-neuronx:2.9.0-neuronx-py312-sdk2.31.1-ubuntu24.04"
-ENTRYPOINTS = {"sd21-compile", "sd21-stage", "sd21-serve", "sd21-benchmark", "sd21-gateway", "sd21-mirror-weights"}
+ENTRYPOINTS = {"sd21-compile", "sd21-stage", "sd21-serve", "sd21-benchmark", "sd21-gateway", "sd21-mirror-weights",
+               "sd21-cold-start-metrics"}
 GATEWAY_BASE = "public.ecr.aws/docker/library/python:3.12-slim-bookworm"
 
 
@@ -54,7 +55,7 @@ def test_runs_as_non_root_user():
     assert users and users[-1] not in ("root", "0", "0:0")
 
 
-def test_four_entrypoints_and_no_cluster_tools():
+def test_the_entrypoints_and_no_cluster_tools():
     scripts = tomllib.loads((MODEL_IMAGE / "pyproject.toml").read_text())["project"]["scripts"]
     assert set(scripts) == ENTRYPOINTS
     pyproject = tomllib.loads((MODEL_IMAGE / "pyproject.toml").read_text())

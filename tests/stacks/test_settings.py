@@ -147,3 +147,48 @@ def test_every_setting_is_in_the_reference_with_its_default():
     context = default_context()
     assert set(rows) == {key for key in context if not key.startswith("@") and ":" not in key}
     assert rows["queueSize"][0] == f"`{context['queueSize']}`" and rows["alarmEmail"][0] == "(empty)"
+
+
+# --- relations and parsers at their edges (mutation testing found these untested) -------
+
+def test_replicas_must_fit_the_node_pool_by_every_resource():
+    """inf2.xlarge: 4 vCPU, 16 GiB, 1 Neuron device (the EC2 instance type's published size)."""
+    roomy = {"nodePoolNeuronLimit": 100, "nodePoolMemoryGibLimit": 10000}
+    assert settings_with(maxReplicas=16, nodePoolCpuLimit=64, **roomy).max_replicas == 16  # 16 x 4 = 64
+    with pytest.raises(SettingsError) as refused:
+        settings_with(maxReplicas=17, nodePoolCpuLimit=64, **roomy)
+    assert ("'maxReplicas': 17 replicas need 17 inf2.xlarge nodes (68 of nodePoolCpuLimit), "
+            "but nodePoolCpuLimit is 64") in str(refused.value)
+
+
+def test_min_replicas_may_equal_max_replicas():
+    settings = settings_with(minReplicas=4, maxReplicas=4)
+    assert (settings.min_replicas, settings.max_replicas) == (4, 4)
+    with pytest.raises(SettingsError, match=r"'minReplicas': must be at most maxReplicas \(3\)"):
+        settings_with(minReplicas=4, maxReplicas=3)
+
+
+def test_gp3_throughput_is_at_most_a_quarter_of_the_iops():
+    assert settings_with(nodeRootVolumeIops=3000, nodeRootVolumeThroughputMibps=750).node_root_volume_iops == 3000
+    with pytest.raises(SettingsError) as refused:
+        settings_with(nodeRootVolumeIops=3000, nodeRootVolumeThroughputMibps=751)
+    assert "3000 IOPS allow 750 MiB/s" in str(refused.value)
+
+
+@pytest.mark.parametrize("cidr, accepted", [("10.0.0.0/16", True), ("10.0.0.0/20", True),
+                                             ("10.0.0.0/15", False), ("10.0.0.0/21", False)])
+def test_vpc_cidr_is_a_slash_16_to_20(cidr, accepted):
+    if accepted:
+        assert settings_with(vpcCidr=cidr).vpc_cidr == cidr
+    else:
+        with pytest.raises(SettingsError, match="'vpcCidr'.*/16 to /20"):
+            settings_with(vpcCidr=cidr)
+
+
+def test_durations_are_karpenter_durations_or_never():
+    never = "".join(["Ne", "ver"])  # a string built at run time, as a parsed context value is
+    assert settings_with(nodeExpireAfter=never).node_expire_after == "Never"
+    assert settings_with(nodeExpireAfter="720h").node_expire_after == "720h"
+    for bad in ("Later", "never", "", "5 m"):
+        with pytest.raises(SettingsError, match="'nodeExpireAfter'"):
+            settings_with(nodeExpireAfter=bad)
