@@ -116,5 +116,5 @@ def test_every_outside_metric_the_cold_start_pod_asks_for_is_inventoried(invento
     asked = set()
     for query in queries("inf2", "60s").values():
         asked |= {name.removesuffix("_sum").removesuffix("_count")
-                  for name in re.findall(r"([a-z_]+)\{", query)}
+                  for name in re.findall(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{", query)}
     assert asked == inventory.metrics

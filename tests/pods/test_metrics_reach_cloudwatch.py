@@ -4,6 +4,7 @@ asked what they published, and every metric of ours the synthesized dashboard an
 name must be among it, with the same dimensions and values."""
 from __future__ import annotations
 
+import re
 import time
 
 import boto3
@@ -33,6 +34,25 @@ def referenced(template: dict) -> set[tuple[str, frozenset]]:
             if metric and metric["Namespace"] == names.CLOUDWATCH_NAMESPACE:
                 found.add((metric["MetricName"], frozenset((d["Name"], d["Value"]) for d in metric["Dimensions"])))
     return found
+
+
+def scraped_names(container, objects: list[dict], deployment: str) -> set[str]:
+    """Sample names at the address Prometheus scrapes: the pod template's prometheus.io annotations."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    (template,) = [o["spec"]["template"] for o in objects
+                   if o["kind"] == "Deployment" and o["metadata"]["name"] == deployment]
+    annotations = template["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    port = container.adaptations.port(int(annotations["prometheus.io/port"]))
+    text = httpx.get(f"http://127.0.0.1:{port}{annotations['prometheus.io/path']}", timeout=10).text
+    return {sample.name for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def deployed_objects(synthesized, application) -> list[dict]:
+    from k8s_charts import rendering
+
+    return rendering.all_objects(rendering.from_template_file(synthesized.template_file(application.workload)))
 
 
 def published() -> set[tuple[str, frozenset]]:
@@ -72,6 +92,16 @@ def test_the_pods_publish_every_metric_the_dashboard_and_alarms_read(
         assert all(cluster <= dims for _, dims in wanted)
         phases = {dict(dims).get(names.CLOUDWATCH_PHASE_DIMENSION) for name, dims in have if name == names.CW_COLD_START}
         assert {"stage", "load", "warmup", "stage_to_ready"} <= phases  # the stage report reached the server
+        # KEDA's queries (both modes) name series that the pods expose where Prometheus scrapes them:
+        # the port and path of each pod template's prometheus.io annotations.
+        exposed = (scraped_names(server, deployed_objects(synthesized, application), "sd21-inference")
+                   | scraped_names(gateway, zero.objects, "sd21-gateway"))
+        for objects in (deployed_objects(synthesized, application), zero.objects):
+            (scaled,) = [o for o in objects if o["kind"] == "ScaledObject"]
+            for trigger in scaled["spec"]["triggers"]:
+                if trigger["type"] == "prometheus":
+                    queried = set(re.findall(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{", trigger["metadata"]["query"]))
+                    assert queried and queried <= exposed, (trigger["name"], queried - exposed)
         (line,) = [line for line in server.log().splitlines() if line.startswith("cold start:")]
         print(f"\nthis replica's {line} (tiny weights, cpu, loopback S3)")
     finally:

@@ -11,7 +11,7 @@ import pytest
 
 from sd21.localstack import free_port
 from tests.pods.cluster import env_of, generate, start_server, url_of
-from tests.pods.kubelet import Pod, find_container
+from tests.pods.kubelet import MODEL_IMAGE, Image, Pod, find_container, image_for, pod_spec
 
 
 @pytest.fixture(scope="module")
@@ -89,13 +89,32 @@ def test_stage_without_its_volume_fails(inference_pod_spec, adapt, pods_root, co
         pod.cleanup()
 
 
-def test_runs_as_the_pod_uid(inference_pod_spec, adapt, pods_root):
+def test_runs_as_the_image_user(inference_pod_spec, adapt, pods_root):
+    """The process's uid is the image's own non-root USER (model_image/Dockerfile), as the spec asks."""
+    image_user = Image.from_dockerfile(MODEL_IMAGE / "Dockerfile").user
+    assert image_user != 0
     pod = Pod(inference_pod_spec, pods_root)
     try:
         result = pod.container("server", adapt()).run(timeout=30, command=["id", "-u"])
-        assert result.output.strip() == str(find_container(inference_pod_spec, "server")["securityContext"]["runAsUser"])
+        assert result.output.strip() == str(image_user)
     finally:
         pod.cleanup()
+
+
+def test_every_container_of_ours_runs_as_its_image_user(deployed, zero):
+    """Each Dockerfile's USER owns what the image installs; a pod that asks for another uid
+    (or root) would run ours as a stranger. Both modes, init containers included."""
+    checked = 0
+    for obj in deployed + zero.objects:
+        if obj["kind"] not in ("Job", "Deployment"):
+            continue
+        pod = pod_spec(obj)
+        for container in pod["containers"] + pod.get("initContainers", []):
+            own, shared = container.get("securityContext", {}), pod.get("securityContext", {})
+            uid = own.get("runAsUser", shared.get("runAsUser"))
+            assert uid == image_for(container).user != 0, (obj["metadata"]["name"], container["name"], uid)
+            checked += 1
+    assert checked >= 6  # compile, stage, server, cold-start metrics; gateway and the rest at zero
 
 
 # --- a broken node or artifact shows in seconds, as a restarting container ------------

@@ -2,6 +2,7 @@
 application stack goes Prepare (change set) -> ApproveChangeSet -> Deploy, and the model image
 is pushed as <repository>:<commit id> before any stack that runs it."""
 import json
+from collections import Counter
 import re
 from pathlib import Path
 
@@ -96,7 +97,9 @@ def test_ci_run_runs_the_same_test_command():
 
 def test_synth_runs_debian_with_ci_set(project, release):
     env = project(release.pipeline.synth_project)["Properties"]["Environment"]
-    assert env["Image"] == commands.SYNTH_IMAGE
+    # The test command installs Debian packages (bubblewrap, chromium) with apt: a Debian
+    # release (bookworm 12, trixie 13) of the node image ECR Public mirrors from Docker Hub.
+    assert re.fullmatch(r"public\.ecr\.aws/docker/library/node:\d+-(bookworm|trixie)", env["Image"]), env["Image"]
     assert {"Name": "CI", "Type": "PLAINTEXT", "Value": "true"} in env["EnvironmentVariables"]
 
 
@@ -128,10 +131,20 @@ def test_every_application_stack_is_prepared_approved_then_deployed(deploy_actio
         assert config["NotificationArn"] == {"Ref": topic_id}
 
 
-def test_deploy_stage_holds_exactly_the_sandbox_stacks(release, application):
+def test_deploy_stage_holds_exactly_the_sandbox_stacks(release, application, synthesized):
+    """What the pipeline deploys is what `cdk deploy` would: the same stacks, and in each the
+    same resources (how many of each type; a few logical ids embed the stage's path), read
+    from the two synthesized templates."""
     staged = release.stage.application
     assert [s.node.id for s in staged.stacks] == [s.node.id for s in application.stacks]
-    assert staged.settings is application.settings
+    stage_dir = next(synthesized.outdir.glob("assembly-*"))
+
+    def resources(template_file: Path) -> Counter:
+        return Counter(r["Type"] for r in json.loads(template_file.read_text())["Resources"].values())
+
+    for deployed, sandbox in zip(staged.stacks, application.stacks):
+        assert resources(stage_dir / deployed.template_file) == resources(synthesized.template_file(sandbox)), \
+            sandbox.node.id
 
 
 def test_permissions_broadening_is_checked_before_any_change_set(deploy_actions, release):

@@ -50,7 +50,9 @@ def test_pods_are_told_the_queue_they_use(synthesized, application):
                             ("SD21_JOBS_TOPIC_ARN", jobs.topic)):
         assert logical_id(construct) in env[name], (name, env[name])
     assert env["SD21_JOBS_MAX_ATTEMPTS"] == str(application.settings.job_max_attempts)
-    assert logical_id(jobs.queue) in template
+    # The worker extends a message by what the queue itself says its visibility timeout is.
+    queue = json.loads(template)["Resources"][logical_id(jobs.queue)]["Properties"]
+    assert env["SD21_JOBS_VISIBILITY_S"] == str(queue["VisibilityTimeout"])
 
 
 def test_job_results_expire(synthesized, application):

@@ -13,6 +13,7 @@ from sd21.api import ERROR_TYPES
 from stacks.observability import render
 from stacks.observability.metrics import SERVER_FAILURES
 from tests.conftest import logical_id
+from tests.workload.conftest import export_value
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -98,7 +99,11 @@ def test_pods_may_publish_only_into_the_endpoint_namespace(synthesized, applicat
     assert policy is not None
     (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
     assert statement["Condition"] == {"StringEquals": {"cloudwatch:namespace": names.CLOUDWATCH_NAMESPACE}}
-    assert "ServeRole" in json.dumps(policy["Properties"]["Roles"]) and serve_role is not None
+    # The roles it names include the serve role, exported by the Storage stack.
+    storage = synthesized.template(application.storage).to_json()
+    named = [export_value(storage, "${ImportValue:" + role["Fn::ImportValue"] + "}")
+             for role in policy["Properties"]["Roles"] if "Fn::ImportValue" in role]
+    assert {"Ref": logical_id(serve_role)} in named
 
 
 def test_at_scale_to_zero_the_gateway_publishes_and_no_ready_replica_means_cold_requests(zero):

@@ -1,6 +1,6 @@
 """Model bucket and image repository."""
 from aws_cdk.assertions import Match
-from stacks.model_storage.repository import IMAGES_PER_RELEASE
+from stacks.release.commands import IMAGES as IMAGES_EACH_RELEASE_PUSHES
 
 
 def test_bucket_is_encrypted_private_versioned_logged_and_retained(synthesized, application):
@@ -38,6 +38,6 @@ def test_repository_scans_keeps_tags_immutable_and_prunes(synthesized, applicati
             "ImageScanningConfiguration": {"ScanOnPush": True},
             "ImageTagMutability": "IMMUTABLE",
             "LifecyclePolicy": {"LifecyclePolicyText": Match.string_like_regexp(
-                f'"countNumber":{application.settings.ecr_images_kept * IMAGES_PER_RELEASE}')},
+                f'"countNumber":{application.settings.ecr_images_kept * len(IMAGES_EACH_RELEASE_PUSHES)}')},
         }),
     })
