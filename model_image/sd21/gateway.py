@@ -264,6 +264,12 @@ def create_app(settings: GatewaySettings, registry: CollectorRegistry | None = N
     return app
 
 
+def keep_alive_seconds(hold_s: int, request_timeout_s: int) -> int:
+    """Idle client connections outlive the ALB's idle timeout (hold + request timeout +
+    30 s), so the ALB never reuses one the gateway is closing (a 502)."""
+    return hold_s + request_timeout_s + 60
+
+
 def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
@@ -307,10 +313,9 @@ def main(argv: list[str] | None = None) -> int:
                         Mapping(GATEWAY_HELD, CW_HELD_REQUESTS, "gauge"),
                         Mapping(GATEWAY_LAST_COLD_START, CW_COLD_START_TOTAL, "gauge", unit="Seconds")])
     progress(f"sd21-gateway: {args.host}:{args.port} -> {args.upstream}; metrics on :{args.metrics_port}")
-    # The upstream's Date and Server headers pass through; idle connections outlive the
-    # ALB's idle timeout (hold + request timeout + 30 s) so it never reuses a closing one.
+    # The upstream's Date and Server headers pass through.
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=args.request_timeout,
-                timeout_keep_alive=args.hold_seconds + args.request_timeout + 60, server_header=False,
+                timeout_keep_alive=keep_alive_seconds(args.hold_seconds, args.request_timeout), server_header=False,
                 date_header=False)
     return 0
 

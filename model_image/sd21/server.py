@@ -335,11 +335,15 @@ def build_server(app: FastAPI, service: GenerationService, host: str, port: int)
             progress("drained; exiting" if finished else "drain grace period over; exiting")
             self.should_exit = True
 
-    # Idle connections stay open longer than the ALB's idle timeout (request timeout
-    # + 30 s), so the ALB never reuses one the server is closing (a 502).
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5,
-                            lifespan="on", timeout_keep_alive=service.settings.request_timeout_s + 60)
+                            lifespan="on", timeout_keep_alive=keep_alive_seconds(service.settings.request_timeout_s))
     return DrainingServer(config)
+
+
+def keep_alive_seconds(request_timeout_s: float) -> float:
+    """Idle connections stay open longer than the ALB's idle timeout (request timeout +
+    30 s), so the ALB never reuses one the server is closing (a 502)."""
+    return request_timeout_s + 60
 
 
 # Exit codes: 0 stopped, 1 the model failed to load, 2 bad settings, 7 no usable accelerator,

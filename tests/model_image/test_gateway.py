@@ -360,3 +360,81 @@ def test_people_are_told_how_long_instead_of_waiting_on_a_blank_page():
     assert page.status_code == 503 and time.monotonic() - started < 1  # not held
     assert "Starting, about 120 s" in page.text or "Starting, about 119 s" in page.text
     assert 'http-equiv="refresh"' in page.text
+
+
+# --- edges mutation testing found untested -------------------------------------------
+
+def test_an_upstream_that_does_not_answer_in_time_is_a_504():
+    from starlette.testclient import TestClient
+
+    def slow(request):
+        raise httpx.ReadTimeout("no answer", request=request)
+
+    app = _holding_gateway(slow, hold_requests=4, hold_s=10)
+    with TestClient(app) as client:
+        started = time.monotonic()
+        answer = client.post("/v1/images/generations", json={"prompt": "x"})
+    assert answer.status_code == 504 and answer.json()["error"]["type"] == "upstream_timeout"
+    assert time.monotonic() - started < 2, "a replica that answers late is not a missing one: not held"
+    assert app.state.metrics.outcomes.labels("upstream_timeout")._value.get() == 1
+
+
+def test_a_body_declared_too_large_is_refused_without_reading_it():
+    from starlette.testclient import TestClient
+
+    from sd21.gateway import MAX_BODY_BYTES
+
+    seen = []
+    app = _holding_gateway(lambda request: seen.append(request) or _answer(200)())
+    with TestClient(app) as client:
+        at_limit = client.post("/v1/images/generations", content=b" " * MAX_BODY_BYTES)
+        over = client.post("/v1/images/generations", content=b" " * (MAX_BODY_BYTES + 1))
+    assert at_limit.status_code == 200 and len(seen) == 1
+    assert over.status_code == 413 and over.json()["error"]["type"] == "request_too_large"
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--hold-requests", "-1", "--hold-requests must not be negative"),
+    ("--hold-seconds", "-1", "--hold-seconds must not be negative"),
+    ("--request-timeout", "0", "--request-timeout must be at least 1 second"),
+    ("--cold-retry-after", "0", "--cold-retry-after must be at least 1 second"),
+    ("--cold-start-seconds", "0", "--cold-start-seconds must be at least 1 second"),
+])
+def test_bad_numbers_are_refused_naming_the_flag(flag, value, message, capsys):
+    from sd21.gateway import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--upstream", "http://127.0.0.1:1", flag, value])
+    assert exited.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_held_requests_free_their_place_once_answered():
+    """hold_requests=1: after one held request is answered, the next cold one is held again
+    (not refused as if the place were still taken); and the cold start it reports is the time
+    it really took."""
+    import concurrent.futures
+
+    from starlette.testclient import TestClient
+
+    state = {"ready_after": time.monotonic() + 2.0}  # long enough that a ratio of clocks (~1.0) would show
+
+    def upstream(request):
+        if time.monotonic() < state["ready_after"]:
+            raise httpx.ConnectError("refused", request=request)
+        return _answer(200, {"ok": 1})()
+
+    app = _holding_gateway(upstream, hold_requests=1, hold_s=10)
+    metrics = app.state.metrics
+    with TestClient(app) as client:
+        started = time.monotonic()
+        assert client.post("/v1/images/generations", json={"prompt": "x"}).status_code == 200
+        took = time.monotonic() - started
+        assert abs(metrics.last_cold_start._value.get() - took) < 0.3
+        state["ready_after"] = time.monotonic() + 1.0  # the replica went away; another starts
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            held = pool.submit(client.post, "/v1/images/generations", json={"prompt": "y"})
+            time.sleep(0.3)
+            assert client.post("/v1/images/generations", json={"prompt": "z"}).status_code == 503  # one place
+            assert held.result().status_code == 200
+    assert metrics.outcomes.labels("held_then_forwarded")._value.get() == 2
+    assert metrics.cold._value.get() == 1 and metrics.held._value.get() == 0

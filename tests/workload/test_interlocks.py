@@ -150,3 +150,24 @@ def test_the_cold_start_metrics_pod_filters_on_the_node_pool_the_cluster_deploys
     pod = pod_spec(workload("Deployment", "sd21-cold-start-metrics"))
     assert env(pod["containers"][0])["SD21_NODE_POOL"] == pool["metadata"]["name"]
     assert env(pod["containers"][0])["SD21_CLOUDWATCH_CLUSTER"]
+
+
+def alb_idle_seconds(ingress: dict) -> int:
+    attributes = ingress["metadata"]["annotations"]["alb.ingress.kubernetes.io/load-balancer-attributes"]
+    return int(dict(a.split("=") for a in attributes.split(","))["idle_timeout.timeout_seconds"])
+
+
+def test_whoever_the_alb_talks_to_keeps_idle_connections_longer_than_the_alb(workload, zero):
+    """An ALB that reuses a connection its target is closing gets a 502 (AWS: the target's
+    keep-alive must exceed the load balancer's idle timeout). Read from each pod's own env,
+    through the keep-alive the process itself computes from it."""
+    from sd21 import gateway, server
+
+    server_env = env(container(workload("Deployment"), "server"))
+    assert server.keep_alive_seconds(float(server_env["SD21_REQUEST_TIMEOUT_S"])) > \
+        alb_idle_seconds(workload("Ingress"))
+    (front,) = [o for o in zero.objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "sd21-gateway"]
+    gateway_env = env(container(front, "gateway"))
+    (ingress,) = [o for o in zero.objects if o["kind"] == "Ingress"]
+    assert gateway.keep_alive_seconds(int(gateway_env["SD21_HOLD_S"]), int(gateway_env["SD21_REQUEST_TIMEOUT_S"])) > \
+        alb_idle_seconds(ingress)
