@@ -192,3 +192,42 @@ def test_durations_are_karpenter_durations_or_never():
     for bad in ("Later", "never", "", "5 m"):
         with pytest.raises(SettingsError, match="'nodeExpireAfter'"):
             settings_with(nodeExpireAfter=bad)
+
+
+def test_the_system_node_group_desired_size_may_sit_at_either_bound():
+    assert settings_with(systemNodeMinSize=2, systemNodeDesiredSize=4, systemNodeMaxSize=4).system_node_desired_size == 4
+    assert settings_with(systemNodeMinSize=2, systemNodeDesiredSize=2, systemNodeMaxSize=4).system_node_desired_size == 2
+    for low, desired, high in ((3, 2, 4), (2, 5, 4)):
+        with pytest.raises(SettingsError, match="'systemNodeDesiredSize'"):
+            settings_with(systemNodeMinSize=low, systemNodeDesiredSize=desired, systemNodeMaxSize=high)
+
+
+def test_prices_are_positive_and_below_a_thousand():
+    assert settings_with(inf2XlargeHourlyUsd="999.99").inf2_xlarge_hourly_usd == 999.99
+    for bad, message in (("0", "out of range"), ("1000", "out of range"), ("abc", "'abc' is not a price in USD")):
+        with pytest.raises(SettingsError) as refused:
+            settings_with(inf2XlargeHourlyUsd=bad)
+        assert "'inf2XlargeHourlyUsd'" in str(refused.value) and message in str(refused.value)
+
+
+def test_booleans_are_read_from_text_as_cdk_passes_them():
+    yes, no = "".join(["TR", "UE"]), " false "  # built at run time, as -c values are
+    assert settings_with(nodeRepair=yes).node_repair is True
+    assert settings_with(nodeRepair=no).node_repair is False
+
+
+def test_an_addon_version_must_look_like_an_eks_build():
+    assert settings_with(addonVersions='{"coredns": "v1.12.1-eksbuild.2"}').addon_versions == {
+        "coredns": "v1.12.1-eksbuild.2"}
+    with pytest.raises(SettingsError, match="coredns version '1.12.1' must look like v1.2.3-eksbuild.1"):
+        settings_with(addonVersions='{"coredns": "1.12.1"}')
+
+
+def test_a_hang_bound_above_the_request_timeout_is_refused_too():
+    with pytest.raises(SettingsError, match="'hangMinimumSeconds': must be below requestTimeoutSeconds"):
+        settings_with(hangMinimumSeconds=100, requestTimeoutSeconds=60)
+
+
+def test_of_several_unknown_keys_the_first_is_named():
+    with pytest.raises(SettingsError, match="'aaaSetting': is not a known setting"):
+        settings_with(zzzSetting=1, aaaSetting=2)
