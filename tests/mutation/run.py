@@ -5,11 +5,18 @@ in place), and each mutant runs only the tests that cover that module; a mutant 
 tests do not fail "survived". Prints the kill rate per module and every survivor.
 
     python -m tests.mutation.run [module ...]      # default: all of MODULES
+    python -m tests.mutation.run --retest-survivors [module ...]
+
+Each run keeps its session in .mutants/<module>.sqlite (ignored by git). With
+--retest-survivors, only the previous run's survivors run again (after new tests), as
+long as the module is unchanged since (its sha256 is kept beside the session).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -17,6 +24,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+KEPT = ROOT / ".mutants"
 PYTEST = "env PYTHONPATH=model_image {python} -m pytest -x -q -p no:randomly {tests}"
 # module -> the tests that cover it (fast ones: each mutant runs them once).
 MODULES = {
@@ -49,7 +57,36 @@ def copy_tree(dest: Path) -> None:
         (dest / linked).symlink_to(ROOT / linked)
 
 
-def mutate(module: str, tests: str, workdir: Path) -> dict:
+def _digest(module: str) -> str:
+    return hashlib.sha256((ROOT / module).read_bytes()).hexdigest()
+
+
+SPEC_COLUMNS = "operator_name, occurrence, start_pos_row, start_pos_col, end_pos_row, end_pos_col"
+
+
+def keep_only_survivors(session: Path, module: str) -> int:
+    """Mark every mutant the previous run killed as killed again, so that exec runs only
+    its survivors. Returns how many will run."""
+    previous = KEPT / f"{Path(module).stem}.sqlite"
+    if not previous.exists() or (KEPT / f"{Path(module).stem}.sha256").read_text().strip() != _digest(module):
+        raise SystemExit(f"error: no previous run of {module} for its current source; run it whole first")
+    with sqlite3.connect(previous) as old:
+        survivors = {tuple(row) for row in old.execute(
+            f"SELECT {SPEC_COLUMNS} FROM mutation_specs JOIN work_results USING (job_id) "
+            "WHERE test_outcome = 'SURVIVED'")}
+    with sqlite3.connect(session) as new:
+        jobs = new.execute(f"SELECT job_id, {SPEC_COLUMNS} FROM mutation_specs").fetchall()
+        rerun = 0
+        for job_id, *spec in jobs:
+            if tuple(spec) in survivors:
+                rerun += 1
+                continue
+            new.execute("INSERT INTO work_results (worker_outcome, output, test_outcome, diff, job_id) "
+                        "VALUES ('NORMAL', 'killed in the previous run', 'KILLED', '', ?)", (job_id,))
+    return rerun
+
+
+def mutate(module: str, tests: str, workdir: Path, retest_survivors: bool = False) -> dict:
     config = workdir / "cosmic-ray.toml"
     session = workdir / f"{Path(module).stem}.sqlite"
     config.write_text(
@@ -62,8 +99,13 @@ def mutate(module: str, tests: str, workdir: Path) -> dict:
         'name = "local"\n')
     cosmic_ray = Path(sys.executable).with_name("cosmic-ray")
     subprocess.run([str(cosmic_ray), "init", str(config), str(session)], cwd=workdir, check=True)
+    if retest_survivors:
+        print(f"{module}: {keep_only_survivors(session, module)} survivors run again", flush=True)
     started = time.monotonic()
     subprocess.run([str(cosmic_ray), "exec", str(config), str(session)], cwd=workdir, check=True)
+    KEPT.mkdir(exist_ok=True)
+    shutil.copy2(session, KEPT / session.name)
+    (KEPT / f"{session.stem}.sha256").write_text(_digest(module) + "\n")
     dump = subprocess.run([str(cosmic_ray), "dump", str(session)], cwd=workdir, capture_output=True, text=True,
                           check=True).stdout
     killed, survivors, other = 0, [], 0
@@ -87,6 +129,8 @@ def mutate(module: str, tests: str, workdir: Path) -> dict:
 
 
 def main(argv: list[str]) -> int:
+    retest = "--retest-survivors" in argv
+    argv = [arg for arg in argv if arg != "--retest-survivors"]
     modules = argv or list(MODULES)
     unknown = [m for m in modules if m not in MODULES]
     if unknown:
@@ -97,7 +141,7 @@ def main(argv: list[str]) -> int:
         with tempfile.TemporaryDirectory(prefix="mutants-") as scratch:
             workdir = Path(scratch)
             copy_tree(workdir)
-            results.append(mutate(module, MODULES[module], workdir))
+            results.append(mutate(module, MODULES[module], workdir, retest))
         result = results[-1]
         print(f"{module}: {result['rate']:.0%} killed ({result['killed']} of {result['killed'] + result['survived']}"
               f", {result['incompetent']} incompetent) in {result['minutes']:.1f} min", flush=True)
