@@ -24,7 +24,7 @@ import cdk8s_plus_27 as kplus
 from constructs import Construct
 from sd21.metric_names import GATEWAY_RECEIVED, INFLIGHT_REQUESTS
 
-from stacks.settings import Settings
+from k8s_charts.workload.spec import WorkloadSettings
 
 API_VERSION = "keda.sh/v1alpha1"
 ACTIVITY_WINDOW = "2m"
@@ -76,7 +76,7 @@ def _job_trigger(queue_url: str, region: str) -> dict:
 
 
 class ScalingChart(cdk8s.Chart):
-    def __init__(self, scope: Construct, id: str, *, settings: Settings, target: kplus.Deployment,
+    def __init__(self, scope: Construct, id: str, *, settings: WorkloadSettings, target: kplus.Deployment,
                  prometheus_url: str, job_queue_url: str, region: str) -> None:
         super().__init__(scope, id)
         namespace = target.metadata.namespace

@@ -1,14 +1,14 @@
-"""What the workload charts need, gathered once from the settings and the CDK
-objects (bucket, repository): charts never retype a name or a version."""
+"""What the workload charts need, gathered once by the stack from the settings and the
+CDK objects (bucket, repository; stacks/workload/manifests.py): charts never retype a
+name or a version, and never reach back into stacks/. They read the settings through
+WorkloadSettings, the part of stacks.settings.Settings they use."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional, Protocol
 
-from aws_cdk import Aws, aws_ecr as ecr, aws_s3 as s3
-from sd21.artifact import CompileInputs, artifact_prefix, artifact_version
-
-from stacks.model_storage.repository import gateway_tag
-from stacks.settings import Settings
+from aws_cdk import Aws
+from sd21.artifact import CompileInputs, artifact_prefix
 
 NAMESPACE = "sd21"
 APP_LABEL = "sd21-inference"
@@ -23,28 +23,43 @@ MODEL_DIR = "/model"
 IMAGE_USER = 10001  # the image's non-root user (model_image/Dockerfile USER)
 
 
+class WorkloadSettings(Protocol):
+    """The settings the workload charts read (stacks.settings.Settings has them all)."""
+    cluster_name: str
+    image_tag: str
+    model_name: str
+    model_id: str
+    model_revision: str
+    weights_source: str
+    neuron_sdk: str
+    min_replicas: int
+    max_replicas: int
+    target_pending_per_replica: int
+    scale_to_zero_after_seconds: int
+    cold_start_hold_requests: int
+    cold_start_hold_seconds: int
+    queue_size: int
+    request_timeout_seconds: int
+    device_failures_before_restart: int
+    hang_factor: int
+    hang_minimum_seconds: int
+    ingress_scheme: str
+    ingress_allowed_cidrs: tuple[str, ...]
+    certificate_arn: Optional[str]
+
+    @property
+    def scales_to_zero(self) -> bool: ...
+
+
 @dataclass(frozen=True)
 class WorkloadSpec:
-    settings: Settings
+    settings: WorkloadSettings
     image: str
     gateway_image: str
     bucket_name: str
     model_version: str
     system_node_label: tuple[str, str]  # where always-on pods (the gateway) run
     jobs_env: dict  # the job queue, dead-letter queue and topic (stacks/jobs/queue.py JobQueue.env)
-
-    @classmethod
-    def build(cls, settings: Settings, repository: ecr.IRepository, bucket: s3.IBucket,
-              system_node_label: tuple[str, str], jobs_env: dict) -> "WorkloadSpec":
-        return cls(
-            settings=settings,
-            image=repository.repository_uri_for_tag(settings.image_tag),
-            gateway_image=repository.repository_uri_for_tag(gateway_tag(settings.image_tag)),
-            bucket_name=bucket.bucket_name,
-            model_version=artifact_version(compile_inputs(settings)),
-            system_node_label=system_node_label,
-            jobs_env=dict(jobs_env),
-        )
 
     def job_env(self) -> dict[str, str]:
         """Where jobs go and where their requests and results live (sd21.jobs)."""
@@ -94,7 +109,7 @@ class WorkloadSpec:
         return DEREGISTRATION_DELAY_SECONDS + self.drain_grace_seconds + 15
 
 
-def compile_inputs(settings: Settings) -> CompileInputs:
+def compile_inputs(settings: WorkloadSettings) -> CompileInputs:
     """The inputs whose hash is the artifact version (the compile Job checks it again)."""
     return CompileInputs.defaults(
         "neuron",
