@@ -27,7 +27,9 @@ def cold_gateway():
     port, metrics_port, dead = free_port(), free_port(), free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "sd21.gateway", "--upstream", f"http://127.0.0.1:{dead}", "--host", "127.0.0.1",
-         "--port", str(port), "--metrics-port", str(metrics_port), "--cold-retry-after", "45"],
+         "--port", str(port), "--metrics-port", str(metrics_port), "--cold-retry-after", "45",
+         # The smallest values allowed: a request timeout and an expected cold start of 1 s.
+         "--request-timeout", "1", "--cold-start-seconds", "1"],
         env=subprocess_env({}), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         wait_for(f"http://127.0.0.1:{port}/health", timeout=30)
@@ -50,7 +52,8 @@ def test_cold_requests_get_503_with_retry_after_and_are_counted(cold_gateway):
     browser = httpx.get(url + "/ui", headers={"Accept": "text/html"}, timeout=10)
     assert browser.status_code == 503 and browser.headers["content-type"].startswith("text/html")
     # People see the wait counted down: the page reloads every 15 s (not Retry-After's 45).
-    assert '<meta http-equiv="refresh" content="15">' in browser.text and "Starting, about" in browser.text
+    assert '<meta http-equiv="refresh" content="15">' in browser.text
+    assert "Starting, about 10 s" in browser.text  # never fewer than 10 s promised, even past the estimate
 
     # The gateway's own health never depends on a replica: the ALB keeps it in service at zero.
     assert httpx.get(url + "/health", timeout=10).status_code == 200
@@ -438,3 +441,39 @@ def test_held_requests_free_their_place_once_answered():
             assert held.result().status_code == 200
     assert metrics.outcomes.labels("held_then_forwarded")._value.get() == 2
     assert metrics.cold._value.get() == 1 and metrics.held._value.get() == 0
+
+
+def test_an_upstream_that_breaks_the_exchange_is_a_502():
+    from starlette.testclient import TestClient
+
+    def broken(request):
+        raise httpx.RemoteProtocolError("peer closed the connection", request=request)
+
+    app = _holding_gateway(broken, hold_requests=4, hold_s=10)
+    with TestClient(app) as client:
+        answer = client.post("/v1/images/generations", json={"prompt": "x"})
+    assert answer.status_code == 502 and answer.json()["error"]["type"] == "upstream_error"
+    assert "RemoteProtocolError" in answer.json()["error"]["message"]
+    assert app.state.metrics.outcomes.labels("upstream_error")._value.get() == 1
+
+
+def test_a_held_request_is_forwarded_within_a_second_of_a_replica_being_ready():
+    """The default poll: someone waiting through a cold start loses at most a second more."""
+    from prometheus_client import CollectorRegistry
+    from starlette.testclient import TestClient
+
+    from sd21.gateway import GatewaySettings, create_app
+
+    state = {"ready_at": time.monotonic() + 0.3, "answered_at": None}
+
+    def upstream(request):
+        if time.monotonic() < state["ready_at"]:
+            raise httpx.ConnectError("refused", request=request)
+        state["answered_at"] = state["answered_at"] or time.monotonic()
+        return _answer(200, {"ok": 1})()
+
+    app = create_app(GatewaySettings("http://upstream.invalid", request_timeout_s=60, hold_requests=1, hold_s=10),
+                     CollectorRegistry(), transport=httpx.MockTransport(upstream))
+    with TestClient(app) as client:
+        assert client.post("/v1/images/generations", json={"prompt": "x"}).status_code == 200
+    assert state["answered_at"] - state["ready_at"] <= 1.1
