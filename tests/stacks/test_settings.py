@@ -228,6 +228,47 @@ def test_a_hang_bound_above_the_request_timeout_is_refused_too():
         settings_with(hangMinimumSeconds=100, requestTimeoutSeconds=60)
 
 
-def test_of_several_unknown_keys_the_first_is_named():
-    with pytest.raises(SettingsError, match="'aaaSetting': is not a known setting"):
-        settings_with(zzzSetting=1, aaaSetting=2)
+def test_of_several_unknown_keys_the_first_is_named_with_its_suggestion():
+    with pytest.raises(SettingsError, match="'queue-size': is not a known setting; did you mean 'queueSize'"):
+        settings_with(**{"zzzSetting": 1, "queue-size": 2})
+
+
+def test_a_missing_setting_is_named_not_a_traceback():
+    from app import default_context
+
+    context = default_context()
+    del context["queueSize"]
+    with pytest.raises(SettingsError, match="'queueSize': is missing from the cdk.json context"):
+        Settings.from_context(context)
+
+
+def test_settings_cannot_change_once_read():
+    import dataclasses
+
+    settings = settings_with()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.queue_size = 99
+
+
+def test_endpoint_access_rules_hold_for_values_read_at_run_time():
+    public, private = "".join(["pub", "lic"]), "".join(["pri", "vate"])
+    with pytest.raises(SettingsError, match="'publicAccessCidrs': must list at least one CIDR"):
+        settings_with(endpointAccess=public, publicAccessCidrs=[])
+    with pytest.raises(SettingsError, match="'publicAccessCidrs': must be empty when endpointAccess is 'private'"):
+        settings_with(endpointAccess=private, publicAccessCidrs=["203.0.113.0/24"])
+
+
+def test_a_node_pool_exactly_the_size_of_the_compile_node_is_enough():
+    """The compile Job's inf2.8xlarge: 32 vCPU, 128 GiB (the EC2 instance type's published size)."""
+    settings = settings_with(nodePoolCpuLimit=32, nodePoolMemoryGibLimit=128, maxReplicas=2)
+    assert (settings.node_pool_cpu_limit, settings.node_pool_memory_gib_limit) == (32, 128)
+
+
+def test_a_price_that_is_not_a_number_at_all_is_named():
+    with pytest.raises(SettingsError, match=r"'inf2XlargeHourlyUsd': \[1\] is not a price in USD"):
+        settings_with(inf2XlargeHourlyUsd=[1])
+
+
+def test_karpenter_finds_the_cluster_by_its_discovery_tag():
+    """Karpenter's getting-started tags subnets and security groups karpenter.sh/discovery=<cluster>."""
+    assert settings_with(clusterName="team-a").discovery_tag == ("karpenter.sh/discovery", "team-a")
