@@ -204,7 +204,8 @@ def test_the_system_node_group_desired_size_may_sit_at_either_bound():
 
 def test_prices_are_positive_and_below_a_thousand():
     assert settings_with(inf2XlargeHourlyUsd="999.99").inf2_xlarge_hourly_usd == 999.99
-    for bad, message in (("0", "out of range"), ("1000", "out of range"), ("abc", "'abc' is not a price in USD")):
+    for bad, message in (("0", "out of range"), ("1000", "out of range"), ("1500", "out of range"),
+                         ("abc", "'abc' is not a price in USD")):
         with pytest.raises(SettingsError) as refused:
             settings_with(inf2XlargeHourlyUsd=bad)
         assert "'inf2XlargeHourlyUsd'" in str(refused.value) and message in str(refused.value)
