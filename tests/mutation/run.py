@@ -8,8 +8,9 @@ tests do not fail "survived". Prints the kill rate per module and every survivor
     python -m tests.mutation.run --retest-survivors [module ...]
 
 Each run keeps its session in .mutants/<module>.sqlite (ignored by git). With
---retest-survivors, only the previous run's survivors run again (after new tests), as
-long as the module is unchanged since (its sha256 is kept beside the session).
+--retest-survivors, only the previous run's survivors (after new tests) and the mutants
+it had not reached (a run stopped early) run, as long as the module is unchanged since
+(its sha256 is kept beside the session).
 """
 from __future__ import annotations
 
@@ -64,26 +65,23 @@ def _digest(module: str) -> str:
 SPEC_COLUMNS = "operator_name, occurrence, start_pos_row, start_pos_col, end_pos_row, end_pos_col"
 
 
-def keep_only_survivors(session: Path, module: str) -> int:
-    """Mark every mutant the previous run killed as killed again, so that exec runs only
-    its survivors. Returns how many will run."""
+def keep_only_what_is_left(session: Path, module: str) -> int:
+    """Mark every mutant the previous run already killed (or could not import) as such, so
+    that exec runs only its survivors and what it had not reached. Returns how many run."""
     previous = KEPT / f"{Path(module).stem}.sqlite"
     if not previous.exists() or (KEPT / f"{Path(module).stem}.sha256").read_text().strip() != _digest(module):
         raise SystemExit(f"error: no previous run of {module} for its current source; run it whole first")
     with sqlite3.connect(previous) as old:
-        survivors = {tuple(row) for row in old.execute(
-            f"SELECT {SPEC_COLUMNS} FROM mutation_specs JOIN work_results USING (job_id) "
-            "WHERE test_outcome = 'SURVIVED'")}
+        done = {tuple(row[:-1]): row[-1] for row in old.execute(
+            f"SELECT {SPEC_COLUMNS}, test_outcome FROM mutation_specs JOIN work_results USING (job_id) "
+            "WHERE test_outcome != 'SURVIVED'")}
     with sqlite3.connect(session) as new:
         jobs = new.execute(f"SELECT job_id, {SPEC_COLUMNS} FROM mutation_specs").fetchall()
-        rerun = 0
         for job_id, *spec in jobs:
-            if tuple(spec) in survivors:
-                rerun += 1
-                continue
-            new.execute("INSERT INTO work_results (worker_outcome, output, test_outcome, diff, job_id) "
-                        "VALUES ('NORMAL', 'killed in the previous run', 'KILLED', '', ?)", (job_id,))
-    return rerun
+            if tuple(spec) in done:
+                new.execute("INSERT INTO work_results (worker_outcome, output, test_outcome, diff, job_id) "
+                            "VALUES ('NORMAL', 'as in the previous run', ?, '', ?)", (done[tuple(spec)], job_id))
+    return len(jobs) - len(done)
 
 
 def mutate(module: str, tests: str, workdir: Path, retest_survivors: bool = False) -> dict:
@@ -100,7 +98,7 @@ def mutate(module: str, tests: str, workdir: Path, retest_survivors: bool = Fals
     cosmic_ray = Path(sys.executable).with_name("cosmic-ray")
     subprocess.run([str(cosmic_ray), "init", str(config), str(session)], cwd=workdir, check=True)
     if retest_survivors:
-        print(f"{module}: {keep_only_survivors(session, module)} survivors run again", flush=True)
+        print(f"{module}: {keep_only_what_is_left(session, module)} survivors and mutants not yet run, run now", flush=True)
     started = time.monotonic()
     subprocess.run([str(cosmic_ray), "exec", str(config), str(session)], cwd=workdir, check=True)
     KEPT.mkdir(exist_ok=True)
