@@ -98,7 +98,8 @@ def mutate(module: str, tests: str, workdir: Path, retest_survivors: bool = Fals
     cosmic_ray = Path(sys.executable).with_name("cosmic-ray")
     subprocess.run([str(cosmic_ray), "init", str(config), str(session)], cwd=workdir, check=True)
     if retest_survivors:
-        print(f"{module}: {keep_only_what_is_left(session, module)} survivors and mutants not yet run, run now", flush=True)
+        left = keep_only_what_is_left(session, module)
+        print(f"{module}: {left} survivors and mutants not yet run, run now", flush=True)
     started = time.monotonic()
     subprocess.run([str(cosmic_ray), "exec", str(config), str(session)], cwd=workdir, check=True)
     KEPT.mkdir(exist_ok=True)
