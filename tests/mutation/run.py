@@ -5,12 +5,12 @@ in place), and each mutant runs only the tests that cover that module; a mutant 
 tests do not fail "survived". Prints the kill rate per module and every survivor.
 
     python -m tests.mutation.run [module ...]      # default: all of MODULES
-    python -m tests.mutation.run --retest-survivors [module ...]
+    python -m tests.mutation.run --retest-survivors|--resume [module ...]
 
 Each run keeps its session in .mutants/<module>.sqlite (ignored by git). With
---retest-survivors, only the previous run's survivors (after new tests) and the mutants
-it had not reached (a run stopped early) run, as long as the module is unchanged since
-(its sha256 is kept beside the session).
+--retest-survivors only the previous run's survivors run again (after new tests); with
+--resume also the mutants it had not reached (a run stopped early). Either needs the
+module unchanged since (its sha256 is kept beside the session).
 """
 from __future__ import annotations
 
@@ -65,26 +65,30 @@ def _digest(module: str) -> str:
 SPEC_COLUMNS = "operator_name, occurrence, start_pos_row, start_pos_col, end_pos_row, end_pos_col"
 
 
-def keep_only_what_is_left(session: Path, module: str) -> int:
-    """Mark every mutant the previous run already killed (or could not import) as such, so
-    that exec runs only its survivors and what it had not reached. Returns how many run."""
+def carry_over(session: Path, module: str, resume: bool) -> int:
+    """Copy the previous run's kills (and mutants that could not import) into this session,
+    so that exec runs only its survivors and, with resume, what it had not reached (a run
+    stopped early); without resume those are marked not run. Returns how many run now."""
     previous = KEPT / f"{Path(module).stem}.sqlite"
     if not previous.exists() or (KEPT / f"{Path(module).stem}.sha256").read_text().strip() != _digest(module):
         raise SystemExit(f"error: no previous run of {module} for its current source; run it whole first")
     with sqlite3.connect(previous) as old:
-        done = {tuple(row[:-1]): row[-1] for row in old.execute(
-            f"SELECT {SPEC_COLUMNS}, test_outcome FROM mutation_specs JOIN work_results USING (job_id) "
-            "WHERE test_outcome != 'SURVIVED'")}
+        outcomes = {tuple(row[:-1]): row[-1] for row in old.execute(
+            f"SELECT {SPEC_COLUMNS}, test_outcome FROM mutation_specs JOIN work_results USING (job_id)")}
+    run_now = 0
     with sqlite3.connect(session) as new:
-        jobs = new.execute(f"SELECT job_id, {SPEC_COLUMNS} FROM mutation_specs").fetchall()
-        for job_id, *spec in jobs:
-            if tuple(spec) in done:
-                new.execute("INSERT INTO work_results (worker_outcome, output, test_outcome, diff, job_id) "
-                            "VALUES ('NORMAL', 'as in the previous run', ?, '', ?)", (done[tuple(spec)], job_id))
-    return len(jobs) - len(done)
+        for job_id, *spec in new.execute(f"SELECT job_id, {SPEC_COLUMNS} FROM mutation_specs").fetchall():
+            outcome = outcomes.get(tuple(spec))
+            if outcome == "SURVIVED" or (outcome is None and resume):
+                run_now += 1
+                continue
+            worker, test = ("NORMAL", outcome) if outcome else ("SKIPPED", "INCOMPETENT")
+            new.execute("INSERT INTO work_results (worker_outcome, output, test_outcome, diff, job_id) "
+                        "VALUES (?, 'carried over', ?, '', ?)", (worker, test, job_id))
+    return run_now
 
 
-def mutate(module: str, tests: str, workdir: Path, retest_survivors: bool = False) -> dict:
+def mutate(module: str, tests: str, workdir: Path, again: str | None = None) -> dict:
     config = workdir / "cosmic-ray.toml"
     session = workdir / f"{Path(module).stem}.sqlite"
     config.write_text(
@@ -97,9 +101,9 @@ def mutate(module: str, tests: str, workdir: Path, retest_survivors: bool = Fals
         'name = "local"\n')
     cosmic_ray = Path(sys.executable).with_name("cosmic-ray")
     subprocess.run([str(cosmic_ray), "init", str(config), str(session)], cwd=workdir, check=True)
-    if retest_survivors:
-        left = keep_only_what_is_left(session, module)
-        print(f"{module}: {left} survivors and mutants not yet run, run now", flush=True)
+    if again:
+        run_now = carry_over(session, module, resume=again == "--resume")
+        print(f"{module}: {run_now} mutants run now ({again})", flush=True)
     started = time.monotonic()
     subprocess.run([str(cosmic_ray), "exec", str(config), str(session)], cwd=workdir, check=True)
     KEPT.mkdir(exist_ok=True)
@@ -107,10 +111,11 @@ def mutate(module: str, tests: str, workdir: Path, retest_survivors: bool = Fals
     (KEPT / f"{session.stem}.sha256").write_text(_digest(module) + "\n")
     dump = subprocess.run([str(cosmic_ray), "dump", str(session)], cwd=workdir, capture_output=True, text=True,
                           check=True).stdout
-    killed, survivors, other = 0, [], 0
+    killed, survivors, other, not_run = 0, [], 0, 0
     for line in filter(None, dump.splitlines()):
         job, result = json.loads(line)
-        if result is None:
+        if result is None or result.get("worker_outcome") == "skipped":
+            not_run += 1
             continue
         outcome = result.get("test_outcome")
         if outcome == "killed":
@@ -123,13 +128,14 @@ def mutate(module: str, tests: str, workdir: Path, retest_survivors: bool = Fals
             other += 1  # incompetent: the mutant did not even import
     total = killed + len(survivors)
     return {"module": module, "killed": killed, "survived": len(survivors), "incompetent": other,
+            "not_run": not_run,
             "rate": killed / total if total else 1.0, "survivors": survivors,
             "minutes": (time.monotonic() - started) / 60}
 
 
 def main(argv: list[str]) -> int:
-    retest = "--retest-survivors" in argv
-    argv = [arg for arg in argv if arg != "--retest-survivors"]
+    again = next((arg for arg in argv if arg in ("--retest-survivors", "--resume")), None)
+    argv = [arg for arg in argv if arg not in ("--retest-survivors", "--resume")]
     modules = argv or list(MODULES)
     unknown = [m for m in modules if m not in MODULES]
     if unknown:
@@ -140,10 +146,11 @@ def main(argv: list[str]) -> int:
         with tempfile.TemporaryDirectory(prefix="mutants-") as scratch:
             workdir = Path(scratch)
             copy_tree(workdir)
-            results.append(mutate(module, MODULES[module], workdir, retest))
+            results.append(mutate(module, MODULES[module], workdir, again))
         result = results[-1]
         print(f"{module}: {result['rate']:.0%} killed ({result['killed']} of {result['killed'] + result['survived']}"
-              f", {result['incompetent']} incompetent) in {result['minutes']:.1f} min", flush=True)
+              f", {result['incompetent']} incompetent, {result['not_run']} not run) in {result['minutes']:.1f} min",
+              flush=True)
         for survivor in result["survivors"]:
             print(f"  survived: {survivor}", flush=True)
     return 0
