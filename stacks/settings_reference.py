@@ -10,18 +10,22 @@ from dataclasses import fields
 from stacks.settings import Settings, allowed, camel
 
 
+def _cell(text: str) -> str:
+    """Text inside a Markdown table cell."""
+    return text.replace("|", "\\|")
+
+
 def _shown(value) -> str:
     if value in ("", None, [], {}):
         return "(empty)"
-    text = value if isinstance(value, str) else json.dumps(value)
-    return "`" + text.replace("|", "\\|") + "`"
+    return "`" + _cell(value if isinstance(value, str) else json.dumps(value)) + "`"
 
 
 def reference_lines(context: dict) -> list[str]:
     lines = ["| setting | default | allowed |", "|---|---|---|"]
     for field in fields(Settings):
         key = camel(field.name)
-        lines.append(f"| `{key}` | {_shown(context.get(key))} | {allowed(field.name).replace('|', chr(92) + '|')} |")
+        lines.append(f"| `{key}` | {_shown(context.get(key))} | {_cell(allowed(field.name))} |")
     return lines
 
 

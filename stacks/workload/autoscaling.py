@@ -7,6 +7,7 @@ removes inf2 nodes for the pods.
 from urllib.parse import urlsplit
 
 import cdk8s
+import yaml
 from aws_cdk import Stack, aws_eks_v2 as eks
 from constructs import Construct
 
@@ -32,8 +33,8 @@ KEDA_OPERATOR_ACCOUNT = "keda-operator"
 
 def karpenter_scrape_config() -> str:
     url = urlsplit(karpenter_metrics_url())
-    return (f"- job_name: karpenter\n  metrics_path: {url.path}\n"
-            f"  static_configs:\n    - targets: [\"{url.netloc}\"]\n")
+    return yaml.safe_dump([{"job_name": "karpenter", "metrics_path": url.path,
+                            "static_configs": [{"targets": [url.netloc]}]}], sort_keys=False)
 
 
 class Autoscaling(Construct):

@@ -49,12 +49,6 @@ def scraped_names(container, objects: list[dict], deployment: str) -> set[str]:
     return {sample.name for family in text_string_to_metric_families(text) for sample in family.samples}
 
 
-def deployed_objects(synthesized, application) -> list[dict]:
-    from k8s_charts import rendering
-
-    return rendering.all_objects(rendering.from_template_file(synthesized.template_file(application.workload)))
-
-
 def published() -> set[tuple[str, frozenset]]:
     client = boto3.client("cloudwatch")
     metrics = client.list_metrics(Namespace=names.CLOUDWATCH_NAMESPACE)["Metrics"]
@@ -62,7 +56,8 @@ def published() -> set[tuple[str, frozenset]]:
 
 
 def test_the_pods_publish_every_metric_the_dashboard_and_alarms_read(
-        inference_pod, staged, adapt, gateway_before, cold_start_metrics_pod, synthesized, application, zero):
+        inference_pod, staged, adapt, gateway_before, cold_start_metrics_pod, deployed, synthesized, application,
+        zero):
     fast = {"SD21_CLOUDWATCH_PERIOD_S": "1"}
     server = start_server(inference_pod, staged, adapt, extra_env=fast)
     service = Service([server])
@@ -94,9 +89,9 @@ def test_the_pods_publish_every_metric_the_dashboard_and_alarms_read(
         assert {"stage", "load", "warmup", "stage_to_ready"} <= phases  # the stage report reached the server
         # KEDA's queries (both modes) name series that the pods expose where Prometheus scrapes them:
         # the port and path of each pod template's prometheus.io annotations.
-        exposed = (scraped_names(server, deployed_objects(synthesized, application), "sd21-inference")
+        exposed = (scraped_names(server, deployed, "sd21-inference")
                    | scraped_names(gateway, zero.objects, "sd21-gateway"))
-        for objects in (deployed_objects(synthesized, application), zero.objects):
+        for objects in (deployed, zero.objects):
             (scaled,) = [o for o in objects if o["kind"] == "ScaledObject"]
             for trigger in scaled["spec"]["triggers"]:
                 if trigger["type"] == "prometheus":

@@ -49,18 +49,21 @@ def test_the_chart_naming_rule_reads_the_release(workload_template):
     assert prometheus_server_url(renamed).startswith("http://metrics-prometheus-server.")
 
 
+def alb_idle_seconds(ingress: dict) -> int:
+    attributes = ingress["metadata"]["annotations"]["alb.ingress.kubernetes.io/load-balancer-attributes"]
+    return int(dict(a.split("=") for a in attributes.split(","))["idle_timeout.timeout_seconds"])
+
+
 @pytest.fixture()
 def serving(workload):
     deployment = workload("Deployment")
     server = container(deployment, "server")
     annotations = workload("Ingress")["metadata"]["annotations"]
-    attributes = dict(a.split("=") for a in annotations["alb.ingress.kubernetes.io/load-balancer-attributes"]
-                      .split(","))
     targets = dict(a.split("=") for a in annotations["alb.ingress.kubernetes.io/target-group-attributes"].split(","))
     return {
         "request_timeout": float(env(server)["SD21_REQUEST_TIMEOUT_S"]),  # admission to response, queue included
         "drain_grace": float(env(server)["SD21_DRAIN_GRACE_S"]),
-        "alb_idle": int(attributes["idle_timeout.timeout_seconds"]),
+        "alb_idle": alb_idle_seconds(workload("Ingress")),
         "deregistration": int(targets["deregistration_delay.timeout_seconds"]),
         "pre_stop": server["lifecycle"]["preStop"]["exec"]["command"],
         "grace": pod_spec(deployment)["terminationGracePeriodSeconds"],
@@ -152,11 +155,6 @@ def test_the_cold_start_metrics_pod_filters_on_the_node_pool_the_cluster_deploys
     assert env(pod["containers"][0])["SD21_CLOUDWATCH_CLUSTER"]
 
 
-def alb_idle_seconds(ingress: dict) -> int:
-    attributes = ingress["metadata"]["annotations"]["alb.ingress.kubernetes.io/load-balancer-attributes"]
-    return int(dict(a.split("=") for a in attributes.split(","))["idle_timeout.timeout_seconds"])
-
-
 def test_whoever_the_alb_talks_to_keeps_idle_connections_longer_than_the_alb(workload, zero):
     """An ALB that reuses a connection its target is closing gets a 502 (AWS: the target's
     keep-alive must exceed the load balancer's idle timeout). Read from each pod's own env,
@@ -166,8 +164,6 @@ def test_whoever_the_alb_talks_to_keeps_idle_connections_longer_than_the_alb(wor
     server_env = env(container(workload("Deployment"), "server"))
     assert server.keep_alive_seconds(float(server_env["SD21_REQUEST_TIMEOUT_S"])) > \
         alb_idle_seconds(workload("Ingress"))
-    (front,) = [o for o in zero.objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "sd21-gateway"]
-    gateway_env = env(container(front, "gateway"))
-    (ingress,) = [o for o in zero.objects if o["kind"] == "Ingress"]
+    gateway_env = env(container(zero.one("Deployment", "sd21-gateway"), "gateway"))
     assert gateway.keep_alive_seconds(int(gateway_env["SD21_HOLD_S"]), int(gateway_env["SD21_REQUEST_TIMEOUT_S"])) > \
-        alb_idle_seconds(ingress)
+        alb_idle_seconds(zero.one("Ingress", "sd21-inference"))
