@@ -14,8 +14,9 @@ NAMESPACE = "kube-system"
 SERVICE_ACCOUNT = "karpenter"
 RELEASE = "karpenter"
 # The controller's metrics port (chart value controller.metrics.port, 8080 by default: the
-# chart README's values table and templates/service.yaml port "http-metrics"). Set here so
-# that Prometheus scrapes the port we chose (stacks/workload/autoscaling.py).
+# chart README's values table for 1.6.3 and templates/service.yaml port "http-metrics"; not
+# verified from here for 1.14). Set here so that Prometheus scrapes the port we chose
+# (stacks/workload/autoscaling.py).
 METRICS_PORT = 8080
 
 

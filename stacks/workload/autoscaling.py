@@ -77,7 +77,9 @@ class Autoscaling(Construct):
                 # Karpenter's controller too: its NodeClaim timings are the node phases of a cold
                 # start (sd21-cold-start-metrics). The chart's default jobs already scrape the
                 # kubelets (kubernetes-nodes, with the nodes' labels). extraScrapeConfigs is a
-                # YAML string in the chart's values.yaml (27.x and 29.x; merged by templates/cm.yaml).
+                # YAML string in the chart's values.yaml (seen in 27.x and 29.x, merged by
+                # templates/cm.yaml; PR #6429 for 28.0.0 says it "can still be used"; 28.0.0's own
+                # files not seen from here).
                 "extraScrapeConfigs": karpenter_scrape_config(),
             },
         )

@@ -156,9 +156,10 @@ def test_the_cold_start_metrics_pod_filters_on_the_node_pool_the_cluster_deploys
 
 
 def test_whoever_the_alb_talks_to_keeps_idle_connections_longer_than_the_alb(workload, zero):
-    """An ALB that reuses a connection its target is closing gets a 502 (AWS: the target's
-    keep-alive must exceed the load balancer's idle timeout). Read from each pod's own env,
-    through the keep-alive the process itself computes from it."""
+    """An ALB that reuses a connection its target is closing gets a 502; the target's keep-alive
+    must exceed the load balancer's idle timeout (ELB troubleshooting advice, from memory, not
+    verified from here). Read from each pod's own env, through the keep-alive the process
+    itself computes from it."""
     from sd21 import gateway, server
 
     server_env = env(container(workload("Deployment"), "server"))
