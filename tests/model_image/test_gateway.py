@@ -119,7 +119,7 @@ def test_requests_are_forwarded_unchanged_to_the_real_server(live_server, gatewa
     assert metrics.inflight._value.get() == 0
 
 
-def test_a_replica_that_comes_up_is_used_at_once(gateway_in_front_of, live_server):
+def test_a_replica_that_comes_up_is_used_at_once(gateway_in_front_of):
     """Cold while nothing listens; the first request after the upstream is up is forwarded."""
     from starlette.applications import Starlette
     from starlette.responses import PlainTextResponse
