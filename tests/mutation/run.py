@@ -14,6 +14,7 @@ module unchanged since (its sha256 is kept beside the session).
 """
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import shutil
@@ -73,11 +74,14 @@ def carry_over(session: Path, module: str, resume: bool) -> int:
     if not previous.exists() or (KEPT / f"{Path(module).stem}.sha256").read_text().strip() != _digest(module):
         raise SystemExit(f"error: no previous run of {module} for its current source; run it whole first")
     with sqlite3.connect(previous) as old:
+        # A mutant a stopped run had not reached is kept as SKIPPED: not an outcome.
         outcomes = {tuple(row[:-1]): row[-1] for row in old.execute(
-            f"SELECT {SPEC_COLUMNS}, test_outcome FROM mutation_specs JOIN work_results USING (job_id)")}
+            f"SELECT {SPEC_COLUMNS}, test_outcome FROM mutation_specs JOIN work_results USING (job_id) "
+            "WHERE worker_outcome != 'SKIPPED'")}
     run_now = 0
     with sqlite3.connect(session) as new:
-        for job_id, *spec in new.execute(f"SELECT job_id, {SPEC_COLUMNS} FROM mutation_specs").fetchall():
+        for job_id, *spec in new.execute(f"SELECT job_id, {SPEC_COLUMNS} FROM mutation_specs "
+                                         "WHERE job_id NOT IN (SELECT job_id FROM work_results)").fetchall():
             outcome = outcomes.get(tuple(spec))
             if outcome == "SURVIVED" or (outcome is None and resume):
                 run_now += 1
@@ -86,6 +90,37 @@ def carry_over(session: Path, module: str, resume: bool) -> int:
             new.execute("INSERT INTO work_results (worker_outcome, output, test_outcome, diff, job_id) "
                         "VALUES (?, 'carried over', ?, '', ?)", (worker, test, job_id))
     return run_now
+
+
+def annotation_spans(module: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """Where the module's annotations are, when they are never evaluated
+    (`from __future__ import annotations`): a mutant there is equivalent."""
+    tree = ast.parse((ROOT / module).read_text())
+    if not any(isinstance(node, ast.ImportFrom) and node.module == "__future__"
+               and any(alias.name == "annotations" for alias in node.names) for node in tree.body):
+        return []
+    annotations = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.returns is not None:
+            annotations.append(node.returns)
+        elif isinstance(node, (ast.arg, ast.AnnAssign)) and node.annotation is not None:
+            annotations.append(node.annotation)
+    return [((a.lineno, a.col_offset), (a.end_lineno, a.end_col_offset)) for a in annotations]
+
+
+def exclude_equivalent(session: Path, module: str, workdir: Path) -> None:
+    """Mark as not to run: lines marked `# pragma: no mutate` (each with its reason in the
+    source; cosmic-ray's own filter) and mutants inside annotations never evaluated."""
+    subprocess.run([str(Path(sys.executable).with_name("cr-filter-pragma")), str(session)], cwd=workdir,
+                   check=True)
+    spans = annotation_spans(module)
+    with sqlite3.connect(session) as db:
+        for job_id, start_row, start_col, end_row, end_col in db.execute(
+                "SELECT job_id, start_pos_row, start_pos_col, end_pos_row, end_pos_col FROM mutation_specs "
+                "WHERE job_id NOT IN (SELECT job_id FROM work_results)").fetchall():
+            if any(first <= (start_row, start_col) and (end_row, end_col) <= last for first, last in spans):
+                db.execute("INSERT INTO work_results (worker_outcome, output, test_outcome, diff, job_id) "
+                           "VALUES ('SKIPPED', 'annotation', NULL, '', ?)", (job_id,))
 
 
 def mutate(module: str, tests: str, workdir: Path, again: str | None = None) -> dict:
@@ -101,6 +136,7 @@ def mutate(module: str, tests: str, workdir: Path, again: str | None = None) -> 
         'name = "local"\n')
     cosmic_ray = Path(sys.executable).with_name("cosmic-ray")
     subprocess.run([str(cosmic_ray), "init", str(config), str(session)], cwd=workdir, check=True)
+    exclude_equivalent(session, module, workdir)
     if again:
         run_now = carry_over(session, module, resume=again == "--resume")
         print(f"{module}: {run_now} mutants run now ({again})", flush=True)
@@ -111,11 +147,15 @@ def mutate(module: str, tests: str, workdir: Path, again: str | None = None) -> 
     (KEPT / f"{session.stem}.sha256").write_text(_digest(module) + "\n")
     dump = subprocess.run([str(cosmic_ray), "dump", str(session)], cwd=workdir, capture_output=True, text=True,
                           check=True).stdout
-    killed, survivors, other, not_run = 0, [], 0, 0
+    killed, survivors, other, not_run, excluded = 0, [], 0, 0, {"pragma": 0, "annotation": 0}
     for line in filter(None, dump.splitlines()):
         job, result = json.loads(line)
         if result is None or result.get("worker_outcome") == "skipped":
-            not_run += 1
+            reason = "pragma" if result and result.get("output") is None else (result or {}).get("output")
+            if reason in excluded:
+                excluded[reason] += 1
+            else:
+                not_run += 1
             continue
         outcome = result.get("test_outcome")
         if outcome == "killed":
@@ -128,7 +168,7 @@ def mutate(module: str, tests: str, workdir: Path, again: str | None = None) -> 
             other += 1  # incompetent: the mutant did not even import
     total = killed + len(survivors)
     return {"module": module, "killed": killed, "survived": len(survivors), "incompetent": other,
-            "not_run": not_run,
+            "not_run": not_run, "excluded": excluded,
             "rate": killed / total if total else 1.0, "survivors": survivors,
             "minutes": (time.monotonic() - started) / 60}
 
@@ -149,7 +189,9 @@ def main(argv: list[str]) -> int:
             results.append(mutate(module, MODULES[module], workdir, again))
         result = results[-1]
         print(f"{module}: {result['rate']:.0%} killed ({result['killed']} of {result['killed'] + result['survived']}"
-              f", {result['incompetent']} incompetent, {result['not_run']} not run) in {result['minutes']:.1f} min",
+              f", {result['incompetent']} incompetent, {result['not_run']} not run; excluded as equivalent: "
+              f"{result['excluded']['annotation']} in annotations, {result['excluded']['pragma']} marked no mutate)"
+              f" in {result['minutes']:.1f} min",
               flush=True)
         for survivor in result["survivors"]:
             print(f"  survived: {survivor}", flush=True)
