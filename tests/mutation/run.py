@@ -17,7 +17,9 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -27,13 +29,19 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 KEPT = ROOT / ".mutants"
-PYTEST = "env PYTHONPATH=model_image {python} -m pytest -x -q -p no:randomly {tests}"
+# Each mutant's tests run in a process forked from tests/mutation/forkserver.py.
+PYTEST = "{python} -m tests.mutation.forkserver --run {socket} -x -q -p no:randomly {tests}"
+TEST_ENV = {"PYTHONPATH": "model_image", "PYTHONDONTWRITEBYTECODE": "1"}
 # module -> the tests that cover it (fast ones: each mutant runs them once).
 MODULES = {
     "model_image/sd21/s3.py": "tests/model_image/test_s3_helpers.py tests/model_image/test_defensive_paths.py",
-    "model_image/sd21/stage.py": "tests/model_image/test_defensive_paths.py tests/model_image/test_compile_and_stage.py",
-    "model_image/sd21/service.py": "tests/model_image/test_defensive_paths.py tests/model_image/test_drain.py "
-                                   "tests/model_image/test_bad_inputs_and_overload.py",
+    "model_image/sd21/stage.py": "tests/model_image/test_defensive_paths.py tests/model_image/test_compile_and_stage.py "
+                                 "-k 'not queue_size'",
+    # Fastest first: with -x a mutant stops at its first failing test.
+    "model_image/sd21/service.py": "tests/model_image/test_defensive_paths.py::"
+                                   "test_exactly_queue_size_requests_wait_and_the_next_gets_429 "
+                                   "tests/model_image/test_device_health.py "
+                                   "tests/model_image/test_bad_inputs_and_overload.py tests/model_image/test_drain.py",
     # Less the one test that starts a real server (13 s; it checks forwarding, which others check too).
     "model_image/sd21/gateway.py": "tests/model_image/test_gateway.py -k 'not real_server'",
     "model_image/sd21/health.py": "tests/model_image/test_device_health.py",
@@ -126,12 +134,13 @@ def exclude_equivalent(session: Path, module: str, workdir: Path) -> None:
 def mutate(module: str, tests: str, workdir: Path, again: str | None = None) -> dict:
     config = workdir / "cosmic-ray.toml"
     session = workdir / f"{Path(module).stem}.sqlite"
+    socket = workdir / "forkserver.sock"
     config.write_text(
         "[cosmic-ray]\n"
         f'module-path = "{module}"\n'
         "timeout = 120.0\n"
         "excluded-modules = []\n"
-        f'test-command = "{PYTEST.format(python=sys.executable, tests=tests)}"\n'
+        f'test-command = "{PYTEST.format(python=sys.executable, socket=socket, tests=tests)}"\n'
         "[cosmic-ray.distributor]\n"
         'name = "local"\n')
     cosmic_ray = Path(sys.executable).with_name("cosmic-ray")
@@ -141,10 +150,20 @@ def mutate(module: str, tests: str, workdir: Path, again: str | None = None) -> 
         run_now = carry_over(session, module, resume=again == "--resume")
         print(f"{module}: {run_now} mutants run now ({again})", flush=True)
     started = time.monotonic()
-    subprocess.run([str(cosmic_ray), "exec", str(config), str(session)], cwd=workdir, check=True)
-    KEPT.mkdir(exist_ok=True)
-    shutil.copy2(session, KEPT / session.name)
-    (KEPT / f"{session.stem}.sha256").write_text(_digest(module) + "\n")
+    with (workdir / "forkserver.log").open("w") as log:
+        server = subprocess.Popen([sys.executable, "-m", "tests.mutation.forkserver", str(socket)], cwd=workdir,
+                                  env={**os.environ, **TEST_ENV}, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        while not socket.exists():
+            if server.poll() is not None:
+                raise SystemExit(f"error: the fork server exited: {(workdir / 'forkserver.log').read_text()}")
+            time.sleep(0.2)
+        subprocess.run([str(cosmic_ray), "exec", str(config), str(session)], cwd=workdir, check=True)
+    finally:  # kept even when stopped early: --resume goes on from there
+        server.kill()
+        KEPT.mkdir(exist_ok=True)
+        shutil.copy2(session, KEPT / session.name)
+        (KEPT / f"{session.stem}.sha256").write_text(_digest(module) + "\n")
     dump = subprocess.run([str(cosmic_ray), "dump", str(session)], cwd=workdir, capture_output=True, text=True,
                           check=True).stdout
     killed, survivors, other, not_run, excluded = 0, [], 0, 0, {"pragma": 0, "annotation": 0}
@@ -174,6 +193,7 @@ def mutate(module: str, tests: str, workdir: Path, again: str | None = None) -> 
 
 
 def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped: keep what ran (mutate's finally)
     again = next((arg for arg in argv if arg in ("--retest-survivors", "--resume")), None)
     argv = [arg for arg in argv if arg not in ("--retest-survivors", "--resume")]
     modules = argv or list(MODULES)
