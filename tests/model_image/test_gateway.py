@@ -464,10 +464,11 @@ def test_a_held_request_is_forwarded_within_a_second_of_a_replica_being_ready():
 
     from sd21.gateway import GatewaySettings, create_app
 
-    state = {"ready_at": time.monotonic() + 0.3, "answered_at": None}
+    state = {"ready_at": time.monotonic() + 0.3, "answered_at": None, "refused": 0}
 
     def upstream(request):
         if time.monotonic() < state["ready_at"]:
+            state["refused"] += 1
             raise httpx.ConnectError("refused", request=request)
         state["answered_at"] = state["answered_at"] or time.monotonic()
         return _answer(200, {"ok": 1})()
@@ -477,3 +478,89 @@ def test_a_held_request_is_forwarded_within_a_second_of_a_replica_being_ready():
     with TestClient(app) as client:
         assert client.post("/v1/images/generations", json={"prompt": "x"}).status_code == 200
     assert state["answered_at"] - state["ready_at"] <= 1.1
+    # ... and a missing replica is asked about once a second, not in a tight loop.
+    assert state["refused"] == 1
+
+
+def test_holding_ends_at_its_deadline_even_between_polls():
+    """Held for hold_s, not rounded up to the next poll (the default, once a second)."""
+    from prometheus_client import CollectorRegistry
+    from starlette.testclient import TestClient
+
+    from sd21.gateway import GatewaySettings, create_app
+
+    def refused(request):
+        raise httpx.ConnectError("refused", request=request)
+
+    app = create_app(GatewaySettings("http://upstream.invalid", request_timeout_s=60, hold_requests=1, hold_s=0.4),
+                     CollectorRegistry(), transport=httpx.MockTransport(refused))
+    with TestClient(app) as client:
+        started = time.monotonic()
+        answer = client.post("/v1/images/generations", json={"prompt": "x"})
+        waited = time.monotonic() - started
+    assert answer.status_code == 503 and 0.4 <= waited < 0.9, waited
+
+
+def test_a_streamed_body_too_large_is_refused_as_it_arrives():
+    """No Content-Length (chunked): the limit is counted while reading."""
+    from starlette.testclient import TestClient
+
+    from sd21.gateway import MAX_BODY_BYTES
+
+    def chunks(size: int):
+        for start in range(0, size, 64 << 10):
+            yield b" " * min(64 << 10, size - start)
+
+    seen = []
+    app = _holding_gateway(lambda request: seen.append(request.content) or _answer(200)())
+    with TestClient(app) as client:
+        at_limit = client.post("/v1/images/generations", content=chunks(MAX_BODY_BYTES))
+        over = client.post("/v1/images/generations", content=chunks(MAX_BODY_BYTES + 1))
+    assert at_limit.status_code == 200 and [len(body) for body in seen] == [MAX_BODY_BYTES]
+    assert over.status_code == 413 and over.json()["error"]["type"] == "request_too_large"
+
+
+def test_a_declared_length_over_the_limit_is_answered_without_waiting_for_the_body():
+    """A client that announces a huge body and sends none gets its 413 at once."""
+    import socket
+
+    from prometheus_client import CollectorRegistry
+
+    from sd21.gateway import MAX_BODY_BYTES, GatewaySettings, create_app
+
+    app = create_app(GatewaySettings("http://127.0.0.1:1", request_timeout_s=60), CollectorRegistry())
+    with serving(app) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=3) as raw:
+            raw.sendall(f"POST /v1/images/generations HTTP/1.1\r\nHost: x\r\n"
+                        f"Content-Length: {MAX_BODY_BYTES + 1}\r\n\r\n".encode())
+            head = raw.recv(4096)  # a timeout here means the gateway waited for the body
+    assert head.startswith(b"HTTP/1.1 413"), head
+
+
+def test_a_form_post_from_a_browser_is_held_like_any_other_request():
+    """Only page loads (GET) are answered at once with the waiting page; a POST is held."""
+    from starlette.testclient import TestClient
+
+    state = {"ready_after": time.monotonic() + 0.3}
+
+    def upstream(request):
+        if time.monotonic() < state["ready_after"]:
+            raise httpx.ConnectError("refused", request=request)
+        return _answer(200, {"ok": 1})()
+
+    app = _holding_gateway(upstream, hold_requests=1, hold_s=10)
+    with TestClient(app) as client:
+        answer = client.post("/ui/generate", data={"prompt": "x"}, headers={"Accept": "text/html"})
+    assert answer.status_code == 200
+    assert app.state.metrics.outcomes.labels("held_then_forwarded")._value.get() == 1
+
+
+def test_gateway_settings_cannot_change_under_running_requests():
+    import dataclasses
+
+    from sd21.gateway import GatewaySettings
+
+    settings = GatewaySettings("http://upstream.invalid", request_timeout_s=60)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.hold_s = 30
