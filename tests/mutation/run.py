@@ -40,7 +40,7 @@ MODULES = {
     # Fastest first: with -x a mutant stops at its first failing test.
     "model_image/sd21/service.py": "tests/model_image/test_defensive_paths.py::"
                                    "test_exactly_queue_size_requests_wait_and_the_next_gets_429 "
-                                   "tests/model_image/test_device_health.py",
+                                   "tests/model_image/test_service.py tests/model_image/test_device_health.py",
     # Less the one test that starts a real server (13 s; it checks forwarding, which others check too).
     "model_image/sd21/gateway.py": "tests/model_image/test_gateway.py -k 'not real_server'",
     "model_image/sd21/health.py": "tests/model_image/test_device_health.py",

@@ -1,0 +1,330 @@
+"""GenerationService in process, with a stand-in device: what a request is told while the
+model loads, fails to load, drains, times out or fails; what the metrics say afterwards;
+where the model is found; and the cold start read from the stage initContainer's report."""
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from sd21.pipeline import GenerationCancelled, GenerationParams
+from sd21.service import GenerationService, Rejected, ServiceSettings, resolve_model_dir
+
+PARAMS = GenerationParams(prompt="x", steps=1)
+
+
+class Device:
+    """Returns "image" after `seconds`, or waits for `release`, or raises `error`."""
+
+    def __init__(self, seconds: float = 0.0):
+        self.seconds, self.error, self.calls, self.ignores_stop = seconds, None, 0, False
+        self.release = threading.Event()
+        self.release.set()
+        self.started = threading.Event()
+
+    def generate(self, params, should_stop=None):
+        if params.prompt == "warm up":
+            time.sleep(self.seconds)
+            return "warm"
+        self.calls += 1
+        self.started.set()
+        while not self.release.wait(0.01):
+            if should_stop and should_stop() and not self.ignores_stop:
+                raise GenerationCancelled()
+        if self.error is not None:
+            raise self.error
+        time.sleep(self.seconds)
+        return "image"
+
+
+@pytest.fixture
+def make_service():
+    made: list[GenerationService] = []
+
+    def make(device: Device | None = None, load: bool = True, **settings) -> GenerationService:
+        service = GenerationService(ServiceSettings(**settings), pipeline=device or Device())
+        made.append(service)
+        if load:
+            service.load_in_background().join(10)
+        return service
+
+    yield make
+    for service in made:
+        service.shutdown()
+
+
+def refusal(service: GenerationService) -> Rejected:
+    with pytest.raises(Rejected) as refused:
+        asyncio.run(service.generate(PARAMS))
+    return refused.value
+
+
+def errors(service: GenerationService, kind: str) -> float:
+    return service.metrics.errors.labels(kind)._value.get()
+
+
+def test_while_the_model_loads_requests_are_told_so_and_may_come_back_in_5_s(make_service):
+    service = make_service(load=False)
+    assert not service.is_ready and service.metrics.ready._value.get() == 0
+    refused = refusal(service)
+    assert (refused.status, refused.kind, refused.message, refused.retry_after) == (
+        503, "not_ready", "model is loading", 5)
+    assert errors(service, "not_ready") == 1 and service.metrics.requests._value.get() == 1
+    service.load_in_background().join(10)
+    assert service.is_ready and service.metrics.ready._value.get() == 1
+    assert asyncio.run(service.generate(PARAMS)) == "image"
+
+
+def test_a_model_that_fails_to_load_says_why_and_stops_the_server_once(make_service, tmp_path):
+    failures = []
+    service = GenerationService(ServiceSettings(model_dir=tmp_path))  # nothing staged there
+    service.on_load_failure = lambda: failures.append(1)
+    service.load_in_background().join(10)
+    try:
+        assert failures == [1] and not service.warm
+        refused = refusal(service)
+        assert refused.status == 503 and refused.kind == "not_ready"
+        assert refused.message.startswith("model failed to load: FileNotFoundError: no staged model")
+    finally:
+        service.shutdown()
+
+
+def test_a_draining_service_finishes_what_it_holds_and_refuses_the_rest(make_service):
+    device = Device()
+    service = make_service(device)
+    device.release.clear()
+
+    async def scenario():
+        running = asyncio.ensure_future(service.generate(PARAMS))
+        while not device.started.is_set():
+            await asyncio.sleep(0.01)
+        assert not service.wait_idle(0.05)  # busy
+        service.start_drain()
+        assert not service.is_ready and service.metrics.ready._value.get() == 0
+        with pytest.raises(Rejected) as refused:
+            await service.generate(PARAMS)
+        device.release.set()
+        return await running, refused.value
+
+    image, refused = asyncio.run(scenario())
+    assert image == "image"
+    assert (refused.status, refused.kind, refused.retry_after) == (503, "draining", 1)
+    assert service.wait_idle(1)
+    assert service.metrics.inflight._value.get() == 0 and service.metrics.queue_depth._value.get() == 0
+
+
+def test_what_waits_longer_than_the_timeout_is_a_504_and_not_a_device_failure(make_service):
+    device = Device()
+    service = make_service(device, request_timeout_s=0.2)
+    device.release.clear()  # the device never finishes by itself: should_stop ends it
+    refused = refusal(service)
+    assert (refused.status, refused.kind) == (504, "timeout")
+    assert refused.message == "generation did not finish within 0.2s"
+    assert errors(service, "timeout") == 1 and service.metrics.device_failures._value.get() == 0
+    assert service.health.healthy and service.wait_idle(1)
+
+
+def test_a_request_still_queued_at_its_deadline_never_reaches_the_device(make_service):
+    device = Device()
+    service = make_service(device, request_timeout_s=0.3, queue_size=2)
+    device.release.clear()
+    device.ignores_stop = True  # the first generation runs past the second's deadline
+    threading.Timer(0.8, device.release.set).start()
+
+    async def scenario():
+        first = asyncio.ensure_future(service.generate(PARAMS))
+        while not device.started.is_set():
+            await asyncio.sleep(0.01)
+        second = asyncio.ensure_future(service.generate(PARAMS))
+        return await asyncio.gather(first, second, return_exceptions=True)
+
+    first, second = asyncio.run(scenario())
+    assert first == "image" and (second.status, second.kind) == (504, "timeout")
+    assert device.calls == 1  # the second timed out in the queue
+    assert service.wait_idle(1)
+
+
+def test_a_failed_generation_is_a_500_naming_the_error_and_counted(make_service):
+    device = Device()
+    service = make_service(device)
+    device.error = ValueError("bad tensor")
+    refused = refusal(service)
+    assert (refused.status, refused.kind, refused.message) == (500, "internal", "generation failed: ValueError")
+    assert errors(service, "internal") == 1 and service.metrics.device_failures._value.get() == 1
+    assert service.health.healthy  # one failure is not yet a broken device
+    device.error = None
+    assert asyncio.run(service.generate(PARAMS)) == "image"
+    assert service.health.consecutive_failures == 0
+
+
+def test_the_figures_of_a_served_request(make_service):
+    device = Device(seconds=0.1)
+    service = make_service(device)
+    metrics = service.metrics
+    assert asyncio.run(service.generate(PARAMS)) == "image"
+    assert metrics.requests._value.get() == 1 and metrics.images._value.get() == 1
+    busy = metrics.device_busy._value.get()
+    assert 0.1 <= busy < 1
+    generation = {s.name: s.value for s in metrics.generation.collect()[0].samples}
+    latency = {s.name: s.value for s in metrics.latency.collect()[0].samples}
+    assert generation["sd21_generation_seconds_count"] == 1 and generation["sd21_generation_seconds_sum"] == busy
+    assert latency["sd21_request_latency_seconds_count"] == 1
+    assert busy <= latency["sd21_request_latency_seconds_sum"] < 1
+    assert metrics.inflight._value.get() == 0 and metrics.queue_depth._value.get() == 0
+    assert metrics.device_healthy._value.get() == 1 and metrics.ready._value.get() == 1
+
+
+def test_depth_and_inflight_count_what_waits_and_what_runs(make_service):
+    device = Device()
+    service = make_service(device, queue_size=3)
+    device.release.clear()
+
+    async def scenario():
+        running = [asyncio.ensure_future(service.generate(PARAMS)) for _ in range(3)]
+        while not device.started.is_set():
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        seen = (service.metrics.queue_depth._value.get(), service.metrics.inflight._value.get(),
+                service.queued, service.running)
+        device.release.set()
+        await asyncio.gather(*running)
+        return seen
+
+    assert asyncio.run(scenario()) == (2, 3, 2, 1)
+    assert service.metrics.queue_depth._value.get() == 0 and service.metrics.inflight._value.get() == 0
+
+
+def test_retry_after_is_the_work_ahead_at_the_measured_pace(make_service):
+    device = Device(seconds=0.5)  # the warm-up measures about 0.5 s an image
+    service = make_service(device, queue_size=1)
+    pace = service._mean_seconds
+    assert 0.5 <= pace < 1.5
+    device.release.clear()
+
+    async def scenario():
+        running = asyncio.ensure_future(service.generate(PARAMS))
+        while not device.started.is_set():
+            await asyncio.sleep(0.01)
+        waiting = asyncio.ensure_future(service.generate(PARAMS))
+        await asyncio.sleep(0.05)
+        with pytest.raises(Rejected) as refused:
+            await service.generate(PARAMS)
+        device.release.set()
+        await asyncio.gather(running, waiting)
+        return refused.value
+
+    refused = asyncio.run(scenario())
+    # Two ahead (one running, one queued) at the pace the warm-up measured, rounded up.
+    assert refused.status == 429 and refused.retry_after == math.ceil(2 * pace)
+    idle = make_service(Device())
+    assert idle.retry_after() == 1  # nothing ahead: at least 1 s
+
+
+def test_the_pace_follows_recent_generations(make_service):
+    device = Device(seconds=0.0)
+    service = make_service(device)
+    service._mean_seconds = 1.0
+    asyncio.run(service.generate(PARAMS))  # about 0 s: the pace moves a fifth of the way
+    assert 0.75 <= service._mean_seconds <= 0.85
+
+
+def test_a_client_that_leaves_while_queued_frees_its_place(make_service):
+    device = Device()
+    service = make_service(device, queue_size=1)
+    device.release.clear()
+
+    async def scenario():
+        running = asyncio.ensure_future(service.generate(PARAMS))
+        while not device.started.is_set():
+            await asyncio.sleep(0.01)
+        queued = asyncio.ensure_future(service.generate(PARAMS))
+        await asyncio.sleep(0.05)
+        queued.cancel()  # the client hung up
+        await asyncio.sleep(0.05)
+        depth = service.queued
+        device.release.set()
+        await running
+        return depth
+
+    assert asyncio.run(scenario()) == 0
+    assert device.calls == 1 and service.wait_idle(1)
+
+
+def test_the_model_is_found_by_version_then_current_then_the_directory(tmp_path):
+    for directory in (tmp_path / "v2", tmp_path / "current", tmp_path):
+        directory.mkdir(exist_ok=True)
+        (directory / "manifest.json").write_text("{}")
+    assert resolve_model_dir(tmp_path, "v2") == tmp_path / "v2"
+    assert resolve_model_dir(tmp_path, None) == tmp_path / "current"
+    assert resolve_model_dir(tmp_path, "v3") == tmp_path / "current"  # not staged: what current points at
+    (tmp_path / "current" / "manifest.json").unlink()
+    assert resolve_model_dir(tmp_path, None) == tmp_path
+    (tmp_path / "manifest.json").unlink()
+    with pytest.raises(FileNotFoundError, match=f"no staged model \\(manifest.json\\) under {tmp_path} for version v3"):
+        resolve_model_dir(tmp_path, "v3")
+    with pytest.raises(FileNotFoundError, match=f"under {tmp_path}$"):
+        resolve_model_dir(tmp_path, None)
+
+
+def cold_start(service: GenerationService) -> dict[str, float]:
+    return {sample.labels["phase"]: sample.value for sample in service.metrics.cold_start.collect()[0].samples}
+
+
+def test_the_cold_start_includes_the_stage_initcontainer_report(make_service, tmp_path):
+    """The report is written by sd21-stage itself (its write_report), not hand-made here."""
+    from sd21.stage import write_report
+
+    started_at = time.time() - 20
+    write_report(tmp_path, "v1", started_at=started_at, seconds=12.5, size=123456)
+    service = make_service(Device(seconds=0.2), model_dir=tmp_path)
+    phases = cold_start(service)
+    assert phases["stage"] == 12.5
+    assert 20 <= phases["stage_to_ready"] < 25
+    assert 0.2 <= phases["warmup"] < 1 and 0 <= phases["load"] < 0.5
+    assert service.metrics.staged_bytes._value.get() == 123456
+
+
+@pytest.mark.parametrize("report", [None, "not json", json.dumps({}),
+                                    json.dumps({"seconds": "x", "started_at": 1, "bytes": 1})])
+def test_without_a_usable_stage_report_only_the_phases_measured_here_are_reported(make_service, tmp_path, report):
+    if report is not None:
+        from sd21.stage import STAGE_REPORT
+
+        (tmp_path / STAGE_REPORT).write_text(report)
+    service = make_service(Device(), model_dir=tmp_path)
+    assert service.is_ready
+    assert set(cold_start(service)) == {"load", "warmup"}
+    assert service.metrics.staged_bytes._value.get() == 0
+
+
+def test_a_device_that_turns_unhealthy_answers_the_queue_and_refuses_new_work(make_service):
+    device = Device()
+    service = make_service(device, queue_size=2)
+    told = []
+    service.on_unhealthy = told.append
+    device.release.clear()
+
+    async def scenario():
+        running = asyncio.ensure_future(service.generate(PARAMS))
+        while not device.started.is_set():
+            await asyncio.sleep(0.01)
+        queued = asyncio.ensure_future(service.generate(PARAMS))
+        await asyncio.sleep(0.05)
+        service.health.mark_unhealthy("test: the device is gone")
+        results = await asyncio.gather(running, queued, return_exceptions=True)
+        device.release.set()
+        return results
+
+    results = asyncio.run(scenario())
+    assert [(r.status, r.kind, r.retry_after) for r in results] == [(503, "unhealthy", 1)] * 2
+    assert "test: the device is gone" in results[0].message
+    assert told == ["test: the device is gone"]
+    assert service.metrics.device_healthy._value.get() == 0 and service.metrics.ready._value.get() == 0
+    later = refusal(service)
+    assert later.kind == "unhealthy" and device.calls == 1
+    assert errors(service, "unhealthy") == 3
