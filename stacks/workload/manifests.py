@@ -28,15 +28,20 @@ def workload_spec(settings: Settings, repository: ecr.IRepository, bucket: s3.IB
     )
 
 
+def workload_charts(spec: WorkloadSpec) -> tuple[WorkloadIdentities, CompileJobChart, InferenceChart]:
+    """The endpoint's charts, in one cdk8s app; rendered alone (no synth) by the tests too."""
+    charts = cdk8s.App()
+    identities = WorkloadIdentities(charts, "sd21-identities")
+    return (identities, CompileJobChart(charts, "sd21-compile", spec=spec, identities=identities),
+            InferenceChart(charts, "sd21-inference", spec=spec, identities=identities))
+
+
 class WorkloadManifests(Construct):
     def __init__(self, scope: Construct, id: str, *, settings: Settings, cluster: eks.ICluster,
                  repository: ecr.IRepository, bucket: s3.IBucket, jobs_env: dict) -> None:
         super().__init__(scope, id)
         self.spec = workload_spec(settings, repository, bucket, SYSTEM_NODE_LABEL, jobs_env)
-        charts = cdk8s.App()
-        self.identities = WorkloadIdentities(charts, "sd21-identities")
-        self.compile_chart = CompileJobChart(charts, "sd21-compile", spec=self.spec, identities=self.identities)
-        self.inference_chart = InferenceChart(charts, "sd21-inference", spec=self.spec, identities=self.identities)
+        self.identities, self.compile_chart, self.inference_chart = workload_charts(self.spec)
 
         self.identities_manifest = attach_chart(self, "Identities", cluster, self.identities)
         self.compile_manifest = attach_chart(self, "CompileJob", cluster, self.compile_chart)

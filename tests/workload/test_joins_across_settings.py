@@ -1,0 +1,159 @@
+"""The workload's joins hold across the range of settings, not only for the two
+synthesized modes: the charts rendered by cdk8s alone (stacks/workload/manifests.py
+workload_charts, from the stack's own workload_spec; seconds, no synth), each figure read
+back from the objects and, where a process uses it, through that process's own code."""
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+import app as cdk_app
+from stacks.cluster.eks import SYSTEM_NODE_LABEL
+from stacks.settings import Settings
+from stacks.workload.manifests import workload_charts, workload_spec
+from tests.workload.test_interlocks import alb_idle_seconds
+from tests.workload.test_manifests import container, env, pod_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+ZERO = {"minReplicas": 0, "acceptColdStarts": True}
+# The edges of what the settings accept (README settings reference), in both modes.
+CONTEXTS = {
+    "defaults": {},
+    "shortest-timeout": {"requestTimeoutSeconds": 6, "hangMinimumSeconds": 5},
+    "longest-timeout": {"requestTimeoutSeconds": 600},
+    "zero": ZERO,
+    "zero-longest": {**ZERO, "coldStartHoldSeconds": 3300, "requestTimeoutSeconds": 600},
+    "zero-no-hold": {**ZERO, "coldStartHoldSeconds": 0, "coldStartHoldRequests": 0},
+}
+
+
+class _Repository:
+    """What workload_spec asks of the ECR repository."""
+
+    def repository_uri_for_tag(self, tag: str) -> str:
+        return f"registry.example/sd21:{tag}"
+
+
+class Rendered:
+    def __init__(self, context: dict):
+        self.settings = Settings.from_context({**cdk_app.default_context(), **context})
+        spec = workload_spec(self.settings, _Repository(), SimpleNamespace(bucket_name="sd21-models-example"),
+                             SYSTEM_NODE_LABEL, {})
+        self.objects = [obj for chart in workload_charts(spec) for obj in chart.to_json()]
+
+    def one(self, kind: str, name: str | None = None) -> dict:
+        found = [o for o in self.objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
+        assert len(found) == 1, (kind, name, len(found))
+        return found[0]
+
+    def server(self) -> dict:
+        return container(self.one("Deployment", "sd21-inference"), "server")
+
+    def gateway(self) -> dict | None:
+        found = [o for o in self.objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "sd21-gateway"]
+        return container(found[0], "gateway") if found else None
+
+
+@pytest.fixture(scope="module", params=list(CONTEXTS))
+def rendered(request) -> Rendered:
+    return Rendered(CONTEXTS[request.param])
+
+
+def test_the_alb_outlasts_a_held_request_and_its_generation(rendered):
+    gateway = rendered.gateway()
+    assert (gateway is not None) == rendered.settings.scales_to_zero
+    hold = float(env(gateway)["SD21_HOLD_S"]) if gateway else 0.0
+    timeout = float(env(rendered.server())["SD21_REQUEST_TIMEOUT_S"])
+    idle = alb_idle_seconds(rendered.one("Ingress"))
+    assert hold + timeout < idle <= 4000  # the ALB's maximum
+    if gateway:
+        assert float(env(gateway)["SD21_REQUEST_TIMEOUT_S"]) >= timeout
+
+
+def test_whoever_the_alb_talks_to_keeps_idle_connections_longer(rendered):
+    from sd21 import gateway as gateway_process, server as server_process
+
+    ingress = rendered.one("Ingress")
+    idle = alb_idle_seconds(ingress)
+    target = ingress["spec"]["defaultBackend"]["service"]["name"]
+    if target == "sd21-inference":
+        assert server_process.keep_alive_seconds(float(env(rendered.server())["SD21_REQUEST_TIMEOUT_S"])) > idle
+    else:
+        gateway = env(rendered.gateway())
+        assert target == "sd21-gateway"
+        assert gateway_process.keep_alive_seconds(int(gateway["SD21_HOLD_S"]), int(gateway["SD21_REQUEST_TIMEOUT_S"])) > idle
+
+
+def test_shutdown_waits_out_the_alb_then_the_drain(rendered):
+    deployment = rendered.one("Deployment", "sd21-inference")
+    server = rendered.server()
+    annotations = rendered.one("Ingress")["metadata"]["annotations"]
+    targets = dict(a.split("=") for a in annotations["alb.ingress.kubernetes.io/target-group-attributes"].split(","))
+    deregistration = int(targets["deregistration_delay.timeout_seconds"])
+    assert server["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", str(deregistration)]
+    drain = float(env(server)["SD21_DRAIN_GRACE_S"])
+    assert drain >= float(env(server)["SD21_REQUEST_TIMEOUT_S"])
+    assert pod_spec(deployment)["terminationGracePeriodSeconds"] > deregistration + drain
+    gateway = rendered.gateway()
+    if gateway:  # uvicorn waits up to the request timeout for open requests before it exits
+        grace = pod_spec(rendered.one("Deployment", "sd21-gateway"))["terminationGracePeriodSeconds"]
+        assert grace > float(env(gateway)["SD21_REQUEST_TIMEOUT_S"])
+
+
+def test_the_compile_job_names_the_version_sd21_compile_computes(rendered, monkeypatch):
+    """sd21-compile's own argument parsing, from the Job's env: the Job would exit 2 otherwise."""
+    from sd21 import compile as compile_process
+
+    job = container(rendered.one("Job"), "compile")
+    for name, value in env(job).items():
+        monkeypatch.setenv(name, value)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert compile_process.main(["--print-version"]) == 0
+    version = printed.getvalue().strip()
+    assert env(job)["SD21_MODEL_VERSION"] == version
+    deployment = rendered.one("Deployment", "sd21-inference")
+    for name in ("stage", "server"):
+        assert env(container(deployment, name))["SD21_MODEL_VERSION"] == version
+    assert deployment["spec"]["template"]["metadata"]["labels"]["sd21.aws/model-version"] == version
+
+
+def test_the_model_directory_is_the_volume_both_containers_mount(rendered):
+    deployment = rendered.one("Deployment", "sd21-inference")
+    for name in ("stage", "server"):
+        c = container(deployment, name)
+        assert env(c)["SD21_MODEL_DIR"] in {mount["mountPath"] for mount in c["volumeMounts"]}, name
+    job = container(rendered.one("Job"), "compile")
+    assert env(job)["SD21_MODEL_DIR"] == env(rendered.server())["SD21_MODEL_DIR"]
+
+
+def test_the_server_port_is_what_the_service_probes_and_env_name(rendered):
+    from sd21 import server as server_process
+
+    server = rendered.server()
+    port = int(env(server)["SD21_PORT"])
+    assert [p["containerPort"] for p in server["ports"]] == [port]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert server[probe]["httpGet"]["port"] == port
+    service = rendered.one("Service", "sd21-inference")
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == [port]
+    backend = rendered.one("Ingress")["spec"]["defaultBackend"]["service"]
+    if rendered.gateway() is None:
+        assert backend["name"] == "sd21-inference"
+        assert backend["port"]["number"] == service["spec"]["ports"][0]["port"]
+    else:  # the gateway forwards to the Service's port
+        upstream = env(rendered.gateway())["SD21_UPSTREAM"]
+        assert upstream.endswith(f":{service['spec']['ports'][0]['port']}")
+    assert server_process.parse_args([]).port == port  # the image's own default (make demo, a bare container)
+
+
+def test_pods_run_as_the_images_user(rendered):
+    dockerfile_user = int(re.search(r"^USER (\d+)$", (ROOT / "model_image/Dockerfile").read_text(), re.M).group(1))
+    for kind, name in (("Deployment", "sd21-inference"), ("Job", None)):
+        obj = rendered.one(kind, name)
+        assert pod_spec(obj)["securityContext"]["runAsUser"] == dockerfile_user, kind
