@@ -50,7 +50,8 @@ MODULES = {
     "stacks/settings.py": "tests/stacks/test_settings.py tests/k8s/test_settings.py tests/workload/test_image_and_cost.py "
                           "tests/stacks/test_observability.py::test_bad_observability_settings_name_themselves "
                           "-k 'not synth_fails and not app_exits'",
-    "k8s_charts/workload/spec.py": "tests/workload tests/pods",
+    # The charts rendered by cdk8s alone across the settings' range (seconds; no synth per mutant).
+    "k8s_charts/workload/spec.py": "tests/workload/test_joins_across_settings.py tests/k8s/test_dependencies.py",
 }
 
 
