@@ -361,7 +361,7 @@ def test_people_are_told_how_long_instead_of_waiting_on_a_blank_page():
         started = time.monotonic()
         page = client.get("/ui/", headers={"Accept": "text/html"})
     assert page.status_code == 503 and time.monotonic() - started < 1  # not held
-    assert "Starting, about 120 s" in page.text or "Starting, about 119 s" in page.text
+    assert "Starting, about 120 s" in page.text and "(0 s so far)" in page.text
     assert 'http-equiv="refresh"' in page.text
 
 
@@ -564,3 +564,31 @@ def test_gateway_settings_cannot_change_under_running_requests():
     settings = GatewaySettings("http://upstream.invalid", request_timeout_s=60)
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings.hold_s = 30
+
+
+def test_the_process_passes_on_the_upstreams_date_and_server_headers_alone():
+    """`python -m sd21.gateway` adds no Date or Server of its own to a forwarded answer:
+    a client would otherwise see two of each."""
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def hello(request):
+        return PlainTextResponse("hi", headers={"Server": "sd21-upstream"})
+
+    port = free_port()
+    with serving(Starlette(routes=[Route("/hello", hello)])) as upstream:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sd21.gateway", "--upstream", upstream, "--host", "127.0.0.1",
+             "--port", str(port), "--metrics-port", str(free_port())],
+            env=subprocess_env({}), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            wait_for(f"http://127.0.0.1:{port}/health", timeout=30)
+            direct = httpx.get(upstream + "/hello", timeout=10)
+            forwarded = httpx.get(f"http://127.0.0.1:{port}/hello", timeout=10)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    assert forwarded.text == "hi"
+    for name in ("date", "server"):
+        assert forwarded.headers.get_list(name) == direct.headers.get_list(name), name

@@ -177,6 +177,8 @@ def test_the_figures_of_a_served_request(make_service):
     assert busy <= latency["sd21_request_latency_seconds_sum"] < 1
     assert metrics.inflight._value.get() == 0 and metrics.queue_depth._value.get() == 0
     assert metrics.device_healthy._value.get() == 1 and metrics.ready._value.get() == 1
+    # The hang watchdog's yardstick moved towards this generation's 0.1 s a step.
+    assert 0.05 <= service.health.step_seconds < 0.2
 
 
 def test_depth_and_inflight_count_what_waits_and_what_runs(make_service):
@@ -185,7 +187,7 @@ def test_depth_and_inflight_count_what_waits_and_what_runs(make_service):
     device.release.clear()
 
     async def scenario():
-        running = [asyncio.ensure_future(service.generate(PARAMS)) for _ in range(3)]
+        running = [asyncio.ensure_future(service.generate(PARAMS)) for _ in range(4)]
         while not device.started.is_set():
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.05)
@@ -195,7 +197,7 @@ def test_depth_and_inflight_count_what_waits_and_what_runs(make_service):
         await asyncio.gather(*running)
         return seen
 
-    assert asyncio.run(scenario()) == (2, 3, 2, 1)
+    assert asyncio.run(scenario()) == (3, 4, 3, 1)
     assert service.metrics.queue_depth._value.get() == 0 and service.metrics.inflight._value.get() == 0
 
 
@@ -328,3 +330,10 @@ def test_a_device_that_turns_unhealthy_answers_the_queue_and_refuses_new_work(ma
     later = refusal(service)
     assert later.kind == "unhealthy" and device.calls == 1
     assert errors(service, "unhealthy") == 3
+
+
+def test_service_settings_cannot_change_under_running_requests():
+    import dataclasses
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ServiceSettings().queue_size = 100

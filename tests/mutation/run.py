@@ -42,7 +42,8 @@ MODULES = {
                                    "test_exactly_queue_size_requests_wait_and_the_next_gets_429 "
                                    "tests/model_image/test_service.py tests/model_image/test_device_health.py",
     # Less the one test that starts a real server (13 s; it checks forwarding, which others check too).
-    "model_image/sd21/gateway.py": "tests/model_image/test_gateway.py -k 'not real_server'",
+    "model_image/sd21/gateway.py": "tests/model_image/test_gateway.py tests/workload/test_joins_across_settings.py "
+                                   "-k 'not real_server'",
     "model_image/sd21/health.py": "tests/model_image/test_device_health.py",
     "model_image/sd21/cloudwatch.py": "tests/model_image/test_cloudwatch_publisher.py",
     "model_image/sd21/artifact.py": "tests/model_image/test_artifact.py tests/model_image/test_neuron_seam.py",
