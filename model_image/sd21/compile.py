@@ -140,6 +140,22 @@ def write_archive(source: Path, archive: Path) -> dict:
     return {"size": archive.stat().st_size, "sha256": digest.hexdigest()}
 
 
+def package(inputs: CompileInputs, name: str, version: str, out: Path, archive: Path) -> dict:
+    """Tar the artifact directory; returns its manifest (what sd21-stage verifies against)."""
+    archive_info = write_archive(out, archive)
+    return {
+        "format_version": inputs.format_version,
+        "model_name": name,
+        "version": version,
+        "compile_inputs": inputs.to_dict(),
+        "files": describe_files(out),
+        "archive": {"key": f"artifact-{archive_info['sha256'][:16]}.tar", **archive_info},
+        "library_versions": library_versions(),
+        "neuron_sdk": inputs.neuron_sdk,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
 class _UploadProgress:
     def __init__(self, label: str, total: int):
         self.label, self.total, self.done, self.last = label, max(total, 1), 0, -10
@@ -234,18 +250,8 @@ def run(args: argparse.Namespace) -> int:
             return fail(f"refusing to compile: {error}", 4)
         out = scratch / "artifact"
         build_artifact(inputs, weights, load_kwargs, out)
-        archive_info = write_archive(out, scratch / ARCHIVE_NAME)
-        manifest = {
-            "format_version": inputs.format_version,
-            "model_name": name,
-            "version": version,
-            "compile_inputs": inputs.to_dict(),
-            "files": describe_files(out),
-            "archive": {"key": f"artifact-{archive_info['sha256'][:16]}.tar", **archive_info},
-            "library_versions": library_versions(),
-            "neuron_sdk": inputs.neuron_sdk,
-            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
+        manifest = package(inputs, name, version, out, scratch / ARCHIVE_NAME)
+        archive_info = manifest["archive"]
         progress(f"artifact: {len(manifest['files'])} files, {archive_info['size']} bytes")
         if not upload(client, bucket, name, version, scratch / ARCHIVE_NAME, manifest):
             progress(f"another compile committed s3://{bucket}/{prefix} first; kept it")

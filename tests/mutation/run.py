@@ -35,7 +35,8 @@ TEST_ENV = {"PYTHONPATH": "model_image", "PYTHONDONTWRITEBYTECODE": "1"}
 # module -> the tests that cover it (fast ones: each mutant runs them once).
 MODULES = {
     "model_image/sd21/s3.py": "tests/model_image/test_s3_helpers.py tests/model_image/test_defensive_paths.py",
-    "model_image/sd21/stage.py": "tests/model_image/test_defensive_paths.py tests/model_image/test_compile_and_stage.py "
+    # In process on artifacts packaged by compile's own code (no tracing): under a second a case.
+    "model_image/sd21/stage.py": "tests/model_image/test_stage.py tests/model_image/test_defensive_paths.py "
                                  "-k 'not queue_size'",
     # Fastest first: with -x a mutant stops at its first failing test.
     "model_image/sd21/service.py": "tests/model_image/test_defensive_paths.py::"

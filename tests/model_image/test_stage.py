@@ -1,0 +1,271 @@
+"""sd21-stage in process against S3 on loopback (moto), on artifacts published by
+sd21-compile's own packaging and upload (compile.package, compile.upload) from a few
+generated files: no model is traced, so each case takes a fraction of a second.
+(tests/model_image/test_compile_and_stage.py stages a really compiled artifact.)"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from sd21 import compile as compile_cli, stage
+from sd21.artifact import CompileInputs, artifact_prefix
+from sd21.stage import STAGE_REPORT
+from sd21_testlib import BUCKET
+
+VERSION = "0123456789abcdef"
+# Sizes chosen so that 1 MiB chunks split files and the tar's padding across chunks.
+FILES = {"traced/unet.pt": 3 * 2**20 + 17, "traced/vae_decoder.pt": 2**20 - 5, "tokenizer/vocab.json": 1000,
+         "scheduler/scheduler_config.json": 0}
+
+
+class Published:
+    def __init__(self, s3_client, tmp_path: Path, version: str = VERSION):
+        self.client, self.name, self.version = s3_client, f"stage-{uuid.uuid4().hex[:8]}", version
+        source = tmp_path / "artifact"
+        for path, size in FILES.items():
+            (source / path).parent.mkdir(parents=True, exist_ok=True)
+            (source / path).write_bytes(os.urandom(size))
+        self.files = {path: (source / path).read_bytes() for path in FILES}
+        inputs = CompileInputs.defaults("cpu", model_id="local/tiny", model_revision="test")
+        archive = tmp_path / "artifact.tar"
+        self.manifest = compile_cli.package(inputs, self.name, version, source, archive)
+        self.archive = archive.read_bytes()
+        assert compile_cli.upload(s3_client, BUCKET, self.name, version, archive, self.manifest)
+        self.prefix = artifact_prefix(self.name, version)
+        self.archive_key = self.prefix + self.manifest["archive"]["key"]
+
+    def put(self, key: str, body: bytes) -> None:
+        self.client.put_object(Bucket=BUCKET, Key=key, Body=body)
+
+    def put_manifest(self, manifest) -> None:
+        self.put(self.prefix + "manifest.json", json.dumps(manifest).encode())
+
+
+@pytest.fixture()
+def published(s3_client, tmp_path) -> Published:
+    return Published(s3_client, tmp_path)
+
+
+def run(published: Published, dest: Path, *extra: str, version: str | None = None) -> int:
+    return stage.main(["--backend", "cpu", "--bucket", BUCKET, "--model-name", published.name,
+                       "--version", version or published.version, "--dest", str(dest), "--workers", "3",
+                       "--chunk-mib", "1", *extra])
+
+
+def staged_files(directory: Path) -> dict[str, bytes]:
+    return {p.relative_to(directory).as_posix(): p.read_bytes() for p in directory.rglob("*")
+            if p.is_file() and p.name != "manifest.json"}
+
+
+def test_staging_publishes_every_file_verified_and_points_current_at_it(published, tmp_path, capsys):
+    dest = tmp_path / "model"
+    before = time.time()
+    assert run(published, dest) == 0
+    after = time.time()
+    final = dest / published.version
+    assert staged_files(final) == published.files
+    assert json.loads((final / "manifest.json").read_text()) == published.manifest
+    assert os.readlink(dest / "current") == published.version  # relative: the volume mounts anywhere
+    assert sorted(p.name for p in dest.iterdir()) == sorted([published.version, "current", STAGE_REPORT])
+    report = json.loads((dest / STAGE_REPORT).read_text())
+    assert report["version"] == published.version and report["bytes"] == len(published.archive)
+    assert before <= report["started_at"] <= after and 0 < report["seconds"] <= after - before
+    err = capsys.readouterr().err
+    size_mib = len(published.archive) / 2**20
+    line = re.search(r"staged version \w+ into (\S+): ([\d.]+) MiB in ([\d.]+)s \((\d+) MiB/s\), (\d+) files", err)
+    assert line and line.group(1) == str(final) and line.group(2) == f"{size_mib:.1f}"
+    assert 0 < float(line.group(3)) <= after - before and int(line.group(5)) == len(FILES)
+    progress = [tuple(map(int, found)) for found in re.findall(r"staged (\d+)% \((\d+) of (\d+) bytes\)", err)]
+    assert len(progress) >= 3, err
+    for percent, position, total in progress:
+        assert total == len(published.archive) and percent == 100 * position // total
+
+
+def test_a_staged_version_is_not_downloaded_again(published, tmp_path, capsys):
+    dest = tmp_path / "model"
+    assert run(published, dest) == 0
+    (dest / "current").unlink()
+    published.put(published.archive_key, b"not read again")
+    started = time.time()
+    assert run(published, dest) == 0
+    assert "already staged" in capsys.readouterr().err
+    assert os.readlink(dest / "current") == published.version
+    report = json.loads((dest / STAGE_REPORT).read_text())
+    assert report["bytes"] == 0 and report["started_at"] >= started and report["seconds"] < 5
+
+
+@pytest.mark.parametrize("damage", ["truncated", "flipped_byte", "extra_file", "missing_file", "other_bytes"])
+def test_a_damaged_artifact_publishes_nothing_and_a_repaired_one_stages(published, tmp_path, capsys, damage):
+    dest = tmp_path / "model"
+    kept = dest / "fedcba9876543210"  # an earlier version this pod staged
+    kept.mkdir(parents=True)
+    (kept / "manifest.json").write_text("{}")
+    manifest = json.loads(json.dumps(published.manifest))
+    middle = len(published.archive) // 2
+    if damage == "truncated":
+        published.put(published.archive_key, published.archive[:middle])
+        manifest["archive"]["size"] = middle  # consistent sizes: only the content is short
+    elif damage == "flipped_byte":
+        published.put(published.archive_key, published.archive[:middle] + bytes([published.archive[middle] ^ 1])
+                      + published.archive[middle + 1:])
+    elif damage == "extra_file":
+        manifest["files"] = manifest["files"][1:]
+    elif damage == "missing_file":
+        manifest["files"].append({"path": "traced/text_encoder.pt", "size": 1, "sha256": "0" * 64})
+    else:
+        manifest["files"][0]["sha256"] = "0" * 64
+    published.put_manifest(manifest)
+    assert run(published, dest) == 4
+    assert "nothing was published" in capsys.readouterr().err
+    assert sorted(p.name for p in dest.iterdir()) == [kept.name]
+    published.put(published.archive_key, published.archive)
+    published.put_manifest(published.manifest)
+    assert run(published, dest) == 0
+    assert staged_files(dest / published.version) == published.files and kept.is_dir()
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda m: m.update(version="fedcba9876543210"), "is for version 'fedcba9876543210'"),
+    (lambda m: m.pop("files"), "is corrupt (KeyError)"),
+    (lambda m: m["archive"].update(size="many"), "is corrupt (ValueError)"),
+    (lambda m: m["archive"].update(size=1), "bytes but the manifest says 1"),
+    (lambda m: m["archive"].update(key="artifact-gone.tar"), "cannot be read"),
+])
+def test_a_manifest_that_does_not_describe_the_archive_is_refused(published, tmp_path, capsys, change, message):
+    manifest = json.loads(json.dumps(published.manifest))
+    change(manifest)
+    published.put_manifest(manifest)
+    assert run(published, tmp_path / "model") == 4
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "model" / published.version).exists()
+
+
+def test_a_manifest_that_is_not_json_is_refused(published, tmp_path, capsys):
+    published.put(published.prefix + "manifest.json", b"{not json")
+    assert run(published, tmp_path / "model") == 4
+    assert "is corrupt (JSONDecodeError)" in capsys.readouterr().err
+
+
+def test_a_version_never_compiled_is_its_own_exit_code(published, tmp_path, capsys):
+    assert run(published, tmp_path / "model", version="fedcba9876543210") == 3
+    err = capsys.readouterr().err
+    assert "Version fedcba9876543210 was not found in s3://" in err and "not compiled yet" in err
+
+
+def test_leftovers_go_first_and_published_versions_stay(published, tmp_path, capsys):
+    dest = tmp_path / "model"
+    half = dest / f".staging-{VERSION}-deadbeef"
+    half.mkdir(parents=True)
+    (half / "unet.pt").write_bytes(b"\0" * 4096)
+    (dest / ".current-0123").symlink_to("nowhere")
+    (dest / "fedcba9876543210").mkdir()  # a version directory without its manifest: never finished
+    (dest / "0000000000000000").symlink_to(half)  # a link is never a published version
+    (dest / "not-a-version").mkdir()
+    (dest / "not-a-version" / "manifest.json").write_text("{}")
+    (dest / "stray.bin").write_bytes(b"x")
+    kept = dest / "aaaaaaaaaaaaaaaa"
+    kept.mkdir()
+    (kept / "manifest.json").write_text("{}")
+    assert stage.remove_leftovers(dest) == sorted([half.name, ".current-0123", "fedcba9876543210",
+                                                   "0000000000000000", "not-a-version", "stray.bin"])
+    assert "removed leftovers of earlier attempts" in capsys.readouterr().err
+    assert sorted(p.name for p in dest.iterdir()) == [kept.name]
+    assert stage.remove_leftovers(dest) == [] and stage.remove_leftovers(tmp_path / "absent") == []
+    assert run(published, dest) == 0
+    assert sorted(p.name for p in dest.iterdir()) == sorted([kept.name, published.version, "current", STAGE_REPORT])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--bucket", ""], "set SD21_BUCKET and SD21_MODEL_VERSION"),
+    (["--version", ""], "set SD21_BUCKET and SD21_MODEL_VERSION"),
+    (["--bucket", "Bad_Bucket"], "bucket"),
+    (["--model-name", "Bad_Name"], "model name"),
+    (["--version", "v1"], "version"),
+    (["--workers", "0"], "--workers and --chunk-mib must be at least 1"),
+    (["--chunk-mib", "0"], "--workers and --chunk-mib must be at least 1"),
+])
+def test_bad_settings_exit_2_naming_them(tmp_path, capsys, args, message):
+    base = {"--backend": "cpu", "--bucket": BUCKET, "--model-name": "sd21-512", "--version": VERSION,
+            "--dest": str(tmp_path)}
+    base.update(dict(zip(args[::2], args[1::2])))
+    assert stage.main([item for pair in base.items() for item in pair]) == 2
+    assert message.lower() in capsys.readouterr().err.lower()
+
+
+def test_a_node_without_the_neuron_driver_downloads_nothing(published, tmp_path, capsys):
+    if "neuron" in Path("/proc/devices").read_text():
+        pytest.skip("this machine has the Neuron driver")
+    assert stage.main(["--bucket", BUCKET, "--model-name", published.name, "--version", published.version,
+                       "--dest", str(tmp_path / "model")]) == 7  # --backend neuron, the image's default
+    assert "Neuron driver is not loaded" in capsys.readouterr().err
+    assert not (tmp_path / "model").exists()
+
+
+@pytest.mark.parametrize("reads", [[-1], [1], [100, 2**20, 3], [2**20 + 1, 7 * 2**20]])
+def test_the_ranged_stream_hands_out_the_object_in_order_whatever_the_reads(published, reads):
+    stream = stage.RangedStream(published.client, BUCKET, published.archive_key, len(published.archive),
+                                chunk=2**20, workers=2)
+    try:
+        out = bytearray()
+        for n in reads:
+            out += stream.read(n)
+        out += stream.read()
+        assert bytes(out) == published.archive and stream.position == len(published.archive)
+        assert stream.digest.hexdigest() == published.manifest["archive"]["sha256"]
+        assert stream.read() == b"" and stream.read(10) == b""
+    finally:
+        stream.close()
+
+
+def test_the_ranged_stream_keeps_a_bounded_window_ahead(published):
+    stream = stage.RangedStream(published.client, BUCKET, published.archive_key, len(published.archive),
+                                chunk=2**18, workers=2)
+    try:
+        assert stream.read(1) == published.archive[:1]
+        assert stream.window == 4 and len(stream.pending) == 3  # one handed out, three ahead
+        assert stream.next_offset == 4 * 2**18
+    finally:
+        stream.close()
+
+
+def test_unsafe_member_paths_are_refused(tmp_path):
+    assert stage.safe_member_path(tmp_path, "traced/unet.pt") == tmp_path / "traced" / "unet.pt"
+    for name in ("/etc/passwd", "../x", "a/../../x", "", "."):
+        with pytest.raises(stage.CorruptArtifact, match="unsafe path"):
+            stage.safe_member_path(tmp_path, name)
+
+
+def test_progress_is_logged_every_ten_percent_however_small_the_reads(published, capsys):
+    stream = stage.RangedStream(published.client, BUCKET, published.archive_key, len(published.archive),
+                                chunk=2**20, workers=2)
+    try:
+        while stream.read(50_000):
+            pass
+    finally:
+        stream.close()
+    percents = [int(found) for found in re.findall(r"staged (\d+)% ", capsys.readouterr().err)]
+    assert percents[0] == 100 * 50_000 // len(published.archive) and percents[-1] >= 90
+    assert all(10 <= later - earlier < 12 for earlier, later in zip(percents, percents[1:])), percents
+
+
+def test_no_credentials_and_an_unwritable_volume_have_their_own_exit_codes(published, tmp_path, capsys,
+                                                                          monkeypatch):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    assert run(published, blocked / "model") == 1  # the volume is not a directory we can write
+    assert f"Staging into {blocked / 'model'} failed" in capsys.readouterr().err
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    import boto3
+
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # a new pod: nothing resolved yet
+    assert run(published, tmp_path / "model") == 6
+    assert "No AWS credentials" in capsys.readouterr().err
