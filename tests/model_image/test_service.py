@@ -68,6 +68,16 @@ def errors(service: GenerationService, kind: str) -> float:
     return service.metrics.errors.labels(kind)._value.get()
 
 
+async def occupy(service: GenerationService, device: Device, queued: int = 0):
+    """One request on the (held) device, then `queued` more waiting behind it."""
+    running = asyncio.ensure_future(service.generate(PARAMS))
+    while not device.started.is_set():
+        await asyncio.sleep(0.01)
+    waiting = [asyncio.ensure_future(service.generate(PARAMS)) for _ in range(queued)]
+    await asyncio.sleep(0.05)
+    return running, waiting
+
+
 def test_while_the_model_loads_requests_are_told_so_and_may_come_back_in_5_s(make_service):
     service = make_service(load=False)
     assert not service.is_ready and service.metrics.ready._value.get() == 0
@@ -100,9 +110,7 @@ def test_a_draining_service_finishes_what_it_holds_and_refuses_the_rest(make_ser
     device.release.clear()
 
     async def scenario():
-        running = asyncio.ensure_future(service.generate(PARAMS))
-        while not device.started.is_set():
-            await asyncio.sleep(0.01)
+        running, _ = await occupy(service, device)
         assert not service.wait_idle(0.05)  # busy
         service.start_drain()
         assert not service.is_ready and service.metrics.ready._value.get() == 0
@@ -137,11 +145,8 @@ def test_a_request_still_queued_at_its_deadline_never_reaches_the_device(make_se
     threading.Timer(0.8, device.release.set).start()
 
     async def scenario():
-        first = asyncio.ensure_future(service.generate(PARAMS))
-        while not device.started.is_set():
-            await asyncio.sleep(0.01)
-        second = asyncio.ensure_future(service.generate(PARAMS))
-        return await asyncio.gather(first, second, return_exceptions=True)
+        first, queued = await occupy(service, device, queued=1)
+        return await asyncio.gather(first, *queued, return_exceptions=True)
 
     first, second = asyncio.run(scenario())
     assert first == "image" and (second.status, second.kind) == (504, "timeout")
@@ -187,14 +192,11 @@ def test_depth_and_inflight_count_what_waits_and_what_runs(make_service):
     device.release.clear()
 
     async def scenario():
-        running = [asyncio.ensure_future(service.generate(PARAMS)) for _ in range(4)]
-        while not device.started.is_set():
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.05)
+        running, queued = await occupy(service, device, queued=3)
         seen = (service.metrics.queue_depth._value.get(), service.metrics.inflight._value.get(),
                 service.queued, service.running)
         device.release.set()
-        await asyncio.gather(*running)
+        await asyncio.gather(running, *queued)
         return seen
 
     assert asyncio.run(scenario()) == (3, 4, 3, 1)
@@ -209,15 +211,11 @@ def test_retry_after_is_the_work_ahead_at_the_measured_pace(make_service):
     device.release.clear()
 
     async def scenario():
-        running = asyncio.ensure_future(service.generate(PARAMS))
-        while not device.started.is_set():
-            await asyncio.sleep(0.01)
-        waiting = asyncio.ensure_future(service.generate(PARAMS))
-        await asyncio.sleep(0.05)
+        running, waiting = await occupy(service, device, queued=1)
         with pytest.raises(Rejected) as refused:
             await service.generate(PARAMS)
         device.release.set()
-        await asyncio.gather(running, waiting)
+        await asyncio.gather(running, *waiting)
         return refused.value
 
     refused = asyncio.run(scenario())
@@ -241,11 +239,7 @@ def test_a_client_that_leaves_while_queued_frees_its_place(make_service):
     device.release.clear()
 
     async def scenario():
-        running = asyncio.ensure_future(service.generate(PARAMS))
-        while not device.started.is_set():
-            await asyncio.sleep(0.01)
-        queued = asyncio.ensure_future(service.generate(PARAMS))
-        await asyncio.sleep(0.05)
+        running, (queued,) = await occupy(service, device, queued=1)
         queued.cancel()  # the client hung up
         await asyncio.sleep(0.05)
         depth = service.queued
@@ -312,13 +306,9 @@ def test_a_device_that_turns_unhealthy_answers_the_queue_and_refuses_new_work(ma
     device.release.clear()
 
     async def scenario():
-        running = asyncio.ensure_future(service.generate(PARAMS))
-        while not device.started.is_set():
-            await asyncio.sleep(0.01)
-        queued = asyncio.ensure_future(service.generate(PARAMS))
-        await asyncio.sleep(0.05)
+        running, queued = await occupy(service, device, queued=1)
         service.health.mark_unhealthy("test: the device is gone")
-        results = await asyncio.gather(running, queued, return_exceptions=True)
+        results = await asyncio.gather(running, *queued, return_exceptions=True)
         device.release.set()
         return results
 
