@@ -105,22 +105,24 @@ def test_a_model_that_fails_to_load_says_why_and_stops_the_server_once(make_serv
 
 
 def test_a_draining_service_finishes_what_it_holds_and_refuses_the_rest(make_service):
-    device = Device()
+    device = Device(seconds=0.3)
     service = make_service(device)
     device.release.clear()
 
     async def scenario():
-        running, _ = await occupy(service, device)
+        running, (queued,) = await occupy(service, device, queued=1)
         assert not service.wait_idle(0.05)  # busy
         service.start_drain()
         assert not service.is_ready and service.metrics.ready._value.get() == 0
         with pytest.raises(Rejected) as refused:
             await service.generate(PARAMS)
         device.release.set()
-        return await running, refused.value
+        first = await running
+        assert not service.wait_idle(0), "idle while a request still waits its turn"
+        return [first, await queued], refused.value
 
-    image, refused = asyncio.run(scenario())
-    assert image == "image"
+    images, refused = asyncio.run(scenario())
+    assert images == ["image", "image"]
     assert (refused.status, refused.kind, refused.retry_after) == (503, "draining", 1)
     assert service.wait_idle(1)
     assert service.metrics.inflight._value.get() == 0 and service.metrics.queue_depth._value.get() == 0

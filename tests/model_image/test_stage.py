@@ -245,12 +245,13 @@ def test_progress_is_logged_every_ten_percent_however_small_the_reads(published,
     stream = stage.RangedStream(published.client, BUCKET, published.archive_key, len(published.archive),
                                 chunk=2**20, workers=2)
     try:
+        stream.read(1000)  # the first read is logged, even at 0%
         while stream.read(50_000):
             pass
     finally:
         stream.close()
     percents = [int(found) for found in re.findall(r"staged (\d+)% ", capsys.readouterr().err)]
-    assert percents[0] == 100 * 50_000 // len(published.archive) and percents[-1] >= 90
+    assert percents[0] == 0 and percents[-1] >= 90
     assert all(10 <= later - earlier < 12 for earlier, later in zip(percents, percents[1:])), percents
 
 
@@ -269,3 +270,30 @@ def test_no_credentials_and_an_unwritable_volume_have_their_own_exit_codes(publi
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # a new pod: nothing resolved yet
     assert run(published, tmp_path / "model") == 6
     assert "No AWS credentials" in capsys.readouterr().err
+
+
+def test_when_another_stager_published_the_version_first_its_copy_is_kept(published, tmp_path, monkeypatch):
+    """Two pods on one node staging the same version: the loser's rename fails; the winner's
+    directory (same verified bytes) stays and the loser's staging copy goes."""
+    def lost_the_race(source, target):
+        import shutil
+
+        shutil.copytree(source, target)  # the other stager got there first
+        raise OSError(39, "Directory not empty")
+
+    dest = tmp_path / "model"
+    monkeypatch.setattr(stage.os, "rename", lost_the_race)
+    assert run(published, dest) == 0
+    assert staged_files(dest / published.version) == published.files
+    assert sorted(p.name for p in dest.iterdir()) == sorted([published.version, "current", STAGE_REPORT])
+
+
+def test_a_rename_that_fails_for_another_reason_publishes_nothing(published, tmp_path, monkeypatch, capsys):
+    def full(source, target):
+        raise OSError(28, "No space left on device")
+
+    dest = tmp_path / "model"
+    monkeypatch.setattr(stage.os, "rename", full)
+    assert run(published, dest) == 1
+    assert "No space left on device" in capsys.readouterr().err
+    assert list(dest.iterdir()) == []

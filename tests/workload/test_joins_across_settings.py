@@ -29,6 +29,7 @@ CONTEXTS = {
     "zero": ZERO,
     "zero-longest": {**ZERO, "coldStartHoldSeconds": 3300, "requestTimeoutSeconds": 600},
     "zero-no-hold": {**ZERO, "coldStartHoldSeconds": 0, "coldStartHoldRequests": 0},
+    "mirrored-weights": {"weightsSource": "s3://weights-mirror-example/sd21/"},
 }
 
 
@@ -98,7 +99,9 @@ def test_shutdown_waits_out_the_alb_then_the_drain(rendered):
     assert server["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", str(deregistration)]
     drain = float(env(server)["SD21_DRAIN_GRACE_S"])
     assert drain >= float(env(server)["SD21_REQUEST_TIMEOUT_S"])
-    assert pod_spec(deployment)["terminationGracePeriodSeconds"] > deregistration + drain
+    grace = pod_spec(deployment)["terminationGracePeriodSeconds"]
+    # Long enough for both, and not much more: a terminating pod keeps its inf2 node.
+    assert deregistration + drain < grace <= deregistration + drain + 60
     gateway = rendered.gateway()
     if gateway:  # uvicorn waits up to the request timeout for open requests before it exits
         grace = pod_spec(rendered.one("Deployment", "sd21-gateway"))["terminationGracePeriodSeconds"]
@@ -121,6 +124,18 @@ def test_the_compile_job_names_the_version_sd21_compile_computes(rendered, monke
     for name in ("stage", "server"):
         assert env(container(deployment, name))["SD21_MODEL_VERSION"] == version
     assert deployment["spec"]["template"]["metadata"]["labels"]["sd21.aws/model-version"] == version
+
+
+def test_the_compile_job_fetches_the_weights_the_settings_name(rendered, monkeypatch):
+    """Through sd21-compile's own parsing: the hub id, or the S3 mirror when one is set."""
+    from sd21 import compile as compile_process
+
+    for name, value in env(container(rendered.one("Job"), "compile")).items():
+        monkeypatch.setenv(name, value)
+    args = compile_process.parse_args([])
+    source = args.weights_source or args.model_id
+    settings = rendered.settings
+    assert source == (settings.model_id if settings.weights_source == "hub" else settings.weights_source)
 
 
 def test_the_model_directory_is_the_volume_both_containers_mount(rendered):
