@@ -17,8 +17,10 @@ import sys
 # Third-party only: importing any module of ours here would freeze the unmutated source.
 PRELOAD = ("torch", "diffusers", "transformers", "boto3", "moto", "httpx", "starlette", "fastapi", "uvicorn",
            "hypothesis", "schemathesis", "PIL", "numpy", "prometheus_client", "pytest")
-# Shorter than cosmic-ray's own timeout (tests/mutation/run.py), so that a hung run ends here first.
-RUN_LIMIT_S = 100
+# A mutant that makes a test hang is killed after this long in one test (setup and teardown
+# included). The covering tests take a few seconds each even on a loaded machine; cosmic-ray's
+# own timeout (tests/mutation/run.py) is longer still.
+TEST_LIMIT_S = 20
 
 
 def serve(path: str) -> None:
@@ -48,9 +50,15 @@ def _run_pytest(args: list[str]) -> None:
     """In the forked child: one pytest session, then exit without the parent's clean-up."""
     import pytest
 
-    signal.alarm(RUN_LIMIT_S)
+    class OneTestAtMost:
+        @pytest.hookimpl(hookwrapper=True)
+        def pytest_runtest_protocol(self, item, nextitem):
+            signal.alarm(TEST_LIMIT_S)  # SIGALRM's default action ends this child: a failed run
+            yield
+            signal.alarm(0)
+
     try:
-        code = int(pytest.main(args))
+        code = int(pytest.main(args, plugins=[OneTestAtMost()]))
     except BaseException:  # noqa: BLE001 - any crash is a failed run
         code = 3
     sys.stdout.flush()
@@ -67,7 +75,7 @@ def run(path: str, args: list[str]) -> int:
         print("error: the fork server closed without an answer", file=sys.stderr)
         return 3
     code = int(answer)
-    return code if code >= 0 else 128 - code  # killed by a signal (the run limit): a failed run
+    return code if code >= 0 else 128 - code  # killed by a signal (a test past its limit): a failed run
 
 
 if __name__ == "__main__":
