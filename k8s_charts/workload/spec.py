@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Optional, Protocol
 
 from aws_cdk import Aws
-from sd21.artifact import CompileInputs, artifact_prefix
+from sd21.artifact import CompileInputs
 
 NAMESPACE = "sd21"
 APP_LABEL = "sd21-inference"
@@ -64,10 +64,6 @@ class WorkloadSpec:
     def job_env(self) -> dict[str, str]:
         """Where jobs go and where their requests and results live (sd21.jobs)."""
         return {**self.jobs_env, "SD21_BUCKET": self.bucket_name}
-
-    @property
-    def artifact_prefix(self) -> str:
-        return artifact_prefix(self.settings.model_name, self.model_version)
 
     @property
     def weights_source(self) -> str:
