@@ -18,6 +18,7 @@ import ast
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import sqlite3
@@ -161,6 +162,12 @@ def mutate(module: str, tests: str, workdir: Path, again: str | None = None) -> 
             if server.poll() is not None:
                 raise SystemExit(f"error: the fork server exited: {(workdir / 'forkserver.log').read_text()}")
             time.sleep(0.2)
+        # Unmutated, the selection must pass (and find tests): else every mutant would count as killed.
+        baseline = subprocess.run(shlex.split(PYTEST.format(python=sys.executable, socket=socket, tests=tests)),
+                                  cwd=workdir)
+        if baseline.returncode != 0:
+            raise SystemExit(f"error: {module}'s tests fail or find nothing without any mutant "
+                             f"(exit {baseline.returncode}); see {workdir / 'forkserver.log'}")
         subprocess.run([str(cosmic_ray), "exec", str(config), str(session)], cwd=workdir, check=True)
     finally:  # kept even when stopped early: --resume goes on from there
         os.killpg(server.pid, signal.SIGKILL)  # the server and a test run it may have forked
