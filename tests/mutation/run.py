@@ -166,8 +166,9 @@ def mutate(module: str, tests: str, workdir: Path, again: str | None = None) -> 
         baseline = subprocess.run(shlex.split(PYTEST.format(python=sys.executable, socket=socket, tests=tests)),
                                   cwd=workdir)
         if baseline.returncode != 0:
-            raise SystemExit(f"error: {module}'s tests fail or find nothing without any mutant "
-                             f"(exit {baseline.returncode}); see {workdir / 'forkserver.log'}")
+            output = (workdir / "forkserver.log").read_text()[-3000:]
+            raise SystemExit(f"{output}\nerror: {module}'s tests fail or find nothing without any mutant "
+                             f"(exit {baseline.returncode})")
         subprocess.run([str(cosmic_ray), "exec", str(config), str(session)], cwd=workdir, check=True)
     finally:  # kept even when stopped early: --resume goes on from there
         os.killpg(server.pid, signal.SIGKILL)  # the server and a test run it may have forked
