@@ -251,8 +251,7 @@ def run(args: argparse.Namespace) -> int:
         out = scratch / "artifact"
         build_artifact(inputs, weights, load_kwargs, out)
         manifest = package(inputs, name, version, out, scratch / ARCHIVE_NAME)
-        archive_info = manifest["archive"]
-        progress(f"artifact: {len(manifest['files'])} files, {archive_info['size']} bytes")
+        progress(f"artifact: {len(manifest['files'])} files, {manifest['archive']['size']} bytes")
         if not upload(client, bucket, name, version, scratch / ARCHIVE_NAME, manifest):
             progress(f"another compile committed s3://{bucket}/{prefix} first; kept it")
             return 0
