@@ -176,12 +176,10 @@ def test_pods_run_as_the_images_user(rendered):
         assert pod_spec(obj)["securityContext"]["runAsUser"] == dockerfile_user, kind
 
 
-def test_the_spec_cannot_change_once_the_charts_have_read_it(rendered):
+def test_the_spec_cannot_change_once_the_charts_have_read_it():
     import dataclasses
 
-    from k8s_charts.workload.spec import WorkloadSpec
-
-    spec = WorkloadSpec(settings=rendered.settings, image="i", gateway_image="g", bucket_name="b",
-                        model_version="0123456789abcdef", system_node_label=("k", "v"), jobs_env={})
+    spec = workload_spec(Settings.from_context(cdk_app.default_context()), _Repository(),
+                         SimpleNamespace(bucket_name="sd21-models-example"), SYSTEM_NODE_LABEL, {})
     with pytest.raises(dataclasses.FrozenInstanceError):
         spec.image = "another"
