@@ -183,3 +183,39 @@ def test_the_spec_cannot_change_once_the_charts_have_read_it():
                          SimpleNamespace(bucket_name="sd21-models-example"), SYSTEM_NODE_LABEL, {})
     with pytest.raises(dataclasses.FrozenInstanceError):
         spec.image = "another"
+
+
+def readme_timeouts() -> dict[str, tuple[int, ...]]:
+    """The README's timeout table, as numbers."""
+    readme = (ROOT / "README.md").read_text()
+    rows = {
+        "idle": r"\| ALB idle timeout \| `requestTimeoutSeconds` \+ (\d+) s, plus `coldStartHoldSeconds` at scale to zero \|",
+        "keep_alive": r"\| Idle keep-alive of the pods the ALB talks to \| `requestTimeoutSeconds` \+ (\d+) s, plus the hold",
+        "deregistration": r"\| ALB deregistration delay, waited out by the preStop sleep \| (\d+) s \|",
+        "grace": r"\| `terminationGracePeriodSeconds` \| (\d+) s \+ `requestTimeoutSeconds` \+ (\d+) s \|",
+    }
+    found = {name: re.search(pattern, readme) for name, pattern in rows.items()}
+    assert all(found.values()), [name for name, match in found.items() if not match]
+    return {name: tuple(map(int, match.groups())) for name, match in found.items()}
+
+
+def test_the_readmes_timeout_table_is_what_is_deployed(rendered):
+    from sd21 import gateway as gateway_process, server as server_process
+
+    documented = readme_timeouts()
+    settings = rendered.settings
+    timeout = settings.request_timeout_seconds
+    hold = settings.cold_start_hold_seconds if settings.scales_to_zero else 0
+    ingress = rendered.one("Ingress")
+    assert alb_idle_seconds(ingress) == timeout + documented["idle"][0] + hold
+    if rendered.gateway() is None:
+        assert server_process.keep_alive_seconds(timeout) == timeout + documented["keep_alive"][0]
+    else:
+        assert gateway_process.keep_alive_seconds(hold, timeout) == timeout + documented["keep_alive"][0] + hold
+    targets = dict(a.split("=") for a in ingress["metadata"]["annotations"]
+                   ["alb.ingress.kubernetes.io/target-group-attributes"].split(","))
+    assert int(targets["deregistration_delay.timeout_seconds"]) == documented["deregistration"][0]
+    assert float(env(rendered.server())["SD21_DRAIN_GRACE_S"]) == timeout
+    before, after = documented["grace"]
+    assert pod_spec(rendered.one("Deployment", "sd21-inference"))["terminationGracePeriodSeconds"] == \
+        before + timeout + after
