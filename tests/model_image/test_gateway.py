@@ -360,8 +360,11 @@ def test_people_are_told_how_long_instead_of_waiting_on_a_blank_page():
     with TestClient(app) as client:
         started = time.monotonic()
         page = client.get("/ui/", headers={"Accept": "text/html"})
-    assert page.status_code == 503 and time.monotonic() - started < 1  # not held
+        assert page.status_code == 503 and time.monotonic() - started < 1  # not held
+        time.sleep(1.2)
+        later = client.get("/ui/", headers={"Accept": "text/html"})
     assert "Starting, about 120 s" in page.text and "(0 s so far)" in page.text
+    assert "Starting, about 119 s" in later.text and "(1 s so far)" in later.text  # counted down
     assert 'http-equiv="refresh"' in page.text
 
 
@@ -592,3 +595,35 @@ def test_the_process_passes_on_the_upstreams_date_and_server_headers_alone():
     assert forwarded.text == "hi"
     for name in ("date", "server"):
         assert forwarded.headers.get_list(name) == direct.headers.get_list(name), name
+
+
+def test_a_generation_is_waited_for_as_long_as_the_servers_timeout():
+    """The gateway's read timeout follows the request timeout: a long generation is not a 504."""
+    import asyncio
+
+    from prometheus_client import CollectorRegistry
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from sd21.gateway import GatewaySettings, create_app
+
+    async def slow(request):
+        await asyncio.sleep(1.5)
+        return PlainTextResponse("done")
+
+    with serving(Starlette(routes=[Route("/slow", slow)])) as upstream:
+        app = create_app(GatewaySettings(upstream, request_timeout_s=10), CollectorRegistry())
+        with serving(app) as url:
+            answer = httpx.get(url + "/slow", timeout=30)
+    assert (answer.status_code, answer.text) == (200, "done")
+
+
+def test_redirects_go_back_to_the_client():
+    """The browser follows them itself, so its address bar and relative links stay right."""
+    from starlette.testclient import TestClient
+
+    app = _holding_gateway(lambda request: _answer(307, location="/ui/")())
+    with TestClient(app) as client:
+        answer = client.get("/ui", follow_redirects=False)
+    assert answer.status_code == 307 and answer.headers["location"] == "/ui/"

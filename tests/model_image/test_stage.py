@@ -20,7 +20,7 @@ from sd21_testlib import BUCKET
 
 VERSION = "0123456789abcdef"
 # Sizes chosen so that 1 MiB chunks split files and the tar's padding across chunks.
-FILES = {"traced/unet.pt": 3 * 2**20 + 17, "traced/vae_decoder.pt": 2**20 - 5, "tokenizer/vocab.json": 1000,
+FILES = {"traced/unet.pt": 3 * 2**20 + 2**19 + 17, "traced/vae_decoder.pt": 2**20 - 5, "tokenizer/vocab.json": 1000,
          "scheduler/scheduler_config.json": 0}
 
 
@@ -80,7 +80,10 @@ def test_staging_publishes_every_file_verified_and_points_current_at_it(publishe
     size_mib = len(published.archive) / 2**20
     line = re.search(r"staged version \w+ into (\S+): ([\d.]+) MiB in ([\d.]+)s \((\d+) MiB/s\), (\d+) files", err)
     assert line and line.group(1) == str(final) and line.group(2) == f"{size_mib:.1f}"
-    assert 0 < float(line.group(3)) <= after - before and int(line.group(5)) == len(FILES)
+    seconds, rate = float(line.group(3)), int(line.group(4))
+    assert 0.005 < seconds <= after - before and int(line.group(5)) == len(FILES)
+    # The rate from the figures printed beside it (the time is rounded to 10 ms there).
+    assert size_mib / (seconds + 0.005) - 1 <= rate <= size_mib / (seconds - 0.005) + 1
     progress = [tuple(map(int, found)) for found in re.findall(r"staged (\d+)% \((\d+) of (\d+) bytes\)", err)]
     assert len(progress) >= 3, err
     for percent, position, total in progress:
@@ -156,6 +159,10 @@ def test_a_version_never_compiled_is_its_own_exit_code(published, tmp_path, caps
     assert run(published, tmp_path / "model", version="fedcba9876543210") == 3
     err = capsys.readouterr().err
     assert "Version fedcba9876543210 was not found in s3://" in err and "not compiled yet" in err
+    # A bucket that is not there (a wrong name in the settings) is the same: nothing to stage.
+    assert stage.main(["--backend", "cpu", "--bucket", "sd21-no-such-bucket", "--model-name", published.name,
+                       "--version", published.version, "--dest", str(tmp_path / "model")]) == 3
+    assert "(NoSuchBucket)" in capsys.readouterr().err
 
 
 def test_leftovers_go_first_and_published_versions_stay(published, tmp_path, capsys):
@@ -212,6 +219,7 @@ def test_the_ranged_stream_hands_out_the_object_in_order_whatever_the_reads(publ
     stream = stage.RangedStream(published.client, BUCKET, published.archive_key, len(published.archive),
                                 chunk=2**20, workers=2)
     try:
+        assert stream.read(0) == b"" and stream.position == 0  # a file object's read(0)
         out = bytearray()
         for n in reads:
             out += stream.read(n)
