@@ -81,7 +81,8 @@ cuda-check: setup
 	PYTHONPATH=model_image $(PY) tests/device/cuda_path.py
 
 # Mutation testing of the critical modules (slow: hours for all; not run in CI):
-# make mutants [MODULES="model_image/sd21/s3.py ..."]. Prints kill rates and survivors.
+# make mutants [MODULES="[--workers=N] [--resume|--retest-survivors] model_image/sd21/s3.py ..."].
+# Prints kill rates and survivors.
 mutants: setup
 	$(PY) -m pip install -q -r requirements-mutation.txt
 	$(PY) -m tests.mutation.run $(MODULES)
