@@ -541,8 +541,9 @@ def test_a_declared_length_over_the_limit_is_answered_without_waiting_for_the_bo
     assert head.startswith(b"HTTP/1.1 413"), head
 
 
-def test_a_form_post_from_a_browser_is_held_like_any_other_request():
-    """Only page loads (GET) are answered at once with the waiting page; a POST is held."""
+@pytest.mark.parametrize("method", ["POST", "DELETE"])
+def test_a_browsers_other_requests_are_held_like_any_other(method):
+    """Only page loads (GET) are answered at once with the waiting page; a form's POST is held."""
     from starlette.testclient import TestClient
 
     state = {"ready_after": time.monotonic() + 0.3}
@@ -554,7 +555,7 @@ def test_a_form_post_from_a_browser_is_held_like_any_other_request():
 
     app = _holding_gateway(upstream, hold_requests=1, hold_s=10)
     with TestClient(app) as client:
-        answer = client.post("/ui/generate", data={"prompt": "x"}, headers={"Accept": "text/html"})
+        answer = client.request(method, "/ui/generate", headers={"Accept": "text/html"})
     assert answer.status_code == 200
     assert app.state.metrics.outcomes.labels("held_then_forwarded")._value.get() == 1
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -219,3 +220,44 @@ def test_the_readmes_timeout_table_is_what_is_deployed(rendered):
     before, after = documented["grace"]
     assert pod_spec(rendered.one("Deployment", "sd21-inference"))["terminationGracePeriodSeconds"] == \
         before + timeout + after
+
+
+def _run_gateway_main(monkeypatch, env: dict[str, str]) -> dict:
+    """sd21-gateway's main() as the container runs it, stopping short of the network."""
+    import sd21.cloudwatch
+    from sd21 import gateway as gateway_process
+
+    for name in [name for name in os.environ if name.startswith("SD21_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    ran: dict = {}
+    monkeypatch.setattr("uvicorn.run", lambda app, **options: ran.update(options))
+    monkeypatch.setattr(gateway_process, "start_http_server",
+                        lambda port, addr, registry: ran.update(metrics_port=port))
+    monkeypatch.setattr(sd21.cloudwatch, "from_env", lambda registry, mappings: None)
+    ran["exit"] = gateway_process.main([])
+    return ran
+
+
+def test_the_gateway_process_serves_where_its_pod_says(monkeypatch):
+    """From the pod's env, and with none at all (a bare container): the ports the pod
+    declares, the probes use and Prometheus scrapes."""
+    from sd21 import gateway as gateway_process
+
+    zero = Rendered(ZERO)
+    pod = zero.one("Deployment", "sd21-gateway")["spec"]["template"]
+    gateway = zero.gateway()
+    ports = {port["name"]: port["containerPort"] for port in gateway["ports"]}
+    assert gateway["readinessProbe"]["httpGet"]["port"] == ports["http"]
+    assert int(pod["metadata"]["annotations"]["prometheus.io/port"]) == ports["metrics"]
+    pod_env = env(gateway)
+    ran = _run_gateway_main(monkeypatch, pod_env)
+    assert (ran["exit"], ran["port"], ran["metrics_port"]) == (0, ports["http"], ports["metrics"])
+    timeout, hold = int(pod_env["SD21_REQUEST_TIMEOUT_S"]), int(pod_env["SD21_HOLD_S"])
+    assert ran["timeout_graceful_shutdown"] == timeout
+    assert ran["timeout_keep_alive"] == gateway_process.keep_alive_seconds(hold, timeout)
+    bare = _run_gateway_main(monkeypatch, {"SD21_UPSTREAM": pod_env["SD21_UPSTREAM"]})
+    assert (bare["port"], bare["metrics_port"]) == (ports["http"], ports["metrics"])
+    # Without settings nothing is held (the documented default: 503 at once).
+    assert bare["timeout_keep_alive"] == gateway_process.keep_alive_seconds(0, bare["timeout_graceful_shutdown"])
