@@ -207,14 +207,13 @@ def test_depth_and_inflight_count_what_waits_and_what_runs(make_service):
 
 
 def test_retry_after_is_the_work_ahead_at_the_measured_pace(make_service):
-    device = Device(seconds=0.5)  # the warm-up measures about 0.5 s an image
+    device = Device()
     service = make_service(device, queue_size=2)
-    pace = service._mean_seconds
-    assert 0.5 <= pace < 1.5
     device.release.clear()
 
     async def scenario():
         running, waiting = await occupy(service, device, queued=2)
+        service._mean_seconds = 2.5  # the pace measured so far (warm-up, then each generation)
         with pytest.raises(Rejected) as refused:
             await service.generate(PARAMS)
         device.release.set()
@@ -222,8 +221,8 @@ def test_retry_after_is_the_work_ahead_at_the_measured_pace(make_service):
         return refused.value
 
     refused = asyncio.run(scenario())
-    # Three ahead (one running, two queued) at the pace the warm-up measured, rounded up.
-    assert refused.status == 429 and refused.retry_after == math.ceil(3 * pace)
+    # Three ahead (one running, two queued) at 2.5 s each, rounded up.
+    assert refused.status == 429 and refused.retry_after == 8
     idle = make_service(Device())
     assert idle.retry_after() == 1  # nothing ahead: at least 1 s
 
@@ -245,12 +244,12 @@ def test_a_client_that_leaves_while_queued_frees_its_place(make_service):
         running, (queued,) = await occupy(service, device, queued=1)
         queued.cancel()  # the client hung up
         await asyncio.sleep(0.05)
-        depth = service.queued
+        depth, idle = service.queued, service.wait_idle(0)
         device.release.set()
         await running
-        return depth
+        return depth, idle
 
-    assert asyncio.run(scenario()) == 0
+    assert asyncio.run(scenario()) == (0, False)  # one still on the device: not idle
     assert device.calls == 1 and service.wait_idle(1)
 
 
@@ -330,3 +329,30 @@ def test_service_settings_cannot_change_under_running_requests():
 
     with pytest.raises(dataclasses.FrozenInstanceError):
         ServiceSettings().queue_size = 100
+
+
+def test_a_device_shut_down_under_a_request_refuses_it_and_frees_its_place(make_service):
+    """The device turned unhealthy between admission and hand-over (its executor is shut):
+    503 unhealthy, and the place in the queue is given back."""
+    service = make_service(Device())
+    service._executor.shutdown(wait=False)
+    refused = refusal(service)
+    assert (refused.status, refused.kind) == (503, "unhealthy")
+    assert service.queued == 0 and service.wait_idle(0) and errors(service, "unhealthy") == 1
+
+
+def test_shutting_down_never_waits_for_a_hung_device(make_service):
+    device = Device()
+    service = make_service(device)
+    device.release.clear()  # the generation below never finishes by itself
+
+    async def scenario():
+        running, _ = await occupy(service, device)
+        threading.Timer(2, device.release.set).start()  # so that a shutdown that waits still ends
+        started = time.monotonic()
+        service.shutdown()
+        took = time.monotonic() - started
+        await running
+        return took
+
+    assert asyncio.run(scenario()) < 0.5
