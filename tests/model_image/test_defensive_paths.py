@@ -177,7 +177,7 @@ def test_retries_give_up_after_their_attempts_and_back_off(monkeypatch):
     assert len(delays) == 3 and delays[0] < delays[-1]
 
 
-def test_a_short_ranged_read_is_retried(monkeypatch):
+def test_a_short_ranged_read_is_retried(monkeypatch, capsys):
     """A range that comes back short is fetched again, not passed on to the extractor."""
     from sd21 import s3
     from sd21.stage import RangedStream
@@ -201,3 +201,6 @@ def test_a_short_ranged_read_is_retried(monkeypatch):
     finally:
         stream.close()
     assert stream.digest.hexdigest() == hashlib.sha256(data).hexdigest()
+    # The log names the range that came back short, as an operator would look for it.
+    out = capsys.readouterr().out
+    assert "retry 1/4 for k bytes 0-4095 in " in out and ": short read 4095 of 4096 bytes at 0" in out

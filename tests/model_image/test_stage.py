@@ -138,6 +138,7 @@ def test_a_damaged_artifact_publishes_nothing_and_a_repaired_one_stages(publishe
     (lambda m: m.pop("files"), "is corrupt (KeyError)"),
     (lambda m: m["archive"].update(size="many"), "is corrupt (ValueError)"),
     (lambda m: m["archive"].update(size=1), "bytes but the manifest says 1"),
+    (lambda m: m["archive"].update(size=m["archive"]["size"] + 1), "corrupt or truncated artifact"),
     (lambda m: m["archive"].update(key="artifact-gone.tar"), "cannot be read"),
 ])
 def test_a_manifest_that_does_not_describe_the_archive_is_refused(published, tmp_path, capsys, change, message):
@@ -179,10 +180,11 @@ def test_leftovers_go_first_and_published_versions_stay(published, tmp_path, cap
     kept = dest / "aaaaaaaaaaaaaaaa"
     kept.mkdir()
     (kept / "manifest.json").write_text("{}")
+    (dest / "current").symlink_to(kept.name)  # what the server reads: kept
     assert stage.remove_leftovers(dest) == sorted([half.name, ".current-0123", "fedcba9876543210",
                                                    "0000000000000000", "not-a-version", "stray.bin"])
     assert "removed leftovers of earlier attempts" in capsys.readouterr().err
-    assert sorted(p.name for p in dest.iterdir()) == [kept.name]
+    assert sorted(p.name for p in dest.iterdir()) == sorted([kept.name, "current"])
     assert stage.remove_leftovers(dest) == [] and stage.remove_leftovers(tmp_path / "absent") == []
     assert run(published, dest) == 0
     assert sorted(p.name for p in dest.iterdir()) == sorted([kept.name, published.version, "current", STAGE_REPORT])
