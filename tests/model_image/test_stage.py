@@ -21,7 +21,7 @@ from sd21_testlib import BUCKET
 VERSION = "0123456789abcdef"
 # Sizes chosen so that 1 MiB chunks split files and the tar's padding across chunks.
 FILES = {"traced/unet.pt": 3 * 2**20 + 2**19 + 17, "traced/vae_decoder.pt": 2**20 - 5, "tokenizer/vocab.json": 1000,
-         "scheduler/scheduler_config.json": 0}
+         "scheduler/scheduler_config.json": 0, "text_encoder/sub/config.json": 10}
 
 
 class Published:
@@ -64,7 +64,7 @@ def staged_files(directory: Path) -> dict[str, bytes]:
 
 
 def test_staging_publishes_every_file_verified_and_points_current_at_it(published, tmp_path, capsys):
-    dest = tmp_path / "model"
+    dest = tmp_path / "volume" / "model"  # made, parents included
     before = time.time()
     assert run(published, dest) == 0
     after = time.time()
@@ -103,7 +103,8 @@ def test_a_staged_version_is_not_downloaded_again(published, tmp_path, capsys):
     assert report["bytes"] == 0 and report["started_at"] >= started and report["seconds"] < 5
 
 
-@pytest.mark.parametrize("damage", ["truncated", "flipped_byte", "extra_file", "missing_file", "other_bytes"])
+@pytest.mark.parametrize("damage", ["truncated", "flipped_byte", "extra_file", "missing_file", "other_bytes",
+                                    "other_archive_checksum"])
 def test_a_damaged_artifact_publishes_nothing_and_a_repaired_one_stages(published, tmp_path, capsys, damage):
     dest = tmp_path / "model"
     kept = dest / "fedcba9876543210"  # an earlier version this pod staged
@@ -121,8 +122,10 @@ def test_a_damaged_artifact_publishes_nothing_and_a_repaired_one_stages(publishe
         manifest["files"] = manifest["files"][1:]
     elif damage == "missing_file":
         manifest["files"].append({"path": "traced/text_encoder.pt", "size": 1, "sha256": "0" * 64})
-    else:
-        manifest["files"][0]["sha256"] = "0" * 64
+    elif damage == "other_bytes":
+        manifest["files"][0]["sha256"] = "f" * 64
+    else:  # every file as described; the archive as a whole is not the one the manifest names
+        manifest["archive"]["sha256"] = "0" * 64
     published.put_manifest(manifest)
     assert run(published, dest) == 4
     assert "nothing was published" in capsys.readouterr().err
@@ -224,7 +227,10 @@ def test_the_ranged_stream_hands_out_the_object_in_order_whatever_the_reads(publ
         assert stream.read(0) == b"" and stream.position == 0  # a file object's read(0)
         out = bytearray()
         for n in reads:
-            out += stream.read(n)
+            chunk = stream.read(n)
+            left = len(published.archive) - len(out)
+            assert len(chunk) == (left if n < 0 else min(n, left))  # what was asked, no more
+            out += chunk
         out += stream.read()
         assert bytes(out) == published.archive and stream.position == len(published.archive)
         assert stream.digest.hexdigest() == published.manifest["archive"]["sha256"]
