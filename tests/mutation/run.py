@@ -166,6 +166,13 @@ def start_worker(copy: Path, module: str, tests: str, port: int | None) -> list[
         processes.append(subprocess.Popen([str(Path(sys.executable).with_name("cosmic-ray")), "http-worker",
                                            "--port", str(port)], cwd=copy, stdout=subprocess.DEVNULL,
                                           stderr=subprocess.DEVNULL, start_new_session=True))
+        while True:  # listening before the first mutant is sent to it
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if processes[-1].poll() is not None:
+                raise SystemExit(f"error: the cosmic-ray worker on port {port} exited")
+            time.sleep(0.2)
     return processes
 
 
