@@ -217,7 +217,7 @@ def mutate(module: str, tests: str, workdir: Path, again: str | None = None, wor
     killed, survivors, other, not_run, excluded = 0, [], 0, 0, {"pragma": 0, "annotation": 0}
     for line in filter(None, dump.splitlines()):
         job, result = json.loads(line)
-        if result is None or result.get("worker_outcome") == "skipped":
+        if result is None or result.get("worker_outcome") in ("skipped", "abnormal"):  # abnormal: never ran
             reason = "pragma" if result and result.get("output") is None else (result or {}).get("output")
             if reason in excluded:
                 excluded[reason] += 1
