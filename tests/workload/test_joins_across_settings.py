@@ -232,7 +232,7 @@ def _run_gateway_main(monkeypatch, env: dict[str, str]) -> dict:
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     ran: dict = {}
-    monkeypatch.setattr("uvicorn.run", lambda app, **options: ran.update(options))
+    monkeypatch.setattr("uvicorn.run", lambda app, **options: ran.update(options, app=app))
     monkeypatch.setattr(gateway_process, "start_http_server",
                         lambda port, addr, registry: ran.update(metrics_port=port))
     monkeypatch.setattr(sd21.cloudwatch, "from_env", lambda registry, mappings: None)
@@ -257,7 +257,15 @@ def test_the_gateway_process_serves_where_its_pod_says(monkeypatch):
     timeout, hold = int(pod_env["SD21_REQUEST_TIMEOUT_S"]), int(pod_env["SD21_HOLD_S"])
     assert ran["timeout_graceful_shutdown"] == timeout
     assert ran["timeout_keep_alive"] == gateway_process.keep_alive_seconds(hold, timeout)
-    bare = _run_gateway_main(monkeypatch, {"SD21_UPSTREAM": pod_env["SD21_UPSTREAM"]})
+    bare = _run_gateway_main(monkeypatch, {"SD21_UPSTREAM": "http://127.0.0.1:1"})  # nothing listens there
     assert (bare["port"], bare["metrics_port"]) == (ports["http"], ports["metrics"])
-    # Without settings nothing is held (the documented default: 503 at once).
+    # Without settings nothing is held (the documented default: 503 at once) ...
     assert bare["timeout_keep_alive"] == gateway_process.keep_alive_seconds(0, bare["timeout_graceful_shutdown"])
+    # ... and people are told what the pod tells them.
+    from starlette.testclient import TestClient
+
+    with TestClient(bare["app"]) as client:
+        api = client.post("/v1/images/generations", json={"prompt": "x"})
+        page = client.get("/", headers={"Accept": "text/html"})
+    assert api.status_code == 503 and api.headers["retry-after"] == pod_env["SD21_COLD_RETRY_AFTER_S"]
+    assert f"Starting, about {pod_env['SD21_COLD_START_S']} s" in page.text
