@@ -628,3 +628,19 @@ def test_redirects_go_back_to_the_client():
     with TestClient(app) as client:
         answer = client.get("/ui", follow_redirects=False)
     assert answer.status_code == 307 and answer.headers["location"] == "/ui/"
+
+
+@pytest.mark.parametrize("only", [{"hold_requests": 4}, {"hold_s": 5.0}])
+def test_holding_needs_both_a_count_and_a_time(only):
+    """GatewaySettings holds nothing unless both are set: either alone answers 503 at once."""
+    from starlette.testclient import TestClient
+
+    def refused(request):
+        raise httpx.ConnectError("refused", request=request)
+
+    app = _holding_gateway(refused, **only)
+    with TestClient(app) as client:
+        started = time.monotonic()
+        answer = client.post("/v1/images/generations", json={"prompt": "x"})
+    assert answer.status_code == 503 and time.monotonic() - started < 0.5
+    assert app.state.metrics.outcomes.labels("held_then_forwarded")._value.get() == 0

@@ -269,3 +269,5 @@ def test_the_gateway_process_serves_where_its_pod_says(monkeypatch):
         page = client.get("/", headers={"Accept": "text/html"})
     assert api.status_code == 503 and api.headers["retry-after"] == pod_env["SD21_COLD_RETRY_AFTER_S"]
     assert f"Starting, about {pod_env['SD21_COLD_START_S']} s" in page.text
+    # The app's own default (tests, embedding) is the estimate the pod is given.
+    assert gateway_process.GatewaySettings("http://127.0.0.1:1", 60).cold_start_s == int(pod_env["SD21_COLD_START_S"])
