@@ -88,10 +88,11 @@ def _digest(module: str) -> str:
 SPEC_COLUMNS = "operator_name, occurrence, start_pos_row, start_pos_col, end_pos_row, end_pos_col"
 
 
-def carry_over(session: Path, module: str, resume: bool) -> int:
+def carry_over(session: Path, module: str, resume: bool) -> tuple[int, list[int]]:
     """Copy the previous run's kills (and mutants that could not import) into this session,
     so that exec runs only its survivors and, with resume, what it had not reached (a run
-    stopped early); without resume those are marked not run. Returns how many run now."""
+    stopped early); without resume those are marked not run. Returns how many run now and
+    the previous survivors among them."""
     previous = KEPT / f"{Path(module).stem}.sqlite"
     if not previous.exists() or (KEPT / f"{Path(module).stem}.sha256").read_text().strip() != _digest(module):
         raise SystemExit(f"error: no previous run of {module} for its current source; run it whole first")
@@ -100,18 +101,28 @@ def carry_over(session: Path, module: str, resume: bool) -> int:
         outcomes = {tuple(row[:-1]): row[-1] for row in old.execute(
             f"SELECT {SPEC_COLUMNS}, test_outcome FROM mutation_specs JOIN work_results USING (job_id) "
             "WHERE worker_outcome != 'SKIPPED'")}
-    run_now = 0
+    run_now, survivors = 0, []
     with sqlite3.connect(session) as new:
         for job_id, *spec in new.execute(f"SELECT job_id, {SPEC_COLUMNS} FROM mutation_specs "
                                          "WHERE job_id NOT IN (SELECT job_id FROM work_results)").fetchall():
             outcome = outcomes.get(tuple(spec))
             if outcome == "SURVIVED" or (outcome is None and resume):
                 run_now += 1
+                survivors += [job_id] if outcome else []
                 continue
             worker, test = ("NORMAL", outcome) if outcome else ("SKIPPED", "INCOMPETENT")
             new.execute("INSERT INTO work_results (worker_outcome, output, test_outcome, diff, job_id) "
                         "VALUES (?, 'carried over', ?, '', ?)", (worker, test, job_id))
-    return run_now
+    return run_now, survivors
+
+
+def keep_unreached_survivors(session: Path, survivors: list[int]) -> None:
+    """A retest stopped early: the survivors it had not reached yet stay survivors."""
+    with sqlite3.connect(session) as db:
+        for job_id in survivors:
+            db.execute("INSERT INTO work_results (worker_outcome, output, test_outcome, diff, job_id) "
+                       "SELECT 'NORMAL', 'carried over', 'SURVIVED', '', ? "
+                       "WHERE NOT EXISTS (SELECT 1 FROM work_results WHERE job_id = ?)", (job_id, job_id))
 
 
 def annotation_spans(module: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
@@ -197,8 +208,9 @@ def mutate(module: str, tests: str, workdir: Path, again: str | None = None, wor
     cosmic_ray = Path(sys.executable).with_name("cosmic-ray")
     subprocess.run([str(cosmic_ray), "init", str(config), str(session)], cwd=copies[0], check=True)
     exclude_equivalent(session, module, copies[0])
+    survivors: list[int] = []
     if again:
-        run_now = carry_over(session, module, resume=again == "--resume")
+        run_now, survivors = carry_over(session, module, resume=again == "--resume")
         print(f"{module}: {run_now} mutants run now ({again})", flush=True)
     started = time.monotonic()
     processes: list[subprocess.Popen] = []
@@ -209,6 +221,7 @@ def mutate(module: str, tests: str, workdir: Path, again: str | None = None, wor
     finally:  # kept even when stopped early: --resume goes on from there
         for process in processes:
             os.killpg(process.pid, signal.SIGKILL)  # with any test run a fork server had started
+        keep_unreached_survivors(session, survivors)
         KEPT.mkdir(exist_ok=True)
         shutil.copy2(session, KEPT / session.name)
         (KEPT / f"{session.stem}.sha256").write_text(_digest(module) + "\n")
