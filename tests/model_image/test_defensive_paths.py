@@ -190,7 +190,7 @@ def test_a_short_ranged_read_is_retried(monkeypatch, capsys):
         def get_object(self, Bucket, Key, Range):
             start, end = (int(x) for x in Range.removeprefix("bytes=").split("-"))
             body = data[start:end + 1]
-            if answers["short"]:
+            if answers["short"] and start == 4096:  # the second range
                 answers["short"] -= 1
                 body = body[:-1]
             return {"Body": io.BytesIO(body)}
@@ -203,4 +203,4 @@ def test_a_short_ranged_read_is_retried(monkeypatch, capsys):
     assert stream.digest.hexdigest() == hashlib.sha256(data).hexdigest()
     # The log names the range that came back short, as an operator would look for it.
     out = capsys.readouterr().out
-    assert "retry 1/4 for k bytes 0-4095 in " in out and ": short read 4095 of 4096 bytes at 0" in out
+    assert "retry 1/4 for k bytes 4096-8191 in " in out and ": short read 4095 of 4096 bytes at 4096" in out
