@@ -4,7 +4,7 @@ otherwise take about 6 s of every run. Nothing of ours is imported here, so each
 run imports the mutated module fresh from disk.
 
     python -m tests.mutation.forkserver SOCKET     # in the mutated tree; serves until killed
-    python tests/mutation/forkserver.py --run SOCKET PYTEST_ARGS...   # one test run; exits with pytest's code
+    python -m tests.mutation.forkserver --run SOCKET PYTEST_ARGS...   # one test run; exits with pytest's code
 """
 from __future__ import annotations
 

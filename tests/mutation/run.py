@@ -163,16 +163,20 @@ def start_worker(copy: Path, module: str, tests: str, port: int | None) -> list[
         processes = [subprocess.Popen([sys.executable, "-m", "tests.mutation.forkserver", SOCKET], cwd=copy,
                                       env={**os.environ, **TEST_ENV}, stdout=log, stderr=subprocess.STDOUT,
                                       start_new_session=True)]
-    while not (copy / SOCKET).exists():
-        if processes[0].poll() is not None:
-            raise SystemExit(f"error: the fork server exited: {(copy / 'forkserver.log').read_text()}")
-        time.sleep(0.2)
-    # Unmutated, the selection must pass (and find tests): else every mutant would count as killed.
-    baseline = subprocess.run(shlex.split(PYTEST.format(python=sys.executable, tests=tests)), cwd=copy)
-    if baseline.returncode != 0:
-        output = (copy / "forkserver.log").read_text()[-3000:]
-        raise SystemExit(f"{output}\nerror: {module}'s tests fail or find nothing without any mutant "
-                         f"(exit {baseline.returncode})")
+    try:
+        while not (copy / SOCKET).exists():
+            if processes[0].poll() is not None:
+                raise SystemExit(f"error: the fork server exited: {(copy / 'forkserver.log').read_text()}")
+            time.sleep(0.2)
+        # Unmutated, the selection must pass (and find tests): else every mutant would count as killed.
+        baseline = subprocess.run(shlex.split(PYTEST.format(python=sys.executable, tests=tests)), cwd=copy)
+        if baseline.returncode != 0:
+            output = (copy / "forkserver.log").read_text()[-3000:]
+            raise SystemExit(f"{output}\nerror: {module}'s tests fail or find nothing without any mutant "
+                             f"(exit {baseline.returncode})")
+    except BaseException:
+        os.killpg(processes[0].pid, signal.SIGKILL)
+        raise
     if port is not None:
         processes.append(subprocess.Popen([str(Path(sys.executable).with_name("cosmic-ray")), "http-worker",
                                            "--port", str(port)], cwd=copy, stdout=subprocess.DEVNULL,
