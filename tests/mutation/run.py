@@ -156,7 +156,7 @@ def exclude_equivalent(session: Path, module: str, workdir: Path) -> None:
                            "VALUES ('SKIPPED', 'annotation', NULL, '', ?)", (job_id,))
 
 
-def start_worker(copy: Path, module: str, tests: str, port: int | None) -> list[subprocess.Popen]:
+def start_worker(copy: Path, module: str, test_command: str, port: int | None) -> list[subprocess.Popen]:
     """In one copy of the tree: its fork server, a baseline run, and (with the http
     distributor) a cosmic-ray worker that mutates that copy."""
     with (copy / "forkserver.log").open("w") as log:
@@ -169,7 +169,7 @@ def start_worker(copy: Path, module: str, tests: str, port: int | None) -> list[
                 raise SystemExit(f"error: the fork server exited: {(copy / 'forkserver.log').read_text()}")
             time.sleep(0.2)
         # Unmutated, the selection must pass (and find tests): else every mutant would count as killed.
-        baseline = subprocess.run(shlex.split(PYTEST.format(python=sys.executable, tests=tests)), cwd=copy)
+        baseline = subprocess.run(shlex.split(test_command), cwd=copy)
         if baseline.returncode != 0:
             output = (copy / "forkserver.log").read_text()[-3000:]
             raise SystemExit(f"{output}\nerror: {module}'s tests fail or find nothing without any mutant "
@@ -199,6 +199,7 @@ def mutate(module: str, tests: str, workdir: Path, again: str | None = None, wor
     ports = [free_port() for _ in copies] if workers > 1 else [None]
     config = workdir / "cosmic-ray.toml"
     session = workdir / f"{Path(module).stem}.sqlite"
+    test_command = PYTEST.format(python=sys.executable, tests=tests)
     distributor = ('name = "http"\n[cosmic-ray.distributor.http]\n'
                    f"worker-urls = {[f'http://127.0.0.1:{port}' for port in ports]}\n") if workers > 1 \
         else 'name = "local"\n'
@@ -207,7 +208,7 @@ def mutate(module: str, tests: str, workdir: Path, again: str | None = None, wor
         f'module-path = "{module}"\n'
         "timeout = 120.0\n"
         "excluded-modules = []\n"
-        f'test-command = "{PYTEST.format(python=sys.executable, tests=tests)}"\n'
+        f'test-command = "{test_command}"\n'
         "[cosmic-ray.distributor]\n" + distributor)
     cosmic_ray = Path(sys.executable).with_name("cosmic-ray")
     subprocess.run([str(cosmic_ray), "init", str(config), str(session)], cwd=copies[0], check=True)
@@ -220,7 +221,7 @@ def mutate(module: str, tests: str, workdir: Path, again: str | None = None, wor
     processes: list[subprocess.Popen] = []
     try:
         for copy, port in zip(copies, ports):
-            processes += start_worker(copy, module, tests, port)
+            processes += start_worker(copy, module, test_command, port)
         subprocess.run([str(cosmic_ray), "exec", str(config), str(session)], cwd=copies[0], check=True)
     finally:  # kept even when stopped early: --resume goes on from there
         for process in processes:

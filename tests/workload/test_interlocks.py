@@ -49,22 +49,29 @@ def test_the_chart_naming_rule_reads_the_release(workload_template):
     assert prometheus_server_url(renamed).startswith("http://metrics-prometheus-server.")
 
 
+def alb_attribute(ingress: dict, annotation: str, key: str) -> int:
+    """One key=value of the Ingress's `alb.ingress.kubernetes.io/<annotation>` list."""
+    attributes = ingress["metadata"]["annotations"][f"alb.ingress.kubernetes.io/{annotation}"]
+    return int(dict(a.split("=") for a in attributes.split(","))[key])
+
+
 def alb_idle_seconds(ingress: dict) -> int:
-    attributes = ingress["metadata"]["annotations"]["alb.ingress.kubernetes.io/load-balancer-attributes"]
-    return int(dict(a.split("=") for a in attributes.split(","))["idle_timeout.timeout_seconds"])
+    return alb_attribute(ingress, "load-balancer-attributes", "idle_timeout.timeout_seconds")
+
+
+def deregistration_seconds(ingress: dict) -> int:
+    return alb_attribute(ingress, "target-group-attributes", "deregistration_delay.timeout_seconds")
 
 
 @pytest.fixture()
 def serving(workload):
     deployment = workload("Deployment")
     server = container(deployment, "server")
-    annotations = workload("Ingress")["metadata"]["annotations"]
-    targets = dict(a.split("=") for a in annotations["alb.ingress.kubernetes.io/target-group-attributes"].split(","))
     return {
         "request_timeout": float(env(server)["SD21_REQUEST_TIMEOUT_S"]),  # admission to response, queue included
         "drain_grace": float(env(server)["SD21_DRAIN_GRACE_S"]),
         "alb_idle": alb_idle_seconds(workload("Ingress")),
-        "deregistration": int(targets["deregistration_delay.timeout_seconds"]),
+        "deregistration": deregistration_seconds(workload("Ingress")),
         "pre_stop": server["lifecycle"]["preStop"]["exec"]["command"],
         "grace": pod_spec(deployment)["terminationGracePeriodSeconds"],
     }

@@ -17,7 +17,7 @@ import app as cdk_app
 from stacks.cluster.eks import SYSTEM_NODE_LABEL
 from stacks.settings import Settings
 from stacks.workload.manifests import workload_charts, workload_spec
-from tests.workload.test_interlocks import alb_idle_seconds
+from tests.workload.test_interlocks import alb_idle_seconds, deregistration_seconds
 from tests.workload.test_manifests import container, env, pod_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,12 +41,16 @@ class _Repository:
         return f"registry.example/sd21:{tag}"
 
 
+def spec_for(settings: Settings):
+    """The stack's own workload_spec, with stand-ins for the repository and the bucket."""
+    return workload_spec(settings, _Repository(), SimpleNamespace(bucket_name="sd21-models-example"),
+                         SYSTEM_NODE_LABEL, {})
+
+
 class Rendered:
     def __init__(self, context: dict):
         self.settings = Settings.from_context({**cdk_app.default_context(), **context})
-        spec = workload_spec(self.settings, _Repository(), SimpleNamespace(bucket_name="sd21-models-example"),
-                             SYSTEM_NODE_LABEL, {})
-        self.objects = [obj for chart in workload_charts(spec) for obj in chart.to_json()]
+        self.objects = [obj for chart in workload_charts(spec_for(self.settings)) for obj in chart.to_json()]
 
     def one(self, kind: str, name: str | None = None) -> dict:
         found = [o for o in self.objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
@@ -95,9 +99,7 @@ def test_whoever_the_alb_talks_to_keeps_idle_connections_longer(rendered):
 def test_shutdown_waits_out_the_alb_then_the_drain(rendered):
     deployment = rendered.one("Deployment", "sd21-inference")
     server = rendered.server()
-    annotations = rendered.one("Ingress")["metadata"]["annotations"]
-    targets = dict(a.split("=") for a in annotations["alb.ingress.kubernetes.io/target-group-attributes"].split(","))
-    deregistration = int(targets["deregistration_delay.timeout_seconds"])
+    deregistration = deregistration_seconds(rendered.one("Ingress"))
     assert server["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", str(deregistration)]
     drain = float(env(server)["SD21_DRAIN_GRACE_S"])
     assert drain >= float(env(server)["SD21_REQUEST_TIMEOUT_S"])
@@ -180,8 +182,7 @@ def test_pods_run_as_the_images_user(rendered):
 def test_the_spec_cannot_change_once_the_charts_have_read_it():
     import dataclasses
 
-    spec = workload_spec(Settings.from_context(cdk_app.default_context()), _Repository(),
-                         SimpleNamespace(bucket_name="sd21-models-example"), SYSTEM_NODE_LABEL, {})
+    spec = spec_for(Settings.from_context(cdk_app.default_context()))
     with pytest.raises(dataclasses.FrozenInstanceError):
         spec.image = "another"
 
@@ -213,9 +214,7 @@ def test_the_readmes_timeout_table_is_what_is_deployed(rendered):
         assert server_process.keep_alive_seconds(timeout) == timeout + documented["keep_alive"][0]
     else:
         assert gateway_process.keep_alive_seconds(hold, timeout) == timeout + documented["keep_alive"][0] + hold
-    targets = dict(a.split("=") for a in ingress["metadata"]["annotations"]
-                   ["alb.ingress.kubernetes.io/target-group-attributes"].split(","))
-    assert int(targets["deregistration_delay.timeout_seconds"]) == documented["deregistration"][0]
+    assert deregistration_seconds(ingress) == documented["deregistration"][0]
     assert float(env(rendered.server())["SD21_DRAIN_GRACE_S"]) == timeout
     before, after = documented["grace"]
     assert pod_spec(rendered.one("Deployment", "sd21-inference"))["terminationGracePeriodSeconds"] == \
