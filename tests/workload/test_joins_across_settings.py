@@ -76,7 +76,8 @@ def test_the_alb_outlasts_a_held_request_and_its_generation(rendered):
     hold = float(env(gateway)["SD21_HOLD_S"]) if gateway else 0.0
     timeout = float(env(rendered.server())["SD21_REQUEST_TIMEOUT_S"])
     idle = alb_idle_seconds(rendered.one("Ingress"))
-    # Seconds to spare for the last bytes of an answer given at the timeout; 4000 is the ALB's maximum.
+    # Seconds to spare for the last bytes of an answer given at the timeout; 4000 is the ALB's
+    # maximum (a third-party source only; see test_interlocks.py).
     assert hold + timeout + 10 <= idle <= 4000
     if gateway:
         assert float(env(gateway)["SD21_REQUEST_TIMEOUT_S"]) >= timeout
