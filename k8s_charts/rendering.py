@@ -190,18 +190,32 @@ def diff_templates(deployed: dict, proposed: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-def deployed_template(stack_name: str) -> dict:
-    """The template a stack runs now (empty when it does not exist yet)."""
-    import boto3
+# A stack in this state holds only the change set CDK Pipelines' Prepare created: "no
+# template is available during the time the stack is in that state" (aws-cdk CLI README),
+# and the CLI never calls GetTemplate on it. Nothing of it is deployed yet.
+NOTHING_DEPLOYED = frozenset({"REVIEW_IN_PROGRESS"})
+
+
+def deployed_template(stack_name: str, client=None) -> dict:
+    """The template a stack runs now: empty when none is deployed yet (no stack, a stack
+    created for its first change set, or an answer without a template body)."""
     from botocore.exceptions import ClientError
 
+    if client is None:
+        import boto3
+
+        client = boto3.client("cloudformation")
     try:
-        body = boto3.client("cloudformation").get_template(StackName=stack_name, TemplateStage="Original")
+        stacks = client.describe_stacks(StackName=stack_name)["Stacks"]
     except ClientError as error:
         if "does not exist" in str(error):
             return {}
         raise
-    text = body["TemplateBody"]
+    if not stacks or stacks[0]["StackStatus"] in NOTHING_DEPLOYED:
+        return {}
+    text = client.get_template(StackName=stack_name, TemplateStage="Original").get("TemplateBody")
+    if not text:
+        return {}
     return text if isinstance(text, dict) else json.loads(text)
 
 

@@ -57,6 +57,11 @@ class PipelineStack(Stack):
                 build_image=codebuild.LinuxBuildImage.from_docker_registry(SYNTH_IMAGE),
                 # The test suite compiles and serves a tiny model on CPU.
                 compute_type=codebuild.ComputeType.LARGE,
+                # tests/pods runs our containers under `bwrap --unshare-user`, which Docker's
+                # default seccomp profile forbids without CAP_SYS_ADMIN (containers/bubblewrap#505,
+                # moby/moby#42441); CodeBuild's privileged mode runs the build container without
+                # that filter. CI=true makes those tests fail, not skip, where they cannot run.
+                privileged=True,
             ),
             timeout=SYNTH_TIMEOUT,
         )

@@ -106,6 +106,6 @@ def acknowledge_reviews(diff_steps: dict) -> None:
             step.project,
             f"{IAM5}[Resource::arn:<AWS::Partition>:cloudformation:<AWS::Region>:<AWS::AccountId>:"
             f"stack/{stack.stack_name}/*]",
-            "cloudformation:GetTemplate of this one stack: the wildcard is the stack id CloudFormation assigns "
+            "cloudformation:DescribeStacks and GetTemplate of this one stack: the wildcard is the stack id CloudFormation assigns "
             "at creation.",
         )

@@ -46,7 +46,8 @@ def diff_step(pipeline_stack: Stack, stage: Stage, stack: Stack, source: pipelin
         ],
         build_environment=codebuild.BuildEnvironment(build_image=codebuild.LinuxBuildImage.STANDARD_7_0),
         role_policy_statements=[iam.PolicyStatement(
-            actions=["cloudformation:GetTemplate"],
+            # DescribeStacks first: a stack that only holds its first change set has no template.
+            actions=["cloudformation:DescribeStacks", "cloudformation:GetTemplate"],
             resources=[f"arn:{Aws.PARTITION}:cloudformation:{Aws.REGION}:{Aws.ACCOUNT_ID}:stack/{stack.stack_name}/*"])],
     )
 
@@ -59,7 +60,7 @@ def approval_step(pipeline_stack: Stack, stack: Stack, topic: sns.ITopic) -> pip
             f"object and Helm release this change adds, removes or changes, as YAML diffs. Then change set "
             f"{CHANGE_SET_NAME} (CloudFormation console, or `aws cloudformation describe-change-set "
             f"--stack-name {stack.stack_name} --change-set-name {CHANGE_SET_NAME}`). Reject on any "
-            f"unexpected Replacement or Remove."
+            f"unexpected Replacement or Remove, and on any Remove of Custom::AWSCDK-EKS-* (it uninstalls)."
         ),
         review_url=diff_url(diff_project_name(pipeline_stack, stack)),
         notification_topic=topic,

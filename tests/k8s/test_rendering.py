@@ -81,3 +81,66 @@ def test_first_deploy_diff_adds_everything(synthesized, application):
     proposed = json.loads(synthesized.template_file(application.cluster).read_text())
     text = rendering.diff_templates({}, proposed)
     assert "0 removed, 0 changed, 0 unchanged" in text and "+ added NodePool -/inf2" in text
+
+
+# --- the deployed side of RenderDiff, from a stubbed CloudFormation client ----------
+
+def cloudformation_stub(*answers):
+    """A real botocore CloudFormation client whose answers are the given (operation, reply)
+    pairs, in order; a reply that is an exception's (code, message) is raised as AWS would."""
+    import boto3
+    from botocore.stub import Stubber
+
+    client = boto3.client("cloudformation", region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    stubber = Stubber(client)
+    for operation, reply in answers:
+        if isinstance(reply, tuple):
+            stubber.add_client_error(operation, service_error_code=reply[0], service_message=reply[1],
+                                     http_status_code=400)
+        else:
+            stubber.add_response(operation, reply)
+    stubber.activate()
+    return client, stubber
+
+
+def stack_in(status: str) -> dict:
+    return {"Stacks": [{"StackName": "Sd21Cluster", "StackStatus": status,
+                        "CreationTime": "2026-12-01T00:00:00Z"}]}
+
+
+def test_a_stack_that_does_not_exist_yet_has_an_empty_deployed_template():
+    client, stubber = cloudformation_stub(
+        ("describe_stacks", ("ValidationError", "Stack with id Sd21Cluster does not exist")))
+    assert rendering.deployed_template("Sd21Cluster", client) == {}
+    stubber.assert_no_pending_responses()
+
+
+def test_a_stack_holding_only_its_first_change_set_is_never_asked_for_a_template():
+    """After Prepare on a first release the stack is REVIEW_IN_PROGRESS: no template exists."""
+    client, stubber = cloudformation_stub(("describe_stacks", stack_in("REVIEW_IN_PROGRESS")))
+    assert rendering.deployed_template("Sd21Cluster", client) == {}
+    stubber.assert_no_pending_responses()  # and GetTemplate was not called: the stub would have failed
+
+
+def test_an_answer_without_a_template_body_is_an_empty_template():
+    client, _ = cloudformation_stub(("describe_stacks", stack_in("UPDATE_COMPLETE")), ("get_template", {}))
+    assert rendering.deployed_template("Sd21Cluster", client) == {}
+
+
+def test_a_deployed_stack_gives_its_original_template():
+    body = {"Resources": {"Bucket": {"Type": "AWS::S3::Bucket"}}}
+    client, stubber = cloudformation_stub(
+        ("describe_stacks", stack_in("UPDATE_COMPLETE")),
+        ("get_template", {"TemplateBody": json.dumps(body)}))
+    assert rendering.deployed_template("Sd21Cluster", client) == body
+    stubber.assert_no_pending_responses()
+
+
+def test_other_cloudformation_errors_are_not_taken_for_a_first_release():
+    import pytest
+    from botocore.exceptions import ClientError
+
+    client, _ = cloudformation_stub(("describe_stacks", ("AccessDenied", "not authorized to DescribeStacks")))
+    with pytest.raises(ClientError, match="AccessDenied"):
+        rendering.deployed_template("Sd21Cluster", client)

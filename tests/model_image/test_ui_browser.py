@@ -11,8 +11,11 @@ import pytest
 from PIL import Image
 
 CHROMIUM = "/usr/bin/chromium"
+# --disable-dev-shm-usage: the pipeline's Build step runs this test in a CodeBuild container,
+# whose /dev/shm is Docker's 64 MB default; Chromium's renderers crash when it fills up.
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage"]
 
 
 def _require_chromium():

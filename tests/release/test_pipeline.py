@@ -103,6 +103,17 @@ def test_synth_runs_debian_with_ci_set(project, release):
     assert {"Name": "CI", "Type": "PLAINTEXT", "Value": "true"} in env["EnvironmentVariables"]
 
 
+def test_every_step_that_runs_the_test_command_may_create_user_namespaces(resources):
+    """tests/pods needs `bwrap --unshare-user`: Docker's default seccomp profile forbids it in
+    a CodeBuild container unless the project runs in privileged mode. Found by what the
+    projects run, so a test step moved elsewhere is checked too."""
+    testing = [r for r in resources.values() if r["Type"] == "AWS::CodeBuild::Project"
+               and commands.TEST_COMMAND in json.dumps(r["Properties"]["Source"].get("BuildSpec"))]
+    assert testing, "no CodeBuild project runs the test command"
+    for project in testing:
+        assert project["Properties"]["Environment"].get("PrivilegedMode") is True, project["Properties"].get("Name")
+
+
 # --- deploy stage: change sets reviewed, image built in between ---------------------
 
 def test_every_application_stack_is_prepared_approved_then_deployed(deploy_actions, release, resources):
