@@ -6,6 +6,8 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator, model_validator
 
+from .contract import DEFAULT_GUIDANCE_SCALE, DEFAULT_STEPS, ERROR_TYPES  # noqa: F401 - ERROR_TYPES is re-exported
+
 MAX_PROMPT_CHARS = 1000
 SUPPORTED_SIZE = "512x512"
 # Characters that print nothing: a prompt made only of these (and whitespace) is empty.
@@ -36,8 +38,8 @@ class GenerationRequest(BaseModel):
                               "the first 77 tokens).", max_length=MAX_PROMPT_CHARS,
                               json_schema_extra={"pattern": VISIBLE_PATTERN})
     negative_prompt: StrictStr = Field("", description="What to avoid.", max_length=MAX_PROMPT_CHARS)
-    steps: StrictInt = Field(25, ge=1, le=100, description="Denoising steps.")
-    guidance_scale: float = Field(7.5, ge=0, le=30, strict=True, allow_inf_nan=False,
+    steps: StrictInt = Field(DEFAULT_STEPS, ge=1, le=100, description="Denoising steps.")
+    guidance_scale: float = Field(DEFAULT_GUIDANCE_SCALE, ge=0, le=30, strict=True, allow_inf_nan=False,
                                   description="Classifier-free guidance scale (0-30; at most 1: no guidance).")
     seed: Optional[StrictInt] = Field(None, ge=0, le=2**32 - 1, description="Random seed; random when omitted.")
     size: StrictStr = Field(SUPPORTED_SIZE, description="Only 512x512 is supported.",
@@ -95,12 +97,6 @@ class ImageData(BaseModel):
 class GenerationResponse(BaseModel):
     created: int
     data: list[ImageData]
-
-
-# Every error type the server answers with (the `error.type` of each 4xx/5xx). The
-# metrics count errors by these (sd21_errors{kind}; CloudWatch Errors, Kind).
-ERROR_TYPES = ("invalid_request", "model_not_found", "not_found", "method_not_allowed", "request_too_large",
-               "overloaded", "not_ready", "draining", "unhealthy", "timeout", "internal")
 
 
 class ErrorBody(BaseModel):

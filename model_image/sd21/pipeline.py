@@ -18,6 +18,7 @@ import torch
 
 from . import backends, faults
 from .artifact import MANIFEST_NAME, TRACED_PARTS
+from .contract import DEFAULT_GUIDANCE_SCALE, DEFAULT_STEPS
 
 
 class GenerationCancelled(Exception):
@@ -28,8 +29,8 @@ class GenerationCancelled(Exception):
 class GenerationParams:
     prompt: str
     negative_prompt: str = ""
-    steps: int = 25
-    guidance_scale: float = 7.5
+    steps: int = DEFAULT_STEPS
+    guidance_scale: float = DEFAULT_GUIDANCE_SCALE
     seed: int = 0
 
 

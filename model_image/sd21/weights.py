@@ -18,10 +18,11 @@ import tempfile
 from pathlib import Path
 
 from . import s3
+from .contract import WEIGHTS_MANIFEST
 from .artifact import DEFAULT_MODEL_ID, DEFAULT_MODEL_REVISION, describe_files, sha256_file
 from .env import env_default, fail, progress
 
-MANIFEST = "weights-manifest.json"
+MANIFEST = WEIGHTS_MANIFEST
 # What StableDiffusionPipeline.from_pretrained reads in float32: the diffusers layout's
 # configs, tokenizer and full-precision safetensors (not the .ckpt, .bin or fp16 variants).
 INCLUDE = ("model_index.json", "*/*.json", "*/*.txt", "*/*.safetensors")

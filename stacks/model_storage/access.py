@@ -5,7 +5,7 @@ beside the bucket so that their policies name it without a cross-stack import.""
 from aws_cdk import Aws, aws_iam as iam, aws_s3 as s3
 from constructs import Construct
 
-from sd21.jobs import PREFIX as JOBS_PREFIX
+from sd21.contract import JOBS_PREFIX
 
 from stacks.compliance import acknowledge_all, wildcard_findings
 from stacks.pod_identity import pod_identity_role

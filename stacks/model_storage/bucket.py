@@ -1,7 +1,7 @@
 """The S3 bucket that holds compiled model artifacts under models/<name>/<version>/."""
 from aws_cdk import Duration, RemovalPolicy, aws_s3 as s3
 from constructs import Construct
-from sd21.jobs import PREFIX as JOBS_PREFIX
+from sd21.contract import JOBS_PREFIX
 
 from stacks.access_logs import access_log_bucket
 from stacks.settings import Settings
@@ -27,7 +27,7 @@ class ModelBucket(Construct):
                 ),
                 # A compile that crashed mid-upload leaves its temporary keys here.
                 s3.LifecycleRule(prefix=f"models/{settings.model_name}/.uploads/", expiration=Duration.days(7)),
-                # Async jobs' requests, status and images (sd21.jobs.PREFIX) are short-lived.
+                # Async jobs' requests, status and images (sd21.contract.JOBS_PREFIX) are short-lived.
                 s3.LifecycleRule(prefix=JOBS_PREFIX, expiration=Duration.days(settings.job_result_days),
                                  noncurrent_version_expiration=Duration.days(1)),
             ],

@@ -4,7 +4,7 @@ from __future__ import annotations
 from aws_cdk import aws_cloudwatch as cw
 from constructs import Construct
 from sd21 import metric_names as names
-from sd21.api import ERROR_TYPES
+from sd21.contract import ERROR_TYPES
 
 from stacks.observability.alarms import EndpointAlarms
 from stacks.observability.metrics import EndpointMetrics

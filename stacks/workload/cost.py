@@ -13,6 +13,8 @@ encoder and the VAE do not shrink with fewer steps).
 """
 import sys
 
+from sd21.contract import DEFAULT_STEPS
+
 BENCHMARK_IMAGES_PER_SECOND = 0.596
 BENCHMARK_STEPS = 50
 BENCHMARK_SOURCE = "the Neuron 2.21.0 benchmark row; 2.18.0 gave 0.604"
@@ -24,9 +26,6 @@ def _per_thousand(hourly_usd: float, images_per_second: float) -> float:
 
 
 def cost_lines(settings) -> list[str]:
-    from sd21.api import GenerationRequest
-
-    DEFAULT_STEPS = GenerationRequest.model_fields["steps"].default  # noqa: N806 - the API's default
     on_demand, spot = settings.inf2_xlarge_hourly_usd, settings.inf2_xlarge_spot_hourly_usd
     estimated = BENCHMARK_IMAGES_PER_SECOND * BENCHMARK_STEPS / DEFAULT_STEPS
     prices = [("on-demand", on_demand)] + ([("spot", spot)] if spot else [])

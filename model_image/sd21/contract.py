@@ -1,0 +1,21 @@
+"""What the infrastructure (the CDK app) and the runtime (the image) both use, in a
+module that imports nothing: the CDK app installs this package without its runtime
+dependencies, so whatever it imports from sd21 must be standard library only
+(tests/test_import_graph.py walks the imports to keep it so)."""
+
+# Every error type the server answers with (the `error.type` of each 4xx/5xx). The
+# metrics count errors by these (sd21_errors{kind}; CloudWatch Errors, Kind), and the
+# dashboard draws one line each.
+ERROR_TYPES = ("invalid_request", "model_not_found", "not_found", "method_not_allowed", "request_too_large",
+               "overloaded", "not_ready", "draining", "unhealthy", "timeout", "internal")
+
+# Generation defaults of the API; the cost estimate is made at DEFAULT_STEPS.
+DEFAULT_STEPS = 25
+DEFAULT_GUIDANCE_SCALE = 7.5
+
+# Async jobs' requests, status and images live under this key prefix of the model bucket.
+JOBS_PREFIX = "jobs/"
+
+# The file sd21-mirror-weights writes beside mirrored weights, which the compile Job
+# verifies and the preflight reads.
+WEIGHTS_MANIFEST = "weights-manifest.json"

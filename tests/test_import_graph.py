@@ -1,0 +1,170 @@
+"""Each program the release runs imports only what its own install provides.
+
+The pipeline installs a different set for each: the CDK app gets `requirements.txt`
+(with the image's package `sd21` installed without its dependencies), the Preflight and
+RenderDiff steps get `requirements-preflight.txt` (and `sd21` the same way). A module that
+imports a package outside that set works in the dev venv, where everything is installed,
+and fails in the step (`pip install -r requirements.txt && cdk synth`: ModuleNotFoundError).
+
+The imports are read from the source (every import statement, also those inside
+functions: a deferred import fails just as surely when its function runs), from the
+entry point through our own modules; a third-party name is traced to the distribution that
+provides it and checked against the closure of the step's requirement file.
+"""
+from __future__ import annotations
+
+import ast
+import importlib.metadata as metadata
+import re
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+
+ROOT = Path(__file__).resolve().parent.parent
+# Where our own top-level packages live (sd21 is the image's package).
+OWN = {"stacks": ROOT / "stacks", "k8s_charts": ROOT / "k8s_charts", "sd21": ROOT / "model_image" / "sd21",
+       "app": ROOT / "app.py"}
+
+# (entry module, requirement file its step installs)
+PROGRAMS = [
+    ("app", "requirements.txt"),                            # cdk synth (cdk.json's app command)
+    ("stacks.preflight.__main__", "requirements-preflight.txt"),  # the pipeline's Preflight step
+    ("k8s_charts.rendering", "requirements-preflight.txt"),       # the pipeline's RenderDiff steps
+]
+
+
+def module_file(name: str) -> Path | None:
+    top, *rest = name.split(".")
+    if top not in OWN:
+        return None
+    base = OWN[top]
+    if top == "app":
+        return base if not rest else None
+    path = base.joinpath(*rest)
+    for candidate in (path.with_suffix(".py"), path / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def imported_names(name: str, path: Path) -> set[str]:
+    """Every module an import statement in the file names (absolute, submodules resolved)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([node.module] if node.module else []))
+            else:
+                base = node.module
+            names.add(base)
+            # `from sd21 import metric_names` imports a module, not an attribute.
+            names.update(f"{base}.{a.name}" for a in node.names if module_file(f"{base}.{a.name}"))
+    return {n for n in names if n != "__future__"}
+
+
+def reachable(entry: str) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """Our modules reached from the entry (with what each imports), and the outside
+    top-level names each of them imports."""
+    ours: dict[str, set[str]] = {}
+    outside: dict[str, set[str]] = {}
+    todo = [entry]
+    while todo:
+        name = todo.pop()
+        if name in ours:
+            continue
+        path = module_file(name)
+        imports = imported_names(name, path)
+        ours[name] = imports
+        for imported in imports:
+            if imported.split(".")[0] in OWN:
+                # A package's __init__ runs before its submodule.
+                parts = imported.split(".")
+                todo += [".".join(parts[:i]) for i in range(1, len(parts) + 1) if module_file(".".join(parts[:i]))]
+            else:
+                outside.setdefault(imported.split(".")[0], set()).add(name)
+    return ours, outside
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def requirement_lines(file: Path) -> list[str]:
+    lines = []
+    for raw in file.read_text().splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if line.startswith("-r "):
+            lines += requirement_lines(file.parent / line[3:].strip())
+        elif not line.startswith("-"):
+            lines.append(line)
+    return lines
+
+
+@lru_cache(maxsize=None)
+def closure(requirement_file: str) -> frozenset[str]:
+    """The distributions `pip install -r FILE` installs: the pinned ones and everything
+    they require (markers evaluated here), read from the installed metadata."""
+    found: set[str] = set()
+    todo = [Requirement(line) for line in requirement_lines(ROOT / requirement_file)]
+    while todo:
+        requirement = todo.pop()
+        name = canonical(requirement.name)
+        if name in found:
+            continue
+        found.add(name)
+        for text in metadata.requires(requirement.name) or []:
+            needed = Requirement(text)
+            if needed.marker is None or needed.marker.evaluate({"extra": ""}):
+                todo.append(needed)
+    return frozenset(found)
+
+
+@lru_cache(maxsize=None)
+def providers() -> dict[str, set[str]]:
+    return {top: {canonical(d) for d in dists} for top, dists in metadata.packages_distributions().items()}
+
+
+@pytest.mark.parametrize("entry, requirement_file", PROGRAMS, ids=[p[0] for p in PROGRAMS])
+def test_a_program_imports_only_what_its_requirement_file_installs(entry, requirement_file):
+    _, outside = reachable(entry)
+    allowed = closure(requirement_file)
+    missing = {}
+    for top, importers in outside.items():
+        if top in sys.stdlib_module_names:
+            continue
+        dists = providers().get(top)
+        assert dists, f"{top!r} (imported by {sorted(importers)}) is provided by no installed distribution"
+        if not dists & allowed:
+            missing[top] = sorted(importers)
+    assert not missing, (f"`pip install -r {requirement_file}` does not install what these imports need "
+                         f"(name: importing modules): {missing}")
+
+
+def test_the_cdk_app_uses_the_image_package_only_through_its_standard_library_modules():
+    """sd21 is installed with --no-deps beside the CDK app: each sd21 module the app reaches
+    may import the standard library and sd21 only (sd21.api, with pydantic, may not be reached)."""
+    ours, _ = reachable("app")
+    offending = {name: sorted(i for i in imports if i.split(".")[0] not in OWN
+                              and i.split(".")[0] not in sys.stdlib_module_names)
+                 for name, imports in ours.items() if name.split(".")[0] == "sd21"}
+    assert not {k: v for k, v in offending.items() if v}, offending
+
+
+def test_the_walk_sees_deferred_and_relative_imports():
+    """The checks above are only as good as the walk: it must see an import inside a function and
+    resolve `from .x import y` and `from package import module`."""
+    ours, outside = reachable("k8s_charts.rendering")
+    assert "boto3" in outside  # deferred, inside deployed_template()
+    ours, _ = reachable("stacks.workload.cost")
+    assert "sd21.contract" in ours
+    sd21_ours, _ = reachable("sd21.weights")
+    assert {"sd21.s3", "sd21.artifact", "sd21.env"} <= set(sd21_ours)
