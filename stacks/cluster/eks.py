@@ -105,6 +105,11 @@ class EksCluster(Construct):
         group = ec2.SecurityGroup(
             self, "KarpenterNodes", vpc=vpc, allow_all_outbound=True,
             description=f"Karpenter nodes of {settings.cluster_name}",
+            # The load balancer controller adds its own ingress rules to this group. Inline
+            # rules are one property that CloudFormation rewrites whole on any change to
+            # them, revoking the controller's (cfn-language-discussion#157); rules as
+            # separate resources leave the others alone.
+            disable_inline_rules=True,
         )
         cluster_group = ec2.Peer.security_group_id(self.cluster.cluster_security_group_id)
         group.add_ingress_rule(group, ec2.Port.all_traffic(), "node to node")

@@ -2,7 +2,7 @@
 from aws_cdk import aws_eks_v2 as eks, aws_iam as iam
 from constructs import Construct
 
-from stacks.cluster.manifests import HELM_TIMEOUT
+from stacks.cluster.manifests import HELM_TIMEOUT, keep_when_removed
 from stacks.compliance import acknowledge_all, wildcard_findings
 from stacks.karpenter import controller_policy as policy
 from stacks.karpenter.interruption import InterruptionQueue
@@ -78,6 +78,8 @@ class Karpenter(Construct):
             wait=True,
             timeout=HELM_TIMEOUT,
         )
+        # Uninstalling it deletes the CRDs and with them every NodePool, EC2NodeClass and NodeClaim.
+        keep_when_removed(self.crd_chart)
         self.chart = eks.HelmChart(
             self,
             "Chart",

@@ -10,7 +10,7 @@ from constructs import Construct
 
 from k8s_charts.karpenter.node_class import NodeClassChart
 from k8s_charts.karpenter.node_pool import NodePoolChart
-from stacks.cluster.manifests import attach_chart
+from stacks.cluster.manifests import attach_chart, keep_when_removed
 from stacks.karpenter.controller import Karpenter
 from stacks.settings import Settings
 
@@ -43,6 +43,9 @@ class Inf2NodePool(Construct):
         )
         self.node_class = attach_chart(self, "Inf2NodeClass", cluster, self.node_class_chart)
         self.node_pool = attach_chart(self, "Inf2NodePool", cluster, self.node_pool_chart)
+        # Deleting either terminates every node of the pool.
+        keep_when_removed(self.node_class)
+        keep_when_removed(self.node_pool)
         # The CRDs come with the karpenter-crd release and are served once the controller
         # runs; nodes launched from this class must be able to join, so the role's access
         # entry must exist too.

@@ -9,7 +9,7 @@ from k8s_charts.workload.inference import InferenceChart
 from k8s_charts.workload.spec import WorkloadSpec, compile_inputs
 from sd21.artifact import artifact_version
 from stacks.cluster.eks import SYSTEM_NODE_LABEL
-from stacks.cluster.manifests import attach_chart
+from stacks.cluster.manifests import attach_chart, keep_when_removed
 from stacks.model_storage.repository import gateway_tag
 from stacks.settings import Settings
 
@@ -44,6 +44,7 @@ class WorkloadManifests(Construct):
         self.identities, self.compile_chart, self.inference_chart = workload_charts(self.spec)
 
         self.identities_manifest = attach_chart(self, "Identities", cluster, self.identities)
+        keep_when_removed(self.identities_manifest)  # it holds the namespace: deleting it deletes the workload
         self.compile_manifest = attach_chart(self, "CompileJob", cluster, self.compile_chart)
         self.inference_manifest = attach_chart(self, "Inference", cluster, self.inference_chart)
         for manifest in (self.compile_manifest, self.inference_manifest):

@@ -151,3 +151,76 @@ def _find(node, key):
         for item in node:
             yield from _find(item, key)
 
+
+
+# --- renames: CloudFormation creates the new custom resource, then deletes the old ---
+
+# Every Kubernetes custom resource of the app, by stack and logical id. A changed id is a
+# Remove in the change set: `helm uninstall` or `kubectl delete` of objects the new
+# resource has just taken over. Change this list only together with a migration note.
+PINNED_KUBERNETES_RESOURCES = {
+    "Cluster": {
+        "KarpenterCrdChart70DB6642", "KarpenterChartE18CC5FC", "LoadBalancerControllerChartE487422F",
+        "Inf2Inf2NodeClass0BD973F7", "Inf2Inf2NodePoolC62409E4",
+        "NeuronNeuronDevicePlugin65920E4B", "NeuronNeuronSchedulerExtensionFAD511F5", "NeuronMySchedulerE98B359B",
+    },
+    "Workload": {
+        "ManifestsIdentities81EA430C", "ManifestsCompileJobEE8430E3", "ManifestsInference51B99080",
+        "AutoscalingPrometheusB038F66E", "AutoscalingKedaA6AC34C5", "AutoscalingScaledObject0657D15F",
+        "ColdStartPhasesManifest786519D8",
+    },
+}
+
+
+def kubernetes_resources(synthesized, stack) -> dict[str, dict]:
+    resources = json.loads(synthesized.template_file(stack).read_text())["Resources"]
+    return {k: r for k, r in resources.items() if r["Type"].startswith("Custom::AWSCDK-EKS-")
+            and r["Type"] in (HELM, MANIFEST)}
+
+
+def test_no_kubernetes_resource_is_renamed(synthesized, application):
+    """A renamed KubernetesManifest or HelmChart uninstalls what it installed: ids are pinned."""
+    stacks = {"Cluster": application.cluster, "Workload": application.workload}
+    found = {name: set(kubernetes_resources(synthesized, stack)) for name, stack in stacks.items()}
+    assert found == PINNED_KUBERNETES_RESOURCES
+    other = [s.stack_name for s in application.stacks if s not in stacks.values()
+             and kubernetes_resources(synthesized, s)]
+    assert not other, f"Kubernetes resources in stacks whose ids are not pinned: {other}"
+
+
+def _kinds(resource: dict) -> set[str]:
+    if resource["Type"] != MANIFEST:
+        return set()
+    return {o.get("kind") for o in rendering.manifest_objects(resource["Properties"]["Manifest"])}
+
+
+def test_what_would_take_the_workload_or_the_nodes_down_survives_its_removal(synthesized, application):
+    """Found by content: the release that installs Karpenter's CRDs (uninstall deletes every
+    NodePool, EC2NodeClass and NodeClaim), the manifest holding a Namespace (delete removes
+    all in it) and those holding a NodePool or EC2NodeClass (delete terminates their nodes)."""
+    destructive = set()
+    for stack in (application.cluster, application.workload):
+        for resource_id, resource in kubernetes_resources(synthesized, stack).items():
+            if (resource["Type"] == HELM and resource["Properties"]["Chart"] == "karpenter-crd") or \
+                    _kinds(resource) & {"Namespace", "NodePool", "EC2NodeClass", "CustomResourceDefinition"}:
+                destructive.add(resource_id)
+                assert resource.get("DeletionPolicy") == "Retain", resource_id
+                assert resource.get("UpdateReplacePolicy") == "Retain", resource_id
+    assert {"KarpenterCrdChart70DB6642", "ManifestsIdentities81EA430C", "Inf2Inf2NodePoolC62409E4",
+            "Inf2Inf2NodeClass0BD973F7"} <= destructive
+
+
+def test_groups_the_load_balancer_controller_writes_to_have_no_inline_rules(synthesized, application):
+    """LBC adds ingress rules to the node group tagged kubernetes.io/cluster/<name>: owned.
+    Inline rules are rewritten whole by CloudFormation, revoking LBC's (cfn-language-discussion#157)."""
+    tag = f"kubernetes.io/cluster/{application.settings.cluster_name}"
+    groups = []
+    for template in app_templates(synthesized):
+        for resource_id, resource in json.loads(template.read_text())["Resources"].items():
+            if resource["Type"] != "AWS::EC2::SecurityGroup":
+                continue
+            if any(t["Key"] == tag for t in resource["Properties"].get("Tags", [])):
+                groups.append(resource_id)
+                assert "SecurityGroupIngress" not in resource["Properties"], resource_id
+                assert "SecurityGroupEgress" not in resource["Properties"], resource_id
+    assert groups, f"no security group tagged {tag}"
