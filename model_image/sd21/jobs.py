@@ -29,9 +29,11 @@ import uuid
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+from .contract import DEFAULT_GUIDANCE_SCALE, DEFAULT_STEPS, JOBS_PREFIX
 from .env import env_default, env_int, progress
+from .s3 import is_access_denied, is_not_found
 
-PREFIX = "jobs/"
+PREFIX = JOBS_PREFIX
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 JOBS_PATH = "/v1/images/jobs"
 
@@ -86,8 +88,14 @@ class JobStore:
     def _get_json(self, job_id: str, name: str) -> Optional[dict]:
         try:
             answer = self.s3.get_object(Bucket=self.settings.bucket, Key=self.key(job_id, name))
-        except self.s3.exceptions.NoSuchKey:
-            return None
+        except Exception as error:  # noqa: BLE001 - classified below
+            # Our roles may read every key under jobs/ but not list the bucket unconditioned, and
+            # S3 answers a GetObject of a missing key with 403 AccessDenied to a caller without
+            # s3:ListBucket (GetObject API reference; sd21.s3.object_exists). So here a 403 is
+            # a key not written yet (a queued job's status), exactly like NoSuchKey.
+            if is_not_found(error) or is_access_denied(error):
+                return None
+            raise
         return json.loads(answer["Body"].read())
 
     def create(self, request: dict) -> dict:
@@ -247,31 +255,33 @@ class JobWorker:
         self.store.set_status(job_id, "running", attempt=attempt)
         fields = request["request"]
         params = GenerationParams(prompt=fields["prompt"], negative_prompt=fields.get("negative_prompt", ""),
-                                  steps=fields.get("steps", 25), guidance_scale=float(fields.get("guidance_scale", 7.5)),
+                                  steps=fields.get("steps", DEFAULT_STEPS),
+                                  guidance_scale=float(fields.get("guidance_scale", DEFAULT_GUIDANCE_SCALE)),
                                   seed=fields["seed"])
         heartbeat = threading.Event()
         threading.Thread(target=self._keep_invisible, args=(receipt, heartbeat), daemon=True).start()
         try:
             image = await self.service.generate(params)
         except Rejected as refusal:
+            reason = f"{refusal.kind}: {refusal.message}"
             if refusal.kind in ("unhealthy", "draining", "overloaded", "not_ready"):
-                # Not the job's fault: hand it back now for another replica.
-                self.store.set_status(job_id, "queued", attempt=attempt)
+                # Not the job's fault: hand it back now for another replica. The reason stays
+                # with the job, so a job that ends in the dead-letter queue says what happened.
+                self.store.set_status(job_id, "queued", attempt=attempt, error=reason)
                 self.sqs.change_message_visibility(QueueUrl=self.settings.queue_url, ReceiptHandle=receipt,
                                                    VisibilityTimeout=0)
                 return
-            reason = f"{refusal.kind}: {refusal.message}"
-            self.store.set_status(job_id, "failed" if attempt >= self.settings.max_attempts else "queued",
-                                  attempt=attempt, error=reason)
-            return  # left to reappear (or to go to the dead-letter queue)
+            if attempt < self.settings.max_attempts:
+                self.store.set_status(job_id, "queued", attempt=attempt, error=reason)
+                return  # left to reappear
+            self.store.set_status(job_id, "failed", attempt=attempt, error=reason)
+            self._announce(job_id, "failed", error=reason)
+            return  # SQS moves it to the dead-letter queue at its next receive; the sweep skips it then
         finally:
             heartbeat.set()
         self.store.put_image(job_id, png_bytes(image))
         self.store.set_status(job_id, "succeeded", attempt=attempt)
-        if self.sns is not None:
-            self.sns.publish(TopicArn=self.settings.topic_arn, Message=json.dumps(
-                {"id": job_id, "status": "succeeded", "bucket": self.settings.bucket,
-                 "key": self.store.key(job_id, "image.png")}))
+        self._announce(job_id, "succeeded", bucket=self.settings.bucket, key=self.store.key(job_id, "image.png"))
         self.sqs.delete_message(QueueUrl=self.settings.queue_url, ReceiptHandle=receipt)
 
     def _keep_invisible(self, receipt: str, done: threading.Event) -> None:
@@ -293,14 +303,17 @@ class JobWorker:
             job_id = json.loads(message["Body"])["id"]
             status = self.store.status(job_id) or {}
             if status.get("status") not in ("succeeded", "failed"):
+                # The last error a replica recorded (e.g. an unhealthy device), else what SQS knows.
+                error = status.get("error") or f"no replica finished it in {self.settings.max_attempts} attempts"
                 self.store.set_status(job_id, "failed", attempt=status.get("attempt", self.settings.max_attempts),
-                                      error=status.get("error") or f"no replica finished it in "
-                                                                   f"{self.settings.max_attempts} attempts")
-                self._announce_failure(job_id)
+                                      error=error)
+                self._announce(job_id, "failed", error=error)
 
-    def _announce_failure(self, job_id: str) -> None:
+    def _announce(self, job_id: str, status: str, **fields) -> None:
+        """Every terminal state goes out once on the topic (when one is configured)."""
         if self.sns is not None:
-            self.sns.publish(TopicArn=self.settings.topic_arn, Message=json.dumps({"id": job_id, "status": "failed"}))
+            self.sns.publish(TopicArn=self.settings.topic_arn,
+                             Message=json.dumps({"id": job_id, "status": status, **fields}))
 
     def start(self) -> "JobWorker":
         threading.Thread(target=self.run, name="job-worker", daemon=True).start()
