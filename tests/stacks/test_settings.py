@@ -273,3 +273,21 @@ def test_a_price_that_is_not_a_number_at_all_is_named():
 def test_karpenter_finds_the_cluster_by_its_discovery_tag():
     """Karpenter's getting-started tags subnets and security groups karpenter.sh/discovery=<cluster>."""
     assert settings_with(clusterName="team-a").discovery_tag == ("karpenter.sh/discovery", "team-a")
+
+
+def test_kubernetes_1_36_needs_keda_2_21_or_later():
+    """keda.sh's Kubernetes compatibility (stacks/external_artifacts.yaml): KEDA 2.20 covers 1.33-1.35."""
+    with pytest.raises(SettingsError) as refused:
+        settings_with(kubernetesVersion="1.36", kedaChartVersion="2.20.2")
+    assert str(refused.value) == ("Invalid setting 'kedaChartVersion': KEDA 2.20.2 does not support Kubernetes 1.36; "
+                                  "use 2.21.0 or later")
+    assert settings_with(kubernetesVersion="1.36", kedaChartVersion="2.21.0").keda_chart_version == "2.21.0"
+    assert settings_with(kubernetesVersion="1.36", kedaChartVersion="3.0.0").kubernetes_version == "1.36"
+    assert settings_with(kubernetesVersion="1.35", kedaChartVersion="2.20.2").kubernetes_version == "1.35"
+
+
+def test_unknown_registry_answers_are_warnings_unless_the_setting_says_fatal():
+    assert settings_with().preflight_unknown_is_fatal is False
+    assert settings_with(preflightUnknownIsFatal="true").preflight_unknown_is_fatal is True
+    with pytest.raises(SettingsError, match="'preflightUnknownIsFatal'"):
+        settings_with(preflightUnknownIsFatal="sometimes")
