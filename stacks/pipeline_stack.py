@@ -88,7 +88,7 @@ class PipelineStack(Stack):
             "CheckPermissions", stage=self.stage, notification_topic=topic
         )
         # The outside world first: capacity, quota, connection, registries, weights.
-        self.preflight = preflight_step(settings, self.source)
+        self.preflight = preflight_step(settings, self.source, self.synth.primary_output)
         self.permissions_check.add_step_dependency(self.preflight)
         self.pipeline.add_stage(self.stage, pre=[self.preflight, self.permissions_check],
                                 stack_steps=list(self.stack_steps.values()))

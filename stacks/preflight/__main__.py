@@ -1,18 +1,29 @@
-"""python -m stacks.preflight [-c key=value ...] [--registry host=url ...] [--skip check ...]
+"""python -m stacks.preflight [-c key=value ...] [--assembly cdk.out] [--registry host=url ...] [--skip check ...]
 
 Settings are cdk.json's context with -c overrides, as for `cdk synth`. AWS access is
-read-only (EC2 describe, Service Quotas, CodeConnections, S3 of a weights mirror), in
-the region of the environment (AWS_REGION / the profile).
+read-only (EC2 describe, Service Quotas, CodeConnections, SSM public parameters, Lambda
+account settings, S3 of a weights mirror), in the region of the environment (AWS_REGION /
+the profile). The images, charts and Lambda parallelism checked are those of the
+synthesized app: --assembly names a cdk.out synthesized with the same settings; without
+it the app is synthesized here (aws-cdk-lib needed, about a minute).
+
+Each line is "ok", "FAIL" or "WARN" (a registry that could not be asked; preflightUnknownIsFatal
+makes that a FAIL). The exit code is 1 if any line is FAIL.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import os
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
-CHECKS = ("capacity", "quota", "connection", "artifacts", "weights")
-CDK_JSON = Path(__file__).resolve().parents[2] / "cdk.json"
+CHECKS = ("capacity", "quota", "connection", "ami", "lambda", "artifacts", "weights")
+ROOT = Path(__file__).resolve().parents[2]
+CDK_JSON = ROOT / "cdk.json"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -21,6 +32,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("-c", "--context", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--registry", action="append", default=[], metavar="HOST=URL",
                         help="ask URL instead of https://HOST (loopback registries in tests)")
+    parser.add_argument("--assembly", type=Path, metavar="DIR",
+                        help="a cdk.out of the app synthesized with the same settings (default: synthesize it)")
     parser.add_argument("--skip", action="append", default=[], choices=CHECKS)
     return parser.parse_args(argv)
 
@@ -35,15 +48,64 @@ def _pairs(items: list[str], what: str) -> dict[str, str]:
     return pairs
 
 
+def synthesize(overrides: dict[str, str], outdir: Path) -> str:
+    """The app synthesized into outdir as `cdk synth -c ...` would (the CLI hands -c to app.py
+    in CDK_CONTEXT_JSON and the output folder in CDK_OUTDIR); why not, or "" when it was."""
+    if importlib.util.find_spec("aws_cdk") is None:
+        return "aws-cdk-lib is not installed here: pass --assembly with the synth step's cdk.out"
+    env = {**os.environ, "CDK_OUTDIR": str(outdir), "CDK_CONTEXT_JSON": json.dumps(overrides)}
+    result = subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        return f"the app did not synthesize ({(result.stderr.strip().splitlines() or ['no output'])[-1]})"
+    return ""
+
+
+def app_findings(args, overrides: dict[str, str], settings, registries) -> list:
+    """The checks that read the synthesized app: its stacks' Lambda parallelism, and the images
+    and charts it pulls."""
+    wanted = [check for check in ("lambda", "artifacts") if check not in args.skip]
+    if not wanted or args.assembly:
+        return _read_app(wanted, args.assembly, "", settings, registries)
+    with tempfile.TemporaryDirectory(prefix="preflight-cdk.out-") as outdir:
+        return _read_app(wanted, Path(outdir), synthesize(overrides, Path(outdir)), settings, registries)
+
+
+def _read_app(wanted: list[str], outdir: Path, why: str, settings, registries) -> list:
+    from stacks import external_artifacts
+    from stacks.preflight import assembly, checks, parallelism
+
+    if wanted and not why and not assembly.templates(outdir):
+        why = f"no templates in {outdir}: pass the cdk.out of `cdk synth`"
+    if why:
+        names = {"lambda": "Lambda concurrency", "artifacts": "artifacts"}
+        return [checks.Finding(False, names[check], why) for check in wanted]
+    findings = []
+    if "lambda" in wanted:
+        needs = {parallelism.stack_name(path): parallelism.concurrent_executions(json.loads(path.read_text()))
+                 for path in assembly.templates(outdir)}
+        findings.append(checks.lambda_concurrency(_client("lambda"), needs))
+    if "artifacts" in wanted:
+        inventory = external_artifacts.load()
+        unaskable = set(inventory.images) - set(inventory.registry_images)
+        findings += checks.artifacts_exist(assembly.referenced(outdir), unaskable, registries, settings)
+    return findings
+
+
+def _client(service: str):
+    import boto3
+
+    return boto3.client(service)
+
+
 def run(args: argparse.Namespace) -> int:
     import boto3
 
-    from stacks import external_artifacts
     from stacks.preflight import checks
     from stacks.preflight.registries import Registries
     from stacks.settings import Settings, SettingsError
 
-    context = {**json.loads(CDK_JSON.read_text())["context"], **_pairs(args.context, "-c")}
+    overrides = _pairs(args.context, "-c")
+    context = {**json.loads(CDK_JSON.read_text())["context"], **overrides}
     try:
         settings = Settings.from_context(context)
     except SettingsError as error:
@@ -58,14 +120,17 @@ def run(args: argparse.Namespace) -> int:
     if "connection" not in args.skip:
         service = settings.pipeline_connection_arn.split(":")[2]  # codeconnections or codestar-connections
         findings.append(checks.connection_available(boto3.client(service), settings))
-    if "artifacts" not in args.skip:
-        findings += checks.artifacts_exist(external_artifacts.load(), registries)
+    if "ami" not in args.skip:
+        findings.append(checks.ami_published(boto3.client("ssm"), settings))
+    findings += app_findings(args, overrides, settings, registries)
     if "weights" not in args.skip:
         findings.append(checks.weights_exist(settings, boto3.client("s3"), registries))
     for finding in findings:
         print(finding.line())
-    failed = [f for f in findings if not f.ok]
-    print(f"preflight: {len(findings) - len(failed)} of {len(findings)} checks ok")
+    failed = [f for f in findings if f.failed]
+    warned = len([f for f in findings if f.warning])
+    print(f"preflight: {len([f for f in findings if f.ok])} of {len(findings)} checks ok"
+          + (f", {warned} could not be checked (WARN)" if warned else ""))
     return 1 if failed else 0
 
 

@@ -4,13 +4,19 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from stacks.external_artifacts import Inventory
+from botocore.exceptions import ClientError
+
+from stacks.preflight.assembly import Referenced
 from stacks.preflight.registries import Registries, Unknown
 from stacks.settings import Settings, workload_nodes
 
 # EC2 vCPU quotas of the Inf families ("Running On-Demand Inf instances", "All Inf Spot
 # Instance Requests"; the codes are used the same way across public quota tooling).
 INF_QUOTAS = {"on-demand": "L-1945791B", "spot": "L-B5D1601B"}
+# SSM errors that say nothing about the parameter: InternalServerError (GetParameter's errors
+# in botocore's ssm service model) and ThrottlingException (a throttling code in botocore's
+# retries/standard.py, raised once botocore's own retries are spent).
+SSM_UNKNOWN = ("InternalServerError", "ThrottlingException")
 
 
 @dataclass(frozen=True)
@@ -18,9 +24,21 @@ class Finding:
     ok: bool
     check: str
     message: str
+    warning: bool = False  # not ok, yet not a failure: a question that got no answer
+
+    @property
+    def failed(self) -> bool:
+        return not self.ok and not self.warning
 
     def line(self) -> str:
-        return f"{'ok  ' if self.ok else 'FAIL'} {self.check}: {self.message}"
+        return f"{'ok  ' if self.ok else 'WARN' if self.warning else 'FAIL'} {self.check}: {self.message}"
+
+
+def unknown(check: str, error: Exception, settings: Settings) -> Finding:
+    """Neither yes nor no (unreachable, rate-limited, 5xx): a warning unless preflightUnknownIsFatal."""
+    fatal = settings.preflight_unknown_is_fatal
+    return Finding(False, check, f"could not be checked: {error}" + (" (preflightUnknownIsFatal)" if fatal else
+                   "; check it by hand, or set preflightUnknownIsFatal to fail on this"), warning=not fatal)
 
 
 def vpc_zones(ec2, settings: Settings) -> list[str]:
@@ -74,22 +92,72 @@ def connection_available(client, settings: Settings) -> Finding:
                    ": finish the handshake in the console (Developer Tools, Settings, Connections)"))
 
 
-def artifacts_exist(inventory: Inventory, registries: Registries) -> list[Finding]:
-    findings = []
-    items = [("image", ref, lambda ref=ref: registries.image_exists(ref)) for ref in inventory.registry_images]
+def artifacts_exist(referenced: Referenced, unaskable: set[str], registries: Registries,
+                    settings: Settings) -> list[Finding]:
+    """Every image and chart the synthesized app pulls, in its registry (CodeBuild's own images
+    are in none: `unaskable`, from the inventory)."""
+    items = [("image", ref, lambda ref=ref: registries.image_exists(ref))
+             for ref in sorted(referenced.images - unaskable)]
     items += [("chart", f"{repo} {chart} {version}",
                lambda r=repo, c=chart, v=version: registries.chart_exists(r, c, v))
-              for repo, chart, version in inventory.charts_sorted]
+              for repo, chart, version in sorted(referenced.charts)]
+    findings = []
     for kind, name, exists in items:
         try:
             found = exists()
         except Unknown as error:
-            findings.append(Finding(False, f"{kind} {name}", f"could not be checked: {error}"))
+            findings.append(unknown(f"{kind} {name}", error, settings))
             continue
         findings.append(Finding(found, f"{kind} {name}", "exists" if found else
                                 "not found in its registry: pin one that exists and update "
                                 "stacks/external_artifacts.yaml with the evidence"))
     return findings
+
+
+def ami_parameter(kubernetes_version: str, alias: str) -> str | None:
+    """The SSM parameter Karpenter 1.14.1 reads for an al2023 alias's Neuron (x86_64) AMI:
+    aws/karpenter-provider-aws v1.14.1 pkg/providers/amifamily/al2023.go, resolvePath:
+    name "recommended" for @latest, else amazon-eks-node-al2023-<arch>-<variant>-<k8s>-<version>,
+    under /aws/service/eks/optimized-ami/<k8s>/amazon-linux-2023/<arch>/<variant>/<name>/image_id.
+    None for another family (Bottlerocket's paths are not derived here)."""
+    family, _, version = alias.partition("@")
+    if family != "al2023":
+        return None
+    name = "recommended" if version == "latest" else \
+        f"amazon-eks-node-al2023-x86_64-neuron-{kubernetes_version}-{version}"
+    return f"/aws/service/eks/optimized-ami/{kubernetes_version}/amazon-linux-2023/x86_64/neuron/{name}/image_id"
+
+
+def ami_published(ssm, settings: Settings) -> Finding:
+    alias, version = settings.node_ami_alias, settings.kubernetes_version
+    check = f"AMI {alias} for Kubernetes {version}"
+    name = ami_parameter(version, alias)
+    if name is None:
+        return Finding(False, check, "not checked: only al2023 aliases are resolved here", warning=True)
+    try:
+        image = ssm.get_parameter(Name=name)["Parameter"]["Value"]
+    except ClientError as error:
+        code = error.response["Error"]["Code"]
+        if code in SSM_UNKNOWN:
+            return unknown(check, error, settings)
+        if code != "ParameterNotFound":
+            raise
+        return Finding(False, check, f"no SSM parameter {name}: Karpenter would find no Neuron AMI and launch "
+                                     "no inf2 node; set nodeAmiAlias to a release published for this version")
+    return Finding(True, check, f"{name} is {image}")
+
+
+def lambda_concurrency(client, needs: dict[str, int]) -> Finding:
+    """The account's unreserved Lambda concurrency against the most one stack's deploy holds
+    (stacks/preflight/parallelism.py). Field names: botocore's lambda service model,
+    GetAccountSettings -> AccountLimit.ConcurrentExecutions, UnreservedConcurrentExecutions."""
+    limit = client.get_account_settings()["AccountLimit"]
+    free, total = limit["UnreservedConcurrentExecutions"], limit["ConcurrentExecutions"]
+    stack, need = min(needs.items(), key=lambda item: (-item[1], item[0]))
+    ok = free >= need
+    return Finding(ok, "Lambda concurrency", f"{free} unreserved of {total}; {stack}'s deploy can run {need} at once"
+                   + ("" if ok else ": its custom resources would be throttled; request a higher 'Concurrent "
+                      "executions' quota (Service Quotas, AWS Lambda) or free reserved concurrency"))
 
 
 def weights_exist(settings: Settings, s3, registries: Registries) -> Finding:
@@ -98,11 +166,11 @@ def weights_exist(settings: Settings, s3, registries: Registries) -> Finding:
         try:
             found = registries.hub_revision_exists(settings.model_id, settings.model_revision)
         except Unknown as error:
-            return Finding(False, check, f"could not be checked: {error}")
+            return unknown(check, error, settings)
         return Finding(found, check, "on the hub" if found else
                        "not on the hub (withdrawn?): mirror a copy with sd21-mirror-weights and set weightsSource")
     from sd21.s3 import parse_url
-    from sd21.weights import MANIFEST
+    from sd21.contract import WEIGHTS_MANIFEST as MANIFEST
 
     bucket, prefix = parse_url(settings.weights_source.rstrip("/") + "/")
     listing = s3.list_objects_v2(Bucket=bucket, Prefix=prefix + MANIFEST, MaxKeys=1).get("Contents", [])

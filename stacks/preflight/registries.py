@@ -5,6 +5,9 @@ Bearer token flow the registry asks for in its `WWW-Authenticate` challenge (ECR
 registry.k8s.io, Docker Hub all answer so). Helm: the repository's index.yaml, or for
 `oci://` charts the same manifest check. Hub: `GET /api/models/<id>/revision/<revision>`.
 `overrides` maps a host to another base URL (the tests' loopback registries).
+
+Three answers: True (exists), False (the registry says there is no such thing), or Unknown
+raised (no answer: unreachable, a timeout, 429 rate limiting, 5xx, an answer we cannot read).
 """
 from __future__ import annotations
 
@@ -66,8 +69,11 @@ class Registries:
         status, body, _ = self._get(f"{url}?{query}", {})
         if status != 200:
             raise Unknown(f"no anonymous token from {fields['realm']} (HTTP {status})")
-        answer = json.loads(body)
-        return answer.get("token") or answer["access_token"]
+        try:
+            answer = json.loads(body)
+            return answer.get("token") or answer["access_token"]
+        except (ValueError, KeyError, AttributeError):
+            raise Unknown(f"an unreadable token from {fields['realm']}") from None
 
     def image_exists(self, ref: str) -> bool:
         host, repository, tag = split_image(ref)

@@ -58,7 +58,14 @@ def acknowledge_release(pipeline: pipelines.CodePipeline, artifacts: ArtifactSto
     acknowledge(
         preflight.project, f"{IAM5}[Resource::*]",
         "The preflight's reads (ec2:DescribeAvailabilityZones, ec2:DescribeInstanceTypeOfferings, "
-        "servicequotas:GetServiceQuota) have no resource-level permissions; they change nothing.",
+        "servicequotas:GetServiceQuota, lambda:GetAccountSettings) have no resource-level permissions; "
+        "they change nothing.",
+    )
+    acknowledge(
+        preflight.project,
+        f"{IAM5}[Resource::arn:<AWS::Partition>:ssm:<AWS::Region>::parameter/aws/service/eks/optimized-ami/*]",
+        "ssm:GetParameter of AWS's public EKS AMI parameters only (the node AMI Karpenter will resolve); "
+        "their names carry the Kubernetes and AMI versions, which the settings choose.",
     )
     acknowledge_all(
         image_build.project, wildcard_findings(image_build.project, image.push_statements()),

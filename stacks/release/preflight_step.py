@@ -1,6 +1,8 @@
 """The pipeline's Preflight step: `python -m stacks.preflight` before the first change
-set, with read-only permissions, in a small venv of requirements-preflight.txt."""
-from aws_cdk import Duration, aws_codebuild as codebuild, aws_iam as iam, pipelines
+set, with read-only permissions, in a small venv of requirements-preflight.txt. It reads
+the Build step's cloud assembly (`--assembly cdk.out`) for what the release will pull and
+run: that venv has no aws-cdk-lib to synthesize with."""
+from aws_cdk import Aws, Duration, aws_codebuild as codebuild, aws_iam as iam, pipelines
 
 from stacks.release.commands import SYNTH_IMAGE
 from stacks.settings import Settings
@@ -10,7 +12,7 @@ PREFLIGHT_COMMANDS = (
     "python3 -m venv /tmp/preflight",
     "/tmp/preflight/bin/pip install -q -r requirements-preflight.txt",
     "/tmp/preflight/bin/pip install -q --no-deps ./model_image",
-    "/tmp/preflight/bin/python -m stacks.preflight",
+    "/tmp/preflight/bin/python -m stacks.preflight --assembly cdk.out",
 )
 
 
@@ -21,6 +23,11 @@ def preflight_statements(settings: Settings) -> list[iam.PolicyStatement]:
                                      "servicequotas:GetServiceQuota"], resources=["*"]),
         iam.PolicyStatement(actions=[f"{settings.pipeline_connection_arn.split(':')[2]}:GetConnection"],
                             resources=[settings.pipeline_connection_arn]),
+        # The node AMI Karpenter will resolve: public parameters of the deploy region.
+        iam.PolicyStatement(actions=["ssm:GetParameter"], resources=[
+            f"arn:{Aws.PARTITION}:ssm:{Aws.REGION}::parameter/aws/service/eks/optimized-ami/*"]),
+        # The account's Lambda concurrency: an account-level read, no resource to name.
+        iam.PolicyStatement(actions=["lambda:GetAccountSettings"], resources=["*"]),
     ]
     if settings.weights_source.startswith("s3://"):
         bucket, _, prefix = settings.weights_source.removeprefix("s3://").partition("/")
@@ -30,10 +37,12 @@ def preflight_statements(settings: Settings) -> list[iam.PolicyStatement]:
     return statements
 
 
-def preflight_step(settings: Settings, source: pipelines.IFileSetProducer) -> pipelines.CodeBuildStep:
+def preflight_step(settings: Settings, source: pipelines.IFileSetProducer,
+                   assembly: pipelines.FileSet) -> pipelines.CodeBuildStep:
     return pipelines.CodeBuildStep(
         "Preflight",
         input=source,
+        additional_inputs={"cdk.out": assembly},
         commands=list(PREFLIGHT_COMMANDS),
         build_environment=codebuild.BuildEnvironment(
             build_image=codebuild.LinuxBuildImage.from_docker_registry(SYNTH_IMAGE)),

@@ -358,7 +358,7 @@ def test_preflight_runs_before_the_permissions_check_and_every_change_set(deploy
                         for s in release.stage.application.stacks)
     assert preflight["RunOrder"] < check < first_prepare
     spec = json.dumps(project(release.preflight.project)["Properties"]["Source"]["BuildSpec"])
-    assert "-m stacks.preflight" in spec and "requirements-preflight.txt" in spec
+    assert "-m stacks.preflight --assembly cdk.out" in spec and "requirements-preflight.txt" in spec
     # Read-only: describe, quota and connection reads.
     role_id = project(release.preflight.project)["Properties"]["ServiceRole"]["Fn::GetAtt"][0]
     actions = {a for r in resources.values() if r["Type"] == "AWS::IAM::Policy"
@@ -367,7 +367,8 @@ def test_preflight_runs_before_the_permissions_check_and_every_change_set(deploy
                for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
     own = {a for a in actions if not a.startswith(("logs:", "codebuild:", "s3:", "kms:"))}
     assert own == {"ec2:DescribeAvailabilityZones", "ec2:DescribeInstanceTypeOfferings",
-                   "servicequotas:GetServiceQuota", "codeconnections:GetConnection"}
+                   "servicequotas:GetServiceQuota", "codeconnections:GetConnection",
+                   "ssm:GetParameter", "lambda:GetAccountSettings"}
 
 
 def test_preflight_requirements_are_pinned_like_the_rest():
