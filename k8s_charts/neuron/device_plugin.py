@@ -56,13 +56,24 @@ class NeuronDevicePluginChart(cdk8s.Chart):
             ),
         )
         drop_all_capabilities(self.daemon_set, container_index=0)
-        # The kubelet's device-plugin registry (socket) and /run, where the
-        # plugin finds the Neuron driver's device map.
+        # The kubelet's device-plugin registry (socket) and /run, where the plugin keeps
+        # the Neuron device map. /run is read-write because upstream mounts it so and names
+        # it for that map: aws-neuron/neuron-helm-charts charts/neuron-helm-chart/values.yaml
+        # (commit 14049c2) has volume "infa-map", hostPath /run, mounted at /run without
+        # readOnly. Which file under /run the plugin reads or writes is not public (the
+        # plugin's source is not), so a narrower mount could not be shown to work.
         for volume_name, path in (("device-plugin", "/var/lib/kubelet/device-plugins"), ("run", "/run")):
             volume = kplus.Volume.from_host_path(
                 self, f"Volume-{volume_name}", volume_name, path=path, type=kplus.HostPathVolumeType.DIRECTORY
             )
             container.mount(path, volume)
+        # /opt/aws, read-only, as the Neuron Helm chart mounts it: aws-neuron/neuron-helm-charts
+        # charts/neuron-helm-chart/values.yaml (stored at commit 14049c2, device plugin 2.28.27.0)
+        # lists volume "aws-config", hostPath /opt/aws with no type, mounted at /opt/aws with
+        # readOnly: true. That the 1.10.0 chart has it comes from a third-party `helm show values`
+        # copy (2026-09); which file the plugin reads there could not be verified from here.
+        aws_config = kplus.Volume.from_host_path(self, "Volume-aws-config", "aws-config", path="/opt/aws")
+        container.mount("/opt/aws", aws_config, read_only=True)
 
         scheduling = self.daemon_set.scheduling
         scheduling.attract(kplus.Node.labeled(kplus.NodeLabelQuery.in_(INSTANCE_TYPE_LABEL, list(NEURON_INSTANCE_TYPES))))

@@ -1,9 +1,31 @@
 """The compile Job: traces the model for Inferentia2 and uploads one versioned
-artifact to S3. Its name carries the artifact version and a hash of its pod
-template: a Job's template is immutable, so any change to it (image, env such as
-the weights source, mounts) makes a new Job, which finds the artifact in S3 and
-exits at once when the version is unchanged; an unchanged template leaves the
-finished Job alone."""
+artifact to S3.
+
+Name: `sd21-compile-<version>-<hash of the pod template>`. The version hashes every
+compile input (model, revision, Neuron SDK, compiler flags and environment:
+sd21.artifact.CompileInputs); the template's hash is there because a Job's template is
+immutable, so a changed template (env such as the weights source, mounts, image) must
+be a new Job, or `kubectl apply` of the manifest fails.
+
+A release that keeps the version must leave this Job alone: the KubernetesManifest
+re-applies the chart with `kubectl apply --prune` (aws-cdk-lib aws-eks-v2 kubectl-handler
+apply/__init__.py; pruning is the cluster's default), so a renamed Job deletes the old
+one, killing a compile in progress, and the new one's pod starts an inf2 node only to
+find the artifact in S3. So the Job's name and template must not change between
+releases of one version:
+* its image is `spec.compile_image`, a reference the stack keeps the same for every
+  release of a version (such as a tag made from the version), not the release's own
+  image, which changes with every commit; then the applied Job is byte-identical and
+  `kubectl apply` leaves it, finished or running, untouched;
+* it has no ttlSecondsAfterFinished: a deleted Job would not come back (CloudFormation
+  re-applies a manifest only when it changes), and the inference pods would wait for an
+  artifact nobody makes. The old version's Job goes when the version changes (pruned).
+A Job that failed (after its backoffLimit) stays failed: to run the compile of the same
+version again, raise the `compileRun` setting, which is in the pod template (an
+annotation), so the next release makes a new Job and prunes the failed one.
+When no `spec.compile_image` is given (charts rendered alone), the Job runs the release's
+image, which is then in the template's hash: each release makes a new Job.
+"""
 import hashlib
 import json
 import re
@@ -42,10 +64,14 @@ class CompileJobChart(cdk8s.Chart):
             service_account=identities.compile_account,
             backoff_limit=2,
             active_deadline=cdk8s.Duration.hours(3),
-            ttl_after_finished=cdk8s.Duration.days(1),
+            # No ttl_after_finished: see the module docstring.
             security_context=restricted_pod(),
             # A node drained mid-compile would waste the hour of work done so far.
-            pod_metadata=cdk8s.ApiObjectMetadata(annotations={"karpenter.sh/do-not-disrupt": "true"}),
+            pod_metadata=cdk8s.ApiObjectMetadata(annotations={
+                "karpenter.sh/do-not-disrupt": "true",
+                # In the template's hash, not in the version: a new Job for the same artifact.
+                "sd21.aws/compile-run": str(settings.compile_run),
+            }),
         )
         def disk(name: str, gib: int) -> kplus.Volume:
             return kplus.Volume.from_empty_dir(self, name, name, size_limit=cdk8s.Size.gibibytes(gib))
@@ -54,7 +80,7 @@ class CompileJobChart(cdk8s.Chart):
                                           size_limit=cdk8s.Size.gibibytes(SHM_GIB))
         container = self.job.add_container(
             name="compile",
-            image=spec.image,
+            image=spec.compile_image or spec.image,
             command=["sd21-compile"],
             working_dir=SCRATCH_DIR,
             env_variables={
@@ -69,6 +95,8 @@ class CompileJobChart(cdk8s.Chart):
                     "HF_HOME": f"{SCRATCH_DIR}/hf",
                     "HOME": SCRATCH_DIR,
                     "TMPDIR": "/tmp",
+                    # Read when diffusers imports torch_xla, before any sd21 code could set it.
+                    **spec.compiler_env(),
                 }.items()
             },
             resources=kplus.ContainerResources(
@@ -87,8 +115,9 @@ class CompileJobChart(cdk8s.Chart):
         drop_all_capabilities(self.job, 0)
         default_seccomp(self.job)
         report_failures_in_status(self.job)
-        # Tracing runs on the CPU (torch_neuronx.trace cpu_backend=True with --target=inf2,
-        # sd21/backends.py): the Job asks for no Neuron device, so it never waits for or holds one.
+        # Tracing runs on the CPU (torch_neuronx.trace cpu_backend=True with --target inf2,
+        # PJRT_DEVICE=CPU, sd21/backends.py): the Job asks for no Neuron device, so it never
+        # waits for or holds one.
         run_on_inf2_pool(self.job)
         api = cdk8s.ApiObject.of(self.job)
         api.add_json_patch(cdk8s.JsonPatch.replace(

@@ -32,6 +32,7 @@ class WorkloadSettings(Protocol):
     model_revision: str
     weights_source: str
     neuron_sdk: str
+    compile_run: int
     min_replicas: int
     max_replicas: int
     target_pending_per_replica: int
@@ -60,6 +61,9 @@ class WorkloadSpec:
     model_version: str
     system_node_label: tuple[str, str]  # where always-on pods (the gateway) run
     jobs_env: dict  # the job queue, dead-letter queue and topic (stacks/jobs/queue.py JobQueue.env)
+    # An image reference that stays the same for every release of one model version (see
+    # k8s_charts/workload/compile_job.py); None: the compile Job runs `image`, the release's.
+    compile_image: Optional[str] = None
 
     def job_env(self) -> dict[str, str]:
         """Where jobs go and where their requests and results live (sd21.jobs)."""
@@ -79,6 +83,11 @@ class WorkloadSpec:
             "SD21_MODEL_DIR": MODEL_DIR,
             "AWS_REGION": Aws.REGION,
         }
+
+    def compiler_env(self) -> dict[str, str]:
+        """The Neuron compiler's environment, as the artifact version hashes it: the compile
+        pod must start with it (sd21-compile checks it before importing diffusers)."""
+        return dict(compile_inputs(self.settings).compiler_env)
 
     def cloudwatch_env(self) -> dict[str, str]:
         """Where the server and the gateway publish their figures (sd21.cloudwatch): the

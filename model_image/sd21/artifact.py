@@ -10,7 +10,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Optional
 
 # Bump when the artifact layout or the traced wrappers change incompatibly.
 # 2: VAE decoder traced in float32, NEURON_FUSE_SOFTMAX at compile, only the UNet lazy-loaded.
@@ -30,17 +30,37 @@ DEFAULT_MODEL_REVISION = "4e63672c03103b6c636b8fb4119ba982469b2955"
 DEFAULT_NEURON_SDK = "2.31.1"
 DEFAULT_SCHEDULER = "DPMSolverMultistepScheduler"
 
-# Environment of the Neuron compiler, set before torch_neuronx is imported:
+# Environment of the Neuron compile, set in the compile Job's pod spec (the chart builds
+# it from NEURON_COMPILER_ENV) and checked by sd21-compile before any third-party import
+# (compiler_env_mismatch): `from diffusers import StableDiffusionPipeline` already imports
+# torch_xla when it is installed (diffusers models/attention_processor.py and
+# pipeline_stable_diffusion.py, `if is_torch_xla_available(): import torch_xla...`), and
+# torch_xla's import initialises torch-neuronx (pytorch/xla torch_xla/__init__.py,
+# _aws_ec2_inf_trn_init: `from torch_neuronx import xla; xla.init()`), long before tracing.
 # * NEURON_FUSE_SOFTMAX=1 as in the SD2.1-512 sample (aws-neuron-sdk
-#   src/benchmark/pytorch/sd2_512_compile.py sets it first thing);
+#   src/benchmark/pytorch/sd2_512_compile.py sets it first thing, before `import torch`);
 # * NEURON_PLATFORM_TARGET_OVERRIDE=inf2: the compile Job traces with cpu_backend=True
 #   on a node whose device it does not hold, which needs the platform named before
-#   the import (huggingface/optimum-neuron PR #961, "Enable CPU compilation").
+#   the import (huggingface/optimum-neuron PR #961, "Enable CPU compilation"; PR #988, as
+#   quoted in issue 20 and not read here: after the import "we're stuck with whatever
+#   target was guessed");
+# * PJRT_DEVICE=CPU: the trace holds no Neuron device. torch_xla picks a device only when
+#   PJRT_DEVICE is unset (pytorch/xla torch_xla/runtime.py _maybe_select_default_device
+#   returns at once when it is set; PR #7952 made the Neuron default a setdefault), and
+#   PJRT_DEVICE=CPU is the documented way to run torch_xla on the CPU (pytorch/xla#7184,
+#   a maintainer's comment). vLLM-neuron's CPU capture doing the same was not verified here.
 NEURON_TARGET = "inf2"
-NEURON_COMPILER_ENV = {"NEURON_FUSE_SOFTMAX": "1", "NEURON_PLATFORM_TARGET_OVERRIDE": NEURON_TARGET}
+NEURON_COMPILER_ENV = {
+    "NEURON_FUSE_SOFTMAX": "1",
+    "NEURON_PLATFORM_TARGET_OVERRIDE": NEURON_TARGET,
+    "PJRT_DEVICE": "CPU",
+}
 # cpu_backend=True "needs to be used with the compiler_args option to set the --target
-# flag" (torch-neuronx trace API reference, api-torch-neuronx-trace.rst).
-_TARGET_ARG = f"--target={NEURON_TARGET}"
+# flag" (torch-neuronx trace API reference, api-torch-neuronx-trace.rst). Two tokens, as
+# optimum-neuron's exporter passes it (`compiler_args.extend(["--target", instance_type])`,
+# read in its source); that the trace API's own example writes `--target trn1` as two
+# tokens is from issue 20, not re-read here.
+_TARGET_ARGS = ("--target", NEURON_TARGET)
 # Every reference traces the VAE decoder (and the cheap text encoder and
 # post_quant_conv) in float32; only the UNet runs in the backend's low precision.
 FULL_PRECISION = "float32"
@@ -48,10 +68,10 @@ FULL_PRECISION = "float32"
 LAZY_LOAD_PARTS = ("unet",)
 # Compiler options of the Neuron SD2.1-512 sample, per traced part.
 NEURON_COMPILER_ARGS = {
-    "text_encoder": (_TARGET_ARG, "--enable-fast-loading-neuron-binaries"),
-    "unet": (_TARGET_ARG, "--model-type=unet-inference", "--enable-fast-loading-neuron-binaries"),
-    "vae_decoder": (_TARGET_ARG, "--model-type=unet-inference", "--enable-fast-loading-neuron-binaries"),
-    "vae_post_quant_conv": (_TARGET_ARG, "--enable-fast-loading-neuron-binaries"),
+    "text_encoder": (*_TARGET_ARGS, "--enable-fast-loading-neuron-binaries"),
+    "unet": (*_TARGET_ARGS, "--model-type=unet-inference", "--enable-fast-loading-neuron-binaries"),
+    "vae_decoder": (*_TARGET_ARGS, "--model-type=unet-inference", "--enable-fast-loading-neuron-binaries"),
+    "vae_post_quant_conv": (*_TARGET_ARGS, "--enable-fast-loading-neuron-binaries"),
 }
 
 ARCHIVE_NAME = "artifact.tar"
@@ -127,6 +147,12 @@ class CompileInputs:
 
     def compiler_args_for(self, part: str) -> tuple[str, ...]:
         return dict(self.compiler_args).get(part, ())
+
+    def compiler_env_mismatch(self, environ: Mapping[str, str]) -> dict[str, tuple[Optional[str], str]]:
+        """Each hashed compiler variable whose value in `environ` differs: name -> (found, hashed)."""
+        if self.backend != "neuron":
+            return {}
+        return {name: (environ.get(name), value) for name, value in self.compiler_env if environ.get(name) != value}
 
     def part_dtype(self, part: str) -> str:
         """The UNet in the backend's dtype, the VAE decoder as set, the rest float32."""

@@ -6,7 +6,6 @@ of the very same wrappers.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable
 
@@ -93,8 +92,11 @@ def trace_for_backend(backend: str, part: str, module: torch.nn.Module, example:
 def _trace_neuron(part: str, module: torch.nn.Module, example: tuple, inputs, workdir: Path):
     """torch_neuronx.trace without holding a device (cpu_backend=True, --target in the
     compiler args), as optimum-neuron's trace_neuronx does; the load hints as in the
-    SD2.1 sample: async_load for every part, lazy_load for the UNet only."""
-    os.environ.update(dict(inputs.compiler_env))  # read when torch_neuronx is imported
+    SD2.1 sample: async_load for every part, lazy_load for the UNet only.
+
+    The compiler environment (inputs.compiler_env) is not set here: torch-neuronx was
+    initialised when diffusers imported torch_xla, long before this call. It comes from
+    the pod spec, and sd21-compile refuses to start without it (compile.run)."""
     import torch_neuronx  # only present in the Neuron image
 
     traced = torch_neuronx.trace(module, example, compiler_workdir=str(workdir),
@@ -126,7 +128,13 @@ def load_traced(backend: str, path: Path, part: str) -> Callable[..., torch.Tens
         if part == "unet":
             # One sample of the CFG pair on each of the device's two NeuronCores.
             return torch_neuronx.DataParallel(traced, [0, 1], set_dynamic_batching=False)
-        torch_neuronx.move_trace_to_device(traced, 0)
+        # Plain torch.jit.load, as the SD2.1-512 references load every async-loaded part
+        # but the UNet (aws-neuron-samples hf_pretrained_sd2_512_inference.ipynb and
+        # aws-neuron-sdk src/benchmark/pytorch/sd2_512_benchmark.py: no move_trace_to_device).
+        # move_trace_to_device is for traces whose weights are not in the NEFF: optimum-neuron
+        # modeling_traced.py load_model calls it only "when inline_weights_to_neff=False,
+        # otherwise it is loaded automatically to a Neuron device"; _trace_neuron keeps the
+        # trace API's default inline_weights_to_neff=True (api-torch-neuronx-trace.rst).
         return traced
     traced = torch.jit.load(str(path), map_location="cuda" if backend == "cuda" else "cpu")
     traced.eval()

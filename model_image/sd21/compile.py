@@ -1,8 +1,16 @@
 """sd21-compile: weights -> traced parts -> one versioned artifact in S3.
 
 Exit codes: 0 done or already present, 2 bad settings / version mismatch /
-no writable scratch space, 3 weights not found, 4 weights do not match their
-manifest, 6 no AWS credentials, 1 unexpected failure.
+Neuron compile environment not the one the version hashes / no writable scratch
+space, 3 weights not found, 4 weights do not match their manifest, 6 no AWS
+credentials, 1 unexpected failure.
+
+On the neuron backend the compiler environment (NEURON_FUSE_SOFTMAX,
+NEURON_PLATFORM_TARGET_OVERRIDE, PJRT_DEVICE: sd21.artifact.NEURON_COMPILER_ENV)
+must already be set when the process starts, as the compile Job's pod spec sets it:
+importing diffusers imports torch_xla, which initialises torch-neuronx, so a value
+set later would be hashed into the version but not applied. sd21-compile checks it
+before importing any of them and refuses (exit 2) instead of setting it itself.
 """
 from __future__ import annotations
 
@@ -61,6 +69,15 @@ def library_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     return versions
+
+
+def compile_env_refusal(mismatch: dict[str, tuple[str | None, str]]) -> str:
+    """One line naming each compiler variable that differs from the hashed value."""
+    found = ", ".join(f"{name}={'<unset>' if have is None else have} (hashed: {want})"
+                      for name, (have, want) in sorted(mismatch.items()))
+    return (f"the Neuron compile environment is not the one the artifact version hashes: {found}; "
+            "set it in the pod spec (the compile Job's chart does): it must be in place before "
+            "diffusers imports torch_xla, so sd21-compile does not set it itself")
 
 
 def fetch_weights(source: str, inputs: CompileInputs, scratch: Path) -> tuple[str, dict]:
@@ -216,6 +233,9 @@ def run(args: argparse.Namespace) -> int:
     if inputs.backend == "neuron" and image_sdk and image_sdk != inputs.neuron_sdk:
         return fail(f"SD21_NEURON_SDK={inputs.neuron_sdk} but this image carries Neuron SDK {image_sdk}: "
                     "the artifact version would name a compiler that did not build it")
+    mismatch = inputs.compiler_env_mismatch(os.environ)
+    if mismatch:
+        return fail(compile_env_refusal(mismatch))
     version = artifact_version(inputs)
     if args.expected_version and args.expected_version != version:
         return fail(

@@ -36,7 +36,10 @@ def test_device_plugin_daemon_set(find, application):
     assert {"key": "aws.amazon.com/neuron", "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     host_paths = {v["name"]: v["hostPath"]["path"] for v in spec["volumes"]}
-    assert mounts == host_paths == {"device-plugin": "/var/lib/kubelet/device-plugins", "run": "/run"}
+    assert mounts == host_paths == {"device-plugin": "/var/lib/kubelet/device-plugins", "run": "/run",
+                                    "aws-config": "/opt/aws"}
+    # As the Neuron Helm chart mounts it (k8s_charts/neuron/device_plugin.py): read-only.
+    assert [m.get("readOnly") for m in container["volumeMounts"] if m["name"] == "aws-config"] == [True]
 
 
 def test_no_pod_can_escalate_privileges_and_images_are_pinned(objects):

@@ -34,6 +34,20 @@ def test_version_mismatch_fails_clearly(s3_env, artifact_version, tiny_weights):
     assert "Traceback" not in result.stderr
 
 
+def test_a_neuron_compile_refuses_a_compiler_environment_other_than_the_hashed_one(
+        s3_env, tiny_weights, monkeypatch, capsys):
+    """Refused in one line (exit 2), not set behind the pod spec's back (sd21/compile.py)."""
+    from sd21 import compile as compile_cli
+
+    monkeypatch.setenv("NEURON_FUSE_SOFTMAX", "0")
+    monkeypatch.delenv("PJRT_DEVICE", raising=False)
+    monkeypatch.delenv("SD21_IMAGE_NEURON_SDK", raising=False)
+    assert compile_cli.main(compile_args(tiny_weights, "--backend", "neuron")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ")
+    assert "NEURON_FUSE_SOFTMAX=0 (hashed: 1)" in err and "PJRT_DEVICE=<unset> (hashed: CPU)" in err
+
+
 def test_missing_weights_and_bad_settings_fail_clearly(s3_env, tmp_path):
     from sd21 import compile as compile_cli
 

@@ -25,7 +25,7 @@ ZERO = {"minReplicas": 0, "acceptColdStarts": True}
 # The edges of what the settings accept (README settings reference), in both modes.
 CONTEXTS = {
     "defaults": {},
-    "shortest-timeout": {"requestTimeoutSeconds": 6, "hangMinimumSeconds": 5},
+    "shortest-timeout": {"requestTimeoutSeconds": 6, "hangMinimumSeconds": 5, "latencySloSeconds": 5},
     "longest-timeout": {"requestTimeoutSeconds": 600},
     "zero": ZERO,
     "zero-longest": {**ZERO, "coldStartHoldSeconds": 3300, "requestTimeoutSeconds": 600},
@@ -130,6 +130,21 @@ def test_the_compile_job_names_the_version_sd21_compile_computes(rendered, monke
     for name in ("stage", "server"):
         assert env(container(deployment, name))["SD21_MODEL_VERSION"] == version
     assert deployment["spec"]["template"]["metadata"]["labels"]["sd21.aws/model-version"] == version
+
+
+def test_the_compile_job_starts_with_the_compiler_environment_sd21_compile_hashes(rendered, monkeypatch):
+    """sd21-compile refuses (exit 2) a neuron compile whose environment is not the hashed one."""
+    from sd21 import compile as compile_process
+    from sd21.artifact import CompileInputs
+
+    job_env = env(container(rendered.one("Job"), "compile"))
+    for name, value in job_env.items():
+        monkeypatch.setenv(name, value)
+    args = compile_process.parse_args([])
+    inputs = CompileInputs.defaults(args.backend, model_id=args.model_id, model_revision=args.model_revision,
+                                    neuron_sdk=args.neuron_sdk)
+    assert inputs.backend == "neuron" and inputs.compiler_env
+    assert inputs.compiler_env_mismatch(job_env) == {}
 
 
 def test_the_compile_job_fetches_the_weights_the_settings_name(rendered, monkeypatch):
@@ -271,3 +286,37 @@ def test_the_gateway_process_serves_where_its_pod_says(monkeypatch):
     assert f"Starting, about {pod_env['SD21_COLD_START_S']} s" in page.text
     # The app's own default (tests, embedding) is the estimate the pod is given.
     assert gateway_process.GatewaySettings("http://127.0.0.1:1", 60).cold_start_s == int(pod_env["SD21_COLD_START_S"])
+
+
+# --- the compile Job across releases of one model version ---------------------------
+
+def _compile_job_of(**context) -> dict:
+    rendered = Rendered(context)
+    (job,) = [o for o in rendered.objects if o["kind"] == "Job"]
+    return job
+
+
+def test_a_release_that_keeps_the_compile_inputs_applies_the_very_same_compile_job():
+    """The stack's own workload_spec: a new commit (imageTag) changes no byte of the Job, so
+    CloudFormation has nothing to re-apply, no inf2 node starts and a running compile goes on."""
+    first, second = _compile_job_of(imageTag="commit-a"), _compile_job_of(imageTag="commit-b")
+    assert first == second
+    (compile_,) = first["spec"]["template"]["spec"]["containers"]
+    assert compile_["image"].endswith(":compile-" + first["metadata"]["labels"]["sd21.aws/model-version"])
+
+
+def test_the_serving_pods_still_run_each_releases_image():
+    server = container(Rendered({"imageTag": "commit-b"}).one("Deployment", "sd21-inference"), "server")
+    assert server["image"].endswith(":commit-b")
+
+
+def test_a_compile_input_or_a_new_compile_run_makes_a_new_compile_job():
+    base = _compile_job_of()
+    version = base["metadata"]["labels"]["sd21.aws/model-version"]
+    for context in ({"modelRevision": "0" * 40}, {"neuronSdk": "2.31.2"}, {"modelId": "someone/other-sd21"}):
+        changed = _compile_job_of(**context)
+        assert changed["metadata"]["labels"]["sd21.aws/model-version"] != version, context
+        assert changed["metadata"]["name"] != base["metadata"]["name"], context
+    again = _compile_job_of(compileRun=1)
+    assert again["metadata"]["labels"]["sd21.aws/model-version"] == version  # the same artifact
+    assert again["metadata"]["name"] != base["metadata"]["name"]              # by a new Job

@@ -143,15 +143,17 @@ def test_s3_access_is_scoped_to_model_prefixes_without_wildcard_actions(storage_
 
 
 def test_images_are_the_stack_repository_at_the_image_tag(workload, storage_template, application):
+    """Serving runs the release's tag; the compile Job the tag its model version got once
+    (compile-<version>, pushed by the release pipeline's image build)."""
     repository_id = application.storage.get_logical_id(application.storage.repository.node.default_child)
-    tag = application.settings.image_tag
-    images = {container(workload("Job"), "compile")["image"], container(workload("Deployment"), "stage")["image"],
-              container(workload("Deployment"), "server")["image"]}
-    assert len(images) == 1
-    image = images.pop()
-    match = re.fullmatch(r".*\.dkr\.ecr\..*/(\$\{ImportValue:[^}]+\}):(.+)", image)
-    assert match and match.group(2) == tag
-    assert export_value(storage_template, match.group(1)) == {"Ref": repository_id}
+    job = workload("Job")
+    version = job["metadata"]["labels"]["sd21.aws/model-version"]
+    for image, tag in ((container(job, "compile")["image"], f"compile-{version}"),
+                       (container(workload("Deployment"), "stage")["image"], application.settings.image_tag),
+                       (container(workload("Deployment"), "server")["image"], application.settings.image_tag)):
+        match = re.fullmatch(r".*\.dkr\.ecr\..*/(\$\{ImportValue:[^}]+\}):(.+)", image)
+        assert match and match.group(2) == tag, image
+        assert export_value(storage_template, match.group(1)) == {"Ref": repository_id}
 
 
 def test_compile_job_and_deployment_agree_on_the_model_version(workload, application):
@@ -168,7 +170,7 @@ def test_compile_job_and_deployment_agree_on_the_model_version(workload, applica
         assert env(c)["SD21_BUCKET"] == env(container(job, "compile"))["SD21_BUCKET"]
 
 
-def _compile_job(settings, image: str = "repo:tag") -> dict:
+def _compile_job(settings, image: str = "repo:tag", compile_image: str | None = None) -> dict:
     import cdk8s
 
     from k8s_charts.workload.compile_job import CompileJobChart
@@ -177,7 +179,7 @@ def _compile_job(settings, image: str = "repo:tag") -> dict:
 
     spec = WorkloadSpec(settings=settings, image=image, gateway_image="g", bucket_name="bucket",
                         model_version=artifact_version(compile_inputs(settings)), system_node_label=("k", "v"),
-                        jobs_env={})
+                        jobs_env={}, compile_image=compile_image)
     app = cdk8s.App()
     chart = CompileJobChart(app, "compile", spec=spec, identities=WorkloadIdentities(app, "ids"))
     return cdk8s.ApiObject.of(chart.job).to_json()
@@ -195,6 +197,37 @@ def test_any_change_to_the_compile_pod_template_makes_a_new_job(application):
                     _compile_job(replace(settings, model_revision="0" * 40))):
         assert changed["metadata"]["name"] != base["metadata"]["name"]
         assert changed["spec"]["template"] != base["spec"]["template"]
+
+
+def test_releases_of_one_version_apply_the_same_compile_job_when_its_image_is_pinned(application):
+    """Same name, same template: `kubectl apply` leaves the Job (running or finished) alone,
+    so a release that keeps the compile inputs neither kills a compile nor starts an inf2 node."""
+    settings = application.settings
+    first = _compile_job(settings, image="repo:commit-a", compile_image="repo:compile-pinned")
+    second = _compile_job(settings, image="repo:commit-b", compile_image="repo:compile-pinned")
+    assert second == first
+    assert container(first, "compile")["image"] == "repo:compile-pinned"
+
+
+def test_every_compile_input_changes_the_compile_jobs_name(application):
+    from dataclasses import replace
+
+    settings = application.settings
+    pinned = "repo:compile-pinned"
+    base = _compile_job(settings, compile_image=pinned)["metadata"]["name"]
+    for changed in (replace(settings, model_id="someone/other-model"), replace(settings, model_revision="0" * 40),
+                    replace(settings, neuron_sdk="2.99.0")):
+        assert _compile_job(changed, compile_image=pinned)["metadata"]["name"] != base
+
+
+def test_the_compile_pod_starts_with_the_compiler_environment_the_version_hashes(workload, application):
+    """Set in the pod spec, not by sd21-compile after diffusers has imported torch_xla."""
+    from k8s_charts.workload.spec import compile_inputs
+
+    compile_env = env(container(workload("Job"), "compile"))
+    hashed = dict(compile_inputs(application.settings).compiler_env)
+    assert hashed and {name: compile_env.get(name) for name in hashed} == hashed
+    assert hashed["PJRT_DEVICE"] == "CPU" and hashed["NEURON_FUSE_SOFTMAX"] == "1"
 
 
 def test_pods_are_created_after_their_pod_identity_associations_take_effect(workload_template, application):
@@ -225,7 +258,9 @@ def test_serving_is_offline_and_spread_softly(workload):
 def test_compile_job_is_sized_and_protected(workload):
     job = workload("Job")
     spec = job["spec"]
-    assert spec["backoffLimit"] >= 1 and spec["activeDeadlineSeconds"] > 0 and spec["ttlSecondsAfterFinished"] > 0
+    assert spec["backoffLimit"] >= 1 and spec["activeDeadlineSeconds"] > 0
+    # Kept once finished: a Job deleted by a TTL would be created again by the next release.
+    assert "ttlSecondsAfterFinished" not in spec
     assert spec["template"]["metadata"]["annotations"]["karpenter.sh/do-not-disrupt"] == "true"
     compile_ = container(job, "compile")
     assert compile_["command"] == ["sd21-compile"]
