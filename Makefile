@@ -10,7 +10,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 CDK := npx --no-install cdk --no-notices --no-version-reporting
 
-.PHONY: setup synth test test-tools diff manifests imports demo bench mirror-weights preflight mutants cuda-check clean
+.PHONY: setup synth test test-tools diff manifests imports demo bench mirror-weights preflight compile-tag mutants cuda-check clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -71,9 +71,15 @@ mirror-weights: setup
 	$(PY) -m sd21.weights --dest "$(DEST)"
 
 # Read-only checks of the AWS account and the registries before a deploy (needs AWS
-# credentials): inf2 offered, Inf quota, source connection, images and charts, weights.
+# credentials): inf2 offered, Inf quota, source connection, the node AMI, Lambda
+# concurrency, the images and charts the synthesized app pulls, weights.
 preflight: setup
 	$(PY) -m stacks.preflight $(PREFLIGHT_ARGS)
+
+# The tag the compile Job runs for these settings (compile-<model version>), for a sandbox
+# that pushes its images by hand: make compile-tag CONTEXT="-c key=value ...".
+compile-tag: setup
+	@$(PY) -m stacks.release.compile_tag $(CONTEXT)
 
 # The cuda backend on a GPU machine (not in CI): tiny weights compile -> stage -> serve on
 # the GPU, compared with cpu; an SD2.1-base-shaped UNet's step latency. Prints figures.

@@ -119,6 +119,7 @@ class Settings:
     scale_to_zero_after_seconds: int
     cold_start_hold_requests: int
     job_max_attempts: int
+    compile_run: int
     job_result_days: int
     job_url_expires_seconds: int
     cold_start_hold_seconds: int
@@ -578,6 +579,8 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "cold_start_hold_seconds": _int(0, 3300),
     # Async jobs: attempts before the dead-letter queue; days results are kept; presigned URL life.
     "job_max_attempts": _int(1, 10),
+    # Raise it to run the compile Job of an unchanged model version again (after a failed one).
+    "compile_run": _int(0, 1000),
     "job_result_days": _int(1, 365),
     "job_url_expires_seconds": _int(60, 604800),
     "target_pending_per_replica": _int(1, 64),

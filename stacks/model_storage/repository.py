@@ -1,6 +1,11 @@
 """The ECR repository for the product's images: the model image (compile, stage,
 serve, benchmark) tagged `<imageTag>`, and the scale-to-zero gateway tagged
-`<imageTag>-gateway` (one commit builds both; one push permission covers them)."""
+`<imageTag>-gateway` (one commit builds both; one push permission covers them).
+
+The model image also carries `compile-<model version>`, given by the release that first
+builds a version (stacks/release/commands.py) and never moved: the compile Job runs that
+tag, so its manifest stays the same for every later release of the version and
+`kubectl apply` leaves the Job alone (k8s_charts/workload/compile_job.py)."""
 import re
 
 from aws_cdk import RemovalPolicy, aws_ecr as ecr
@@ -10,11 +15,16 @@ from stacks.settings import Settings
 
 
 GATEWAY_TAG_SUFFIX = "-gateway"
+COMPILE_TAG_PREFIX = "compile-"
 IMAGES_PER_RELEASE = 2  # model + gateway
 
 
 def gateway_tag(image_tag: str) -> str:
     return image_tag + GATEWAY_TAG_SUFFIX
+
+
+def compile_tag(model_version: str) -> str:
+    return COMPILE_TAG_PREFIX + model_version
 
 
 def repository_name(settings: Settings) -> str:
@@ -40,6 +50,17 @@ class ModelImageRepository(Construct):
             image_tag_mutability=ecr.TagMutability.IMMUTABLE,
             encryption=ecr.RepositoryEncryption.AES_256,
             lifecycle_rules=[
+                # First: "an image that matches the tagging requirements of a rule cannot be
+                # expired by a rule with a lower priority" (ECR user guide, lifecycle policy
+                # evaluation rules), so the compile images of recent versions stay whatever
+                # the releases after them push.
+                ecr.LifecycleRule(
+                    rule_priority=1,
+                    description=f"keep the compile images of the last {settings.ecr_images_kept} model versions",
+                    tag_status=ecr.TagStatus.TAGGED,
+                    tag_prefix_list=[COMPILE_TAG_PREFIX],
+                    max_image_count=settings.ecr_images_kept,
+                ),
                 ecr.LifecycleRule(
                     description=f"keep the images of the last {settings.ecr_images_kept} releases",
                     max_image_count=settings.ecr_images_kept * IMAGES_PER_RELEASE,

@@ -66,9 +66,26 @@ def _build_and_push(dockerfile: str, suffix: str) -> str:
     )
 
 
-# REPOSITORY_NAME, REPOSITORY_URI and REGISTRY come from the step's environment.
+# The first release of a model version also tags its model image COMPILE_TAG
+# (`compile-<version>`, stacks/model_storage/repository.py), inside ECR: the documented
+# retag is batch-get-image of the manifest, then put-image of it under the new tag (ECR
+# user guide, "Retagging an image"). Later releases of the version find the tag and keep
+# it, so the compile Job's manifest does not change (k8s_charts/workload/compile_job.py).
+TAG_COMPILE_IMAGE = (
+    'if aws ecr describe-images --repository-name "$REPOSITORY_NAME" --image-ids imageTag="$COMPILE_TAG" >/dev/null 2>&1; then'
+    ' echo "$COMPILE_TAG exists: this model version compiles with the image that first carried it";'
+    ' else'
+    f' aws ecr batch-get-image --repository-name "$REPOSITORY_NAME" --image-ids imageTag="{IMAGE_TAG_EXPRESSION}"'
+    ' --query "images[0].imageManifest" --output text > /tmp/image-manifest.json'
+    ' && aws ecr put-image --repository-name "$REPOSITORY_NAME" --image-tag "$COMPILE_TAG"'
+    ' --image-manifest file:///tmp/image-manifest.json >/dev/null;'
+    ' fi'
+)
+
+# REPOSITORY_NAME, REPOSITORY_URI, REGISTRY and COMPILE_TAG come from the step's environment.
 IMAGE_BUILD_COMMANDS = (
     f'test -n "${COMMIT_VARIABLE}"',
     'aws ecr get-login-password | docker login --username AWS --password-stdin "$REGISTRY"',
     *(_build_and_push(dockerfile, suffix) for dockerfile, suffix in IMAGES),
+    TAG_COMPILE_IMAGE,
 )

@@ -8,13 +8,17 @@ dependent stack after the whole step group of its dependency.
 """
 from aws_cdk import Aws, Duration, Stack, aws_codebuild as codebuild, aws_iam as iam, pipelines
 
-from stacks.model_storage.repository import repository_name
+from k8s_charts.workload.spec import compile_inputs
+from sd21.artifact import artifact_version
+from stacks.model_storage.repository import compile_tag, repository_name
 from stacks.release.commands import IMAGE_BUILD_COMMANDS
 from stacks.settings import Settings
 
-# Everything `docker push` and the "tag already pushed?" check need, nothing more.
+# Everything `docker push`, the "tag already pushed?" check and the compile tag's copy
+# (BatchGetImage reads the manifest, PutImage writes it under the new tag) need.
 PUSH_ACTIONS = (
     "ecr:BatchCheckLayerAvailability",
+    "ecr:BatchGetImage",
     "ecr:CompleteLayerUpload",
     "ecr:DescribeImages",
     "ecr:InitiateLayerUpload",
@@ -29,6 +33,7 @@ class ImageTarget:
 
     def __init__(self, stack: Stack, settings: Settings) -> None:
         self.name = repository_name(settings)
+        self.compile_tag = compile_tag(artifact_version(compile_inputs(settings)))
         self.arn = stack.format_arn(service="ecr", resource="repository", resource_name=self.name)
         self.registry = f"{Aws.ACCOUNT_ID}.dkr.ecr.{Aws.REGION}.{Aws.URL_SUFFIX}"
         self.uri = f"{self.registry}/{self.name}"
@@ -47,7 +52,8 @@ def image_build_step(target: ImageTarget, source: pipelines.IFileSetProducer) ->
         "BuildModelImage",
         input=source,
         commands=list(IMAGE_BUILD_COMMANDS),
-        env={"REPOSITORY_NAME": target.name, "REPOSITORY_URI": target.uri, "REGISTRY": target.registry},
+        env={"REPOSITORY_NAME": target.name, "REPOSITORY_URI": target.uri, "REGISTRY": target.registry,
+             "COMPILE_TAG": target.compile_tag},
         build_environment=codebuild.BuildEnvironment(
             build_image=codebuild.LinuxBuildImage.STANDARD_7_0,
             # The Neuron base image is large: room on disk and cores to build it.

@@ -10,21 +10,23 @@ from k8s_charts.workload.spec import WorkloadSpec, compile_inputs
 from sd21.artifact import artifact_version
 from stacks.cluster.eks import SYSTEM_NODE_LABEL
 from stacks.cluster.manifests import attach_chart, keep_when_removed
-from stacks.model_storage.repository import gateway_tag
+from stacks.model_storage.repository import compile_tag, gateway_tag
 from stacks.settings import Settings
 
 
 def workload_spec(settings: Settings, repository: ecr.IRepository, bucket: s3.IBucket,
                   system_node_label: tuple[str, str], jobs_env: dict) -> WorkloadSpec:
     """What the charts need, from the settings and the CDK objects (tokens until deploy)."""
+    version = artifact_version(compile_inputs(settings))
     return WorkloadSpec(
         settings=settings,
         image=repository.repository_uri_for_tag(settings.image_tag),
         gateway_image=repository.repository_uri_for_tag(gateway_tag(settings.image_tag)),
         bucket_name=bucket.bucket_name,
-        model_version=artifact_version(compile_inputs(settings)),
+        model_version=version,
         system_node_label=system_node_label,
         jobs_env=dict(jobs_env),
+        compile_image=repository.repository_uri_for_tag(compile_tag(version)),
     )
 
 

@@ -202,6 +202,25 @@ def test_image_build_pushes_the_commit_id_to_the_storage_repository(project, rel
         assert (ROOT / "model_image" / dockerfile).is_file()
 
 
+def test_the_image_build_gives_the_compile_job_its_tag_once_per_model_version(project, release, synthesized):
+    """The compile Job of the deployed stage runs <repository>:compile-<version>; the image build
+    tags the commit's image so (in ECR, after both pushes) unless the tag exists already."""
+    from k8s_charts import rendering
+
+    resource = project(release.image_build.project)
+    variables = {v["Name"]: v["Value"] for v in resource["Properties"]["Environment"]["EnvironmentVariables"]}
+    stage_dir = next(synthesized.outdir.glob("assembly-*"))
+    workload = stage_dir / release.stage.application.workload.template_file
+    (job,) = [o for o in rendering.all_objects(rendering.from_template_file(workload)) if o["kind"] == "Job"]
+    (compile_,) = job["spec"]["template"]["spec"]["containers"]
+    assert compile_["image"].endswith(":" + variables["COMPILE_TAG"])
+    assert variables["COMPILE_TAG"] == "compile-" + job["metadata"]["labels"]["sd21.aws/model-version"]
+    script = build_commands(resource)
+    assert script[-1] == commands.TAG_COMPILE_IMAGE
+    assert 'describe-images --repository-name "$REPOSITORY_NAME" --image-ids imageTag="$COMPILE_TAG"' in script[-1]
+    assert 'put-image --repository-name "$REPOSITORY_NAME" --image-tag "$COMPILE_TAG"' in script[-1]
+
+
 def test_synth_tag_and_pushed_tag_are_the_same_variable(project, release, stages, deploy_actions):
     # Both steps take the source checkout as their primary input, where CodeBuild
     # sets the variable to the commit id of this pipeline execution.
