@@ -217,6 +217,7 @@ class Settings:
             raise SettingsError("nodeRootVolumeThroughputMibps", f"gp3 allows at most 0.25 MiB/s per IOPS: "
                                 f"{self.node_root_volume_iops} IOPS allow {self.node_root_volume_iops // 4} MiB/s")
         self._check_endpoint_relations()
+        self._check_cold_start_hold()
         if self.hang_minimum_seconds >= self.request_timeout_seconds:
             raise SettingsError("hangMinimumSeconds", f"must be below requestTimeoutSeconds "
                                 f"({self.request_timeout_seconds}): a hung device must be found before clients time out")
@@ -242,6 +243,21 @@ class Settings:
             raise SettingsError("latencySloSeconds", f"must be below requestTimeoutSeconds "
                                 f"({self.request_timeout_seconds}): no request takes longer, so the alarm could "
                                 "never fire")
+
+    def _check_cold_start_hold(self) -> None:
+        """The gateways release held requests at the pace replicas admit them; what they hold
+        together must fit what maxReplicas replicas admit at once, or some wait for nothing."""
+        if not self.scales_to_zero:
+            return
+        from k8s_charts.workload.sizing import GATEWAY_REPLICAS
+
+        admitted = self.max_replicas * (self.queue_size + 1)
+        held = GATEWAY_REPLICAS * self.cold_start_hold_requests
+        if held > admitted:
+            raise SettingsError("coldStartHoldRequests", f"must be at most {admitted // GATEWAY_REPLICAS}: each of "
+                                f"the {GATEWAY_REPLICAS} gateway pods holds up to {self.cold_start_hold_requests}, "
+                                f"{held} in all, but {self.max_replicas} replicas admit at most {admitted} at once "
+                                f"(maxReplicas x (queueSize + 1)); lower it, or raise maxReplicas or queueSize")
 
     def _check_keda_supports_kubernetes(self) -> None:
         minimum = KEDA_MINIMUM.get(self.kubernetes_version)

@@ -16,11 +16,12 @@ from k8s_charts.common import (
     scraped_pod_metadata, spread_softly, wait_for_deregistration,
 )
 from k8s_charts.workload.pod_security import restricted_container, restricted_pod
+from k8s_charts.workload.sizing import GATEWAY_REPLICAS
 from k8s_charts.workload.spec import DEREGISTRATION_DELAY_SECONDS, HEALTH_PATH, SERVE_PORT, SERVICE_PORT, WorkloadSpec
 
 NAME = "sd21-gateway"
 METRICS_PORT = 9090
-REPLICAS = 2  # the front door: one per node when it can, and a PDB keeps one up
+REPLICAS = GATEWAY_REPLICAS  # the front door: one per node when it can, and a PDB keeps one up
 # Clients are told to come back after this long while a replica starts.
 COLD_RETRY_AFTER_SECONDS = 60
 # What people waiting are told a cold start takes ("starting, about N s"): the README's
@@ -65,6 +66,8 @@ class Gateway(Construct):
                 "SD21_HOLD_REQUESTS": kplus.EnvValue.from_value(str(settings.cold_start_hold_requests)),
                 "SD21_HOLD_S": kplus.EnvValue.from_value(str(spec.hold_seconds)),
                 "SD21_COLD_START_S": kplus.EnvValue.from_value(str(COLD_START_ESTIMATE_SECONDS)),
+                # The model the servers serve: the gateway refuses another before holding or queueing.
+                "SD21_MODEL_NAME": kplus.EnvValue.from_value(settings.model_name),
                 **{name: kplus.EnvValue.from_value(value) for name, value in spec.cloudwatch_env().items()},
                 # It takes jobs while no replica exists: it enqueues, the servers work.
                 **{name: kplus.EnvValue.from_value(value) for name, value in spec.job_env().items()},

@@ -12,3 +12,7 @@ COMPILE_MEMORY_GIB = 64
 NEURON_DEVICES = 1
 SERVE_CPU_MILLI = 3000
 SERVE_MEMORY_GIB = 12
+
+# The scale-to-zero gateway's pods (k8s_charts/workload/gateway.py): each holds up to
+# coldStartHoldRequests on its own, so the settings check the sum against the endpoint.
+GATEWAY_REPLICAS = 2

@@ -6,8 +6,12 @@ dependencies, so whatever it imports from sd21 must be standard library only
 # Every error type the server answers with (the `error.type` of each 4xx/5xx). The
 # metrics count errors by these (sd21_errors{kind}; CloudWatch Errors, Kind), and the
 # dashboard draws one line each.
-ERROR_TYPES = ("invalid_request", "model_not_found", "not_found", "method_not_allowed", "request_too_large",
-               "overloaded", "not_ready", "draining", "unhealthy", "timeout", "internal")
+SERVER_ERROR_TYPES = ("invalid_request", "model_not_found", "not_found", "method_not_allowed", "request_too_large",
+                      "overloaded", "not_ready", "draining", "unhealthy", "timeout", "internal")
+# The gateway's own, at scale to zero (it counts them as cold requests, not sd21_errors).
+GATEWAY_ERROR_TYPES = ("warming_up", "upstream_error", "upstream_timeout")
+# The published enum: a client may get any of them.
+ERROR_TYPES = SERVER_ERROR_TYPES + GATEWAY_ERROR_TYPES
 
 # Generation defaults of the API; the cost estimate is made at DEFAULT_STEPS.
 DEFAULT_STEPS = 25

@@ -25,6 +25,19 @@ def error_response(status: int, kind: str, message: str, retry_after: Optional[i
     return JSONResponse(body, status_code=status, headers=headers or None)
 
 
+def allowed_methods(request) -> str:
+    """The Allow of a 405 (RFC 9110 section 15.5.6: a 405 MUST carry one): every method some
+    route of the app takes at this path. Starlette's own names only the first route it
+    matched, and a path may be taken by several (a route of its own and a catch-all)."""
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if getattr(route, "methods", None) and route.matches(request.scope)[0] != Match.NONE:
+            methods |= route.methods
+    return ", ".join(sorted(methods))
+
+
 def describe_validation(errors) -> tuple[str, list]:
     details = []
     for error in errors:

@@ -4,9 +4,12 @@ With minReplicas 0 no inference pod may exist, so nothing behind the load
 balancer would see the request that should wake one up. The gateway runs on the
 system nodes, forwards every request to the inference Service unchanged, and
 when that Service has no ready pod (the connection is refused) it answers 503
-with Retry-After. It counts every request it receives: KEDA reads that counter
+with Retry-After, or holds it (bounded) and sends it on once a replica is ready, no faster
+than the ready replicas admit requests (Holding). A generation or a job is checked
+here as the server checks it (sd21.request_checks), so a bad one is refused at the front
+door, never held or queued. It counts every request it forwards: KEDA reads that counter
 from Prometheus to start the first replica and to keep one while requests come;
-the servers' own gauges size the rest (k8s_charts/workload/scale_to_zero.py).
+the servers' own gauges size the rest (k8s_charts/workload/scaling.py).
 
 It imports nothing heavy (no torch), so it runs from the slim image of
 Dockerfile.gateway. Its own metrics are on a separate port, not behind the ALB.
@@ -15,20 +18,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Optional
 
 import httpx
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from .env import env_default, env_int, progress
-from .errors import error_response as _error
-from .headers import MAX_BODY_BYTES, REFUSED_HEADER
+from .env import env_default, env_float, env_int, progress
+from .errors import allowed_methods, error_response as _error
+from .headers import MAX_BODY_BYTES, REFUSED_HEADER  # noqa: F401 - MAX_BODY_BYTES: the tests read the limit here
+from .slow_clients import BODY_TIMEOUT_S, HEAD_TIMEOUT_S, slow_client_protocol
+from .request_checks import GENERATIONS_PATH, HTTP_ERROR_TYPES, BodyLimit, Refused, read_generation
 from .metric_names import (
     CW_COLD_REQUESTS, CW_COLD_START_TOTAL, CW_GATEWAY_REQUESTS, CW_HELD_REQUESTS, GATEWAY_COLD, GATEWAY_HELD,
     GATEWAY_LAST_COLD_START, GATEWAY_RECEIVED,
@@ -52,11 +61,18 @@ class GatewaySettings:
     request_timeout_s: int
     cold_retry_after_s: int = 60
     # While no replica is ready, hold up to hold_requests requests for up to hold_s seconds
-    # each (0: answer 503 at once), trying the upstream every hold_poll_s.
+    # each (0: answer 503 at once); the first in line tries the upstream every hold_poll_s.
     hold_requests: int = 0
     hold_s: float = 0.0
     hold_poll_s: float = 1.0
     cold_start_s: int = 300  # what a cold start is expected to take (the README's budget)
+    # The model clients may name (the server's SD21_MODEL_NAME); None: not checked here,
+    # the replica refuses another (a job, queued here, is then not checked for it).
+    served_model: Optional[str] = None
+    # A held request that a replica has not refused within this long counts as admitted,
+    # and the next one goes: a replica refuses at once (429), but admits silently (its
+    # answer comes when the image is done), so this is how the gateway learns its pace.
+    admit_grace_s: float = 1.0
 
 
 class ColdStart:
@@ -127,20 +143,101 @@ def _cold_response(request: Request, settings: GatewaySettings, elapsed_s: float
     return JSONResponse(body, status_code=503, headers=headers)
 
 
-async def _bounded_body(request: Request) -> bytes | None:
-    """The request body, or None when it is larger than MAX_BODY_BYTES."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+COLD = object()  # what exchange() returns when no replica answered (the connection was refused)
+
+
+@dataclass(eq=False)
+class Ticket:
+    """One held request: until when it may wait, and whether its client is still there."""
+    deadline: float
+    left: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Holding:
+    """The requests held while no replica can take them, in arrival order. Only the first
+    in line goes to the upstream, and only when it may: no sooner than the next poll while
+    no replica answers, or than a full replica's Retry-After unless an answer frees a place
+    first. So held requests reach the replicas no faster than they admit them, and the
+    upstream is asked once per poll while none is ready, not once per held request."""
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.settings = settings
+        self.capacity = settings.hold_requests if settings.hold_s > 0 else 0  # holding needs both
+        self.line: collections.deque[Ticket] = collections.deque()
+        self.changed = asyncio.Condition()
+        self.not_before = 0.0  # time.monotonic() before which nobody in line goes
+
+    def full(self) -> bool:
+        return len(self.line) >= self.capacity
+
+    def join(self) -> Ticket:
+        ticket = Ticket(time.monotonic() + self.settings.hold_s)
+        self.line.append(ticket)
+        return ticket
+
+    async def wait_turn(self, ticket: Ticket) -> bool:
+        """Until the ticket is first and may go (True), or its client left or its time is up (False)."""
+        async with self.changed:
+            while True:
+                now = time.monotonic()
+                if ticket.left.is_set() or now >= ticket.deadline:
+                    return False
+                first = bool(self.line) and self.line[0] is ticket
+                if first and now >= self.not_before:
+                    return True
+                wake = min(ticket.deadline, self.not_before) if first else ticket.deadline
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wake - now):
+                        await self.changed.wait()
+
+    async def leave(self, ticket: Ticket) -> None:
+        """Out of the line (answered, counted as admitted, gone or timed out): the next may go."""
+        async with self.changed:
+            if ticket in self.line:
+                self.line.remove(ticket)
+            self.changed.notify_all()
+
+    async def back_first(self, ticket: Ticket) -> None:
+        """A request counted as admitted that was refused after all: first in line again."""
+        async with self.changed:
+            if ticket not in self.line:
+                self.line.appendleft(ticket)
+
+    async def pause(self, seconds: float) -> None:
+        """Nobody goes for this long: no replica answered (a poll), or one is full (its Retry-After)."""
+        async with self.changed:
+            self.not_before = time.monotonic() + seconds
+
+    async def answered(self) -> None:
+        """A replica answered a request: one exists, and the place that request took is free."""
+        async with self.changed:
+            self.not_before = 0.0
+            self.changed.notify_all()
+
+    async def client_left(self, ticket: Ticket) -> None:
+        async with self.changed:
+            ticket.left.set()
+            self.changed.notify_all()
+
+
+async def _watch_disconnect(request: Request, ticket: Ticket, holding: Holding) -> None:
+    """Marks the ticket when its client goes. The body is read by now, so the next ASGI
+    message is http.disconnect, received when the client closes its connection (ASGI HTTP
+    spec: receive blocks after the body until then); uvicorn and Starlette's TestClient do so."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+    await holding.client_left(ticket)
+
+
+def _refusal_to_hold(upstream) -> Optional[float]:
+    """How long to wait before the next try, when the replica refused the request without
+    starting it (429 overloaded, or 503 with REFUSED_HEADER after the retries elsewhere); None otherwise."""
+    if not isinstance(upstream, httpx.Response):
         return None
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            return None
-    return bytes(body)
-
-
-COLD = object()  # what send() returns when no replica answered (the connection was refused)
+    if upstream.status_code == 429 or (upstream.status_code == 503 and REFUSED_HEADER in upstream.headers):
+        retry_after = upstream.headers.get("retry-after", "")
+        return float(retry_after) if retry_after.isdigit() else 1.0  # (RFC 9110 10.2.3: or an HTTP date)
+    return None
 
 
 def create_app(settings: GatewaySettings, registry: CollectorRegistry | None = None,
@@ -159,50 +256,101 @@ def create_app(settings: GatewaySettings, registry: CollectorRegistry | None = N
         return JSONResponse({"status": "ok"})
 
     cold_start = ColdStart(on_over=metrics.last_cold_start.set)
-    holding = {"count": 0}
+    holding = Holding(settings)
 
     def is_browser_page(request: Request) -> bool:
         return request.method == "GET" and "text/html" in request.headers.get("accept", "")
 
     async def send_or_hold(request: Request, body: bytes) -> Response:
-        """Forward; while no replica is ready, hold the request (bounded) and forward it the
-        moment one is. Pages for people are not held: they say how long it should take."""
-        response = await send(request, body)
-        if response is not COLD:
+        """Forward; while no replica is ready, hold the request (bounded) and forward it when
+        one can take it. Pages for people are not held: they say how long it should take. A
+        request that finds others held waits behind them instead of overtaking them."""
+        if holding.line and not is_browser_page(request):
+            return await hold(request, body)
+        upstream = await exchange(request, body)
+        if upstream is not COLD:
             cold_start.over()
-            return response
-        elapsed = cold_start.seen()
-        if is_browser_page(request) or holding["count"] >= settings.hold_requests:
-            return answer_cold(request, elapsed)
-        holding["count"] += 1
-        metrics.held.inc()
-        deadline = time.monotonic() + settings.hold_s
-        try:
-            while time.monotonic() < deadline:
-                await asyncio.sleep(min(settings.hold_poll_s, max(0.0, deadline - time.monotonic())))
-                response = await send(request, body)
-                if response is not COLD:
-                    cold_start.over()
-                    metrics.outcomes.labels("held_then_forwarded").inc()
-                    return response
-        finally:
-            holding["count"] -= 1
-            metrics.held.dec()
-        return answer_cold(request, cold_start.seen())
+            await holding.answered()
+            return relay(upstream)
+        cold_start.seen()  # the cold start began with the first request that found no replica
+        if is_browser_page(request):
+            return answer_cold(request)
+        # It will be first in line (the line was empty): its next try is a poll from now.
+        await holding.pause(settings.hold_poll_s)
+        return await hold(request, body)
 
-    def answer_cold(request: Request, elapsed: float) -> Response:
+    async def hold(request: Request, body: bytes) -> Response:
+        if holding.full():
+            return answer_cold(request)
+        ticket = holding.join()
+        metrics.held.inc()
+        watcher = asyncio.create_task(_watch_disconnect(request, ticket, holding))
+        try:
+            return await take_turns(request, body, ticket)
+        finally:
+            watcher.cancel()
+            await holding.leave(ticket)
+            metrics.held.dec()
+
+    async def take_turns(request: Request, body: bytes, ticket: Ticket) -> Response:
+        """Wait for the turn, go, and on a refusal (no replica, or a full one) wait again."""
+        while await holding.wait_turn(ticket):
+            upstream = await go(request, body, ticket)
+            if upstream is None:  # the client left while it went
+                break
+            if upstream is COLD:
+                await holding.pause(settings.hold_poll_s)
+            elif (wait := _refusal_to_hold(upstream)) is not None:
+                await upstream.aclose()
+                metrics.outcomes.labels("refused_then_held").inc()
+                await holding.pause(wait)
+            else:
+                cold_start.over()
+                await holding.answered()
+                if isinstance(upstream, httpx.Response):
+                    metrics.outcomes.labels("held_then_forwarded").inc()
+                return relay(upstream)
+            await holding.back_first(ticket)
+        if ticket.left.is_set():
+            # Nobody reads this: uvicorn drops what is sent on a closed connection.
+            metrics.outcomes.labels("left_while_held").inc()
+            return _error(503, "warming_up", "The client left while its request was held.")
+        return answer_cold(request)
+
+    async def go(request: Request, body: bytes, ticket: Ticket):
+        """Send the first held request. Not refused within admit_grace_s, it counts as admitted
+        and leaves the line, so the next may go while its image is made. None: its client left."""
+        sending = asyncio.create_task(exchange(request, body))
+        gone = asyncio.create_task(ticket.left.wait())
+        try:
+            done, _ = await asyncio.wait({sending, gone}, timeout=settings.admit_grace_s,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                await holding.leave(ticket)
+                done, _ = await asyncio.wait({sending, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if sending in done:
+                return sending.result()
+            return None
+        finally:
+            gone.cancel()
+            if not sending.done():
+                sending.cancel()  # the client left: its connection to the replica goes too
+
+    def answer_cold(request: Request) -> Response:
         metrics.cold.inc()
         metrics.outcomes.labels("cold").inc()
-        return _cold_response(request, settings, elapsed)
+        return _cold_response(request, settings, cold_start.seen())
 
-    async def send(request: Request, body: bytes) -> Response:
+    async def exchange(request: Request, body: bytes):
+        """The upstream's answer (headers read, body not yet), COLD, or our own error answer."""
         try:
             for attempt in range(RETRIES_ELSEWHERE + 1):
                 upstream = await client.send(client.build_request(
                     request.method, _upstream_url(client, request), headers=_upstream_headers(request), content=body),
                     stream=True)
-                if upstream.status_code != 503 or REFUSED_HEADER not in upstream.headers or attempt == RETRIES_ELSEWHERE:
-                    break
+                refused = upstream.status_code == 503 and REFUSED_HEADER in upstream.headers
+                if not refused or attempt == RETRIES_ELSEWHERE:
+                    return upstream
                 await upstream.aclose()
                 metrics.outcomes.labels("retried_elsewhere").inc()
         except (httpx.ConnectError, httpx.ConnectTimeout):
@@ -214,10 +362,14 @@ def create_app(settings: GatewaySettings, registry: CollectorRegistry | None = N
         except httpx.HTTPError as err:
             metrics.outcomes.labels("upstream_error").inc()
             return _error(502, "upstream_error", f"The inference service failed: {type(err).__name__}.")
+
+    def relay(upstream) -> Response:
+        if not isinstance(upstream, httpx.Response):
+            return upstream  # our own error answer
         metrics.outcomes.labels("forwarded").inc()
         metrics.inflight.inc()  # the relay's end takes it back
 
-        async def relay():
+        async def chunks():
             # Streamed as sent (the web UI's event streams must not be buffered). Once the
             # headers are out an upstream failure can only cut the connection: re-raised.
             try:
@@ -230,24 +382,51 @@ def create_app(settings: GatewaySettings, registry: CollectorRegistry | None = N
                 await upstream.aclose()
                 metrics.inflight.dec()
 
-        response = StreamingResponse(relay(), status_code=upstream.status_code)
+        response = StreamingResponse(chunks(), status_code=upstream.status_code)
         # Repeated headers (Set-Cookie) kept as they are; the raw bytes keep their length and encoding.
         response.raw_headers = [(name.lower(), value) for name, value in upstream.headers.raw
                                 if name.lower().decode("latin-1") not in HOP_BY_HOP]
         return response
 
-    async def forward(request: Request) -> Response:
+    async def forwarded(request: Request, body: bytes) -> Response:
+        # Counted here, once the request passed the checks: only these need a replica (KEDA).
         metrics.received.inc()
-        body = await _bounded_body(request)
-        if body is None:
-            metrics.outcomes.labels("too_large").inc()
-            return _error(413, "request_too_large", f"The request body is larger than {MAX_BODY_BYTES} bytes.")
         # In flight from here: waiting for the upstream's answer (a whole generation) included.
         metrics.inflight.inc()
         try:
             return await send_or_hold(request, body)
         finally:
             metrics.inflight.dec()
+
+    async def forward(request: Request) -> Response:
+        return await forwarded(request, await request.body())  # BodyLimit stops it past MAX_BODY_BYTES
+
+    async def checked(request: Request):
+        """The generation in the request, or the refusal the server would answer (sd21.request_checks)."""
+        try:
+            return await read_generation(request, settings.served_model)
+        except Refused as refused:
+            metrics.outcomes.labels(refused.kind).inc()
+            return refused.response
+
+    async def generate(request: Request) -> Response:
+        answer = await checked(request)
+        if isinstance(answer, Response):
+            return answer
+        return await forwarded(request, await request.body())  # as the client sent it, not re-serialised
+
+    async def submit_job(request: Request) -> Response:
+        answer = await checked(request)
+        return answer if isinstance(answer, Response) else await jobs.enqueue(answer)
+
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        """Starlette's own 404 and 405 (no route takes the path, or the method) in our envelope."""
+        kind = HTTP_ERROR_TYPES.get(exc.status_code, "invalid_request")
+        metrics.outcomes.labels(kind).inc()
+        response = _error(exc.status_code, kind, exc.detail)
+        if exc.status_code == 405:
+            response.headers["Allow"] = allowed_methods(request)
+        return response
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
@@ -256,12 +435,23 @@ def create_app(settings: GatewaySettings, registry: CollectorRegistry | None = N
 
     app = Starlette(routes=[
         Route(HEALTH_PATH, health, methods=["GET", "HEAD"]),
+        Route(GENERATIONS_PATH, generate, methods=["POST"]),
         # Jobs are accepted here even while no replica exists (sd21.jobs); the servers do them.
-        *(jobs.routes() if jobs is not None else []),
+        *(job_routes(jobs, submit_job) if jobs is not None else []),
         Route("/{path:path}", forward, methods=METHODS),
-    ], lifespan=lifespan)
+    ], lifespan=lifespan, exception_handlers={HTTPException: http_error},
+        # One request must not take the gateway's memory: refused before it is read (sd21.request_checks).
+        middleware=[Middleware(BodyLimit, on_refusal=lambda: metrics.outcomes.labels("too_large").inc())])
     app.state.metrics = metrics
     return app
+
+
+def job_routes(jobs, submit_job) -> list:
+    """The job API's routes, its submission checked here as the server checks it."""
+    from .jobs import JOBS_PATH
+
+    return [Route(JOBS_PATH, submit_job, methods=["POST"]),
+            *jobs.routes()]
 
 
 def keep_alive_seconds(hold_s: int, request_timeout_s: int) -> int:
@@ -287,6 +477,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="how long each is held before the 503")
     parser.add_argument("--cold-start-seconds", type=int, default=env_int("SD21_COLD_START_S", 300),
                         help="the expected cold start, shown to people waiting")
+    parser.add_argument("--model-name", default=env_default("SD21_MODEL_NAME"),
+                        help="the model clients may name, as the server's (env SD21_MODEL_NAME); "
+                             "unset: another model is refused by the replica, not here")
     args = parser.parse_args(argv)
     if not args.upstream or not args.upstream.startswith(("http://", "https://")):
         parser.error("--upstream (or SD21_UPSTREAM) must be an http(s):// URL")
@@ -299,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = GatewaySettings(args.upstream, args.request_timeout, args.cold_retry_after,
                                hold_requests=args.hold_requests, hold_s=args.hold_seconds,
-                               cold_start_s=args.cold_start_seconds)
+                               cold_start_s=args.cold_start_seconds, served_model=args.model_name)
     registry = CollectorRegistry()
     from .jobs import JobsApi, JobsSettings
 
@@ -314,9 +507,11 @@ def main(argv: list[str] | None = None) -> int:
                         Mapping(GATEWAY_LAST_COLD_START, CW_COLD_START_TOTAL, "gauge", unit="Seconds")])
     progress(f"sd21-gateway: {args.host}:{args.port} -> {args.upstream}; metrics on :{args.metrics_port}")
     # The upstream's Date and Server headers pass through.
+    # Read deadlines as the server's: the front door is the first thing a slow client reaches.
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=args.request_timeout,
                 timeout_keep_alive=keep_alive_seconds(args.hold_seconds, args.request_timeout), server_header=False,
-                date_header=False)
+                date_header=False, http=slow_client_protocol(env_float("SD21_HEAD_TIMEOUT_S", HEAD_TIMEOUT_S),
+                                                               env_float("SD21_BODY_TIMEOUT_S", BODY_TIMEOUT_S)))
     return 0
 
 

@@ -148,19 +148,8 @@ class JobsApi:
         self.sqs = sqs or boto3.client("sqs")
         self.count = count
 
-    async def submit(self, request):
-        """The Starlette endpoint (the gateway's): parse, then enqueue."""
-        from .api import GenerationRequest
-        from .errors import validation_response
-
-        try:
-            body = GenerationRequest.model_validate_json(await request.body())
-        except ValueError as invalid:
-            self.count("invalid_request")
-            return validation_response(invalid)
-        return await self.enqueue(body)
-
     async def enqueue(self, body):
+        """A validated GenerationRequest (sd21.request_checks, by whichever app received it) to the queue."""
         from starlette.responses import JSONResponse
 
         from .errors import error_response
@@ -196,8 +185,7 @@ class JobsApi:
     def routes(self) -> list:
         from starlette.routing import Route
 
-        return [Route(JOBS_PATH, self.submit, methods=["POST"]),
-                Route(JOBS_PATH + "/{job_id}", self.read, methods=["GET"])]
+        return [Route(JOBS_PATH + "/{job_id}", self.read, methods=["GET"])]
 
 
 class JobWorker:

@@ -21,10 +21,11 @@ from .api import ErrorResponse, GenerationRequest, GenerationResponse
 from .env import env_default, env_float, env_int, fail, progress
 from . import metric_names as names
 from .cloudwatch import Mapping, from_env as cloudwatch_from_env
-from .errors import describe_validation as _describe_validation, error_response as _error
-from .headers import MAX_BODY_BYTES
+from .errors import allowed_methods, describe_validation as _describe_validation, error_response as _error
 from .health import EXIT_UNHEALTHY, HealthSettings
+from .request_checks import HTTP_ERROR_TYPES, TOO_LARGE, BodyLimit, model_refusal, too_large as _too_large
 from .service import GenerationService, Rejected, ServiceSettings
+from .slow_clients import BODY_TIMEOUT_S, HEAD_TIMEOUT_S, slow_client_protocol
 
 API_PATH = "/v1/images/generations"
 # What reaches CloudWatch (the dashboard and the alarms read these names).
@@ -40,63 +41,6 @@ CLOUDWATCH_METRICS = [
             dimension=names.CLOUDWATCH_PHASE_DIMENSION),
 ]
 UI_PATH = "/ui"
-
-
-# Starlette's own refusals (routing, body parsing), in the same envelope as ours.
-HTTP_ERROR_TYPES = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
-
-
-class _TooLarge(Exception):
-    pass
-
-
-def _too_large(max_bytes: int = MAX_BODY_BYTES) -> JSONResponse:
-    return _error(413, "request_too_large", f"the request body is larger than {max_bytes} bytes")
-
-
-TOO_LARGE = "sd21.body_too_large"
-
-
-class BodyLimit:
-    """413 for a body over max_bytes, by its Content-Length or as it streams in, before it
-    is read into memory (no gateway sits in front when minReplicas >= 1)."""
-
-    def __init__(self, app, max_bytes: int = MAX_BODY_BYTES, on_refusal: Optional[Callable[[], None]] = None):
-        self.app, self.max_bytes, self.on_refusal = app, max_bytes, on_refusal
-
-    def _refusal(self) -> JSONResponse:
-        if self.on_refusal is not None:
-            self.on_refusal()
-        return _too_large(self.max_bytes)
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers", [])).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            return await self._refusal()(scope, receive, send)
-        received, started = 0, False
-
-        async def limited_receive():
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    scope[TOO_LARGE] = True  # FastAPI turns a failing body read into a 400
-                    raise _TooLarge()
-            return message
-
-        async def tracked_send(message):
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracked_send)
-        except _TooLarge:
-            if not started:
-                await self._refusal()(scope, receive, send)
 
 
 def png_bytes(image) -> bytes:
@@ -124,11 +68,10 @@ def create_app(service: Optional[GenerationService] = None, with_ui: bool = True
 
     def refuse_other_model(body: GenerationRequest) -> Optional[JSONResponse]:
         """404 naming the served model when `model` names another (OpenAI clients send it)."""
-        if body.model is None or body.model == served:
-            return None
-        count("model_not_found")
-        return _error(404, "model_not_found", f"model {body.model!r} is not served here; this endpoint "
-                                              f"serves {served!r}")
+        refused = model_refusal(body.model, served)
+        if refused is not None:
+            count("model_not_found")
+        return refused
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
@@ -140,7 +83,10 @@ def create_app(service: Optional[GenerationService] = None, with_ui: bool = True
             return _error(422, "invalid_request", f"malformed request body: {exc.detail}")
         kind = HTTP_ERROR_TYPES.get(exc.status_code, "invalid_request")
         count(kind)
-        return _error(exc.status_code, kind, str(exc.detail))
+        response = _error(exc.status_code, kind, str(exc.detail))
+        if exc.status_code == 405:  # RFC 9110 section 15.5.6: a 405 MUST carry Allow
+            response.headers["Allow"] = allowed_methods(request)
+        return response
 
     @app.get("/", include_in_schema=False)
     async def root():
@@ -219,6 +165,7 @@ def create_app(service: Optional[GenerationService] = None, with_ui: bool = True
 
     if jobs is not None:
         add_job_routes(app, jobs, refuse_other_model)
+    answer_head_as_get(app)
     if served is not None:
         _publish_served_model(app, served)
     if with_ui and service is not None:
@@ -244,6 +191,18 @@ def add_job_routes(app: FastAPI, jobs, refuse_other_model: Callable) -> None:
              responses={404: {"model": ErrorResponse, "description": "No such job (or it expired)"}})
     async def read_job(job_id: str):
         return await jobs.describe(job_id)
+
+
+def answer_head_as_get(app: FastAPI) -> None:
+    """HEAD on every GET route (RFC 9110 section 9.1: general-purpose servers MUST support
+    both; 9.3.2: HEAD is GET without content; uvicorn's h11_impl writes no body for HEAD).
+    FastAPI's api_route registers only the methods named, so each GET route gets a HEAD twin,
+    kept out of the published document."""
+    from fastapi.routing import APIRoute
+
+    for route in [r for r in app.router.routes if isinstance(r, APIRoute) and "GET" in r.methods]:
+        app.add_api_route(route.path, route.endpoint, methods=["HEAD"], include_in_schema=False,
+                          response_class=route.response_class, name=f"{route.name}_head")
 
 
 def _publish_served_model(app: FastAPI, served: str) -> None:
@@ -288,6 +247,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--unhealthy-exit-delay-s", type=float,
                         default=env_float("SD21_UNHEALTHY_EXIT_DELAY_S", 1.0),
                         help="time to answer what was held with 503 before exiting when the device breaks")
+    parser.add_argument("--head-timeout-s", type=float, default=env_float("SD21_HEAD_TIMEOUT_S", HEAD_TIMEOUT_S),
+                        help="a request head must arrive within this (a new connection: of its opening)")
+    parser.add_argument("--body-timeout-s", type=float, default=env_float("SD21_BODY_TIMEOUT_S", BODY_TIMEOUT_S),
+                        help="a request body must arrive within this after its head")
     return parser.parse_args(argv)
 
 
@@ -318,7 +281,8 @@ def exit_when_unhealthy(delay_s: float):
     return exit_soon
 
 
-def build_server(app: FastAPI, service: GenerationService, host: str, port: int):
+def build_server(app: FastAPI, service: GenerationService, host: str, port: int,
+                 head_timeout_s: float = HEAD_TIMEOUT_S, body_timeout_s: float = BODY_TIMEOUT_S):
     """A uvicorn server whose SIGTERM/SIGINT first drains the service, then exits."""
     import uvicorn
 
@@ -332,11 +296,14 @@ def build_server(app: FastAPI, service: GenerationService, host: str, port: int)
 
         def _exit_when_idle(self) -> None:
             finished = service.wait_idle(service.settings.drain_grace_s)
-            progress("drained; exiting" if finished else "drain grace period over; exiting")
+            if not finished:  # 503 draining for what is left, never uvicorn's bare 500 at shutdown
+                service.refuse_held()
+            progress("drained; exiting" if finished else "drain grace period over; what was left got 503; exiting")
             self.should_exit = True
 
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5,
-                            lifespan="on", timeout_keep_alive=keep_alive_seconds(service.settings.request_timeout_s))
+                            lifespan="on", timeout_keep_alive=keep_alive_seconds(service.settings.request_timeout_s),
+                            http=slow_client_protocol(head_timeout_s, body_timeout_s))
     return DrainingServer(config)
 
 
@@ -351,6 +318,8 @@ def keep_alive_seconds(request_timeout_s: float) -> float:
 def main(argv=None) -> int:
     args = parse_args(argv)
     settings = settings_from_args(args)
+    if args.head_timeout_s <= 0 or args.body_timeout_s <= 0:
+        return fail("the head and body timeouts must be > 0", 2)
     from .backends import check_device
     from .devices import DeviceUnavailable
 
@@ -368,7 +337,7 @@ def main(argv=None) -> int:
         else None
     app = create_app(service, with_ui=not args.no_ui, jobs=jobs)
     worker = JobWorker(jobs_settings, service).start() if jobs_settings else None
-    server = build_server(app, service, args.host, args.port)
+    server = build_server(app, service, args.host, args.port, args.head_timeout_s, args.body_timeout_s)
     service.on_load_failure = lambda: setattr(server, "should_exit", True)
     service.on_unhealthy = exit_when_unhealthy(args.unhealthy_exit_delay_s)
     service.load_in_background()

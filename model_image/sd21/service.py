@@ -11,7 +11,7 @@ import json
 import math
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -20,7 +20,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from .env import progress
 from .health import DeviceHealth, HealthSettings
+from .contract import DEFAULT_STEPS
 from .metric_names import INFLIGHT_REQUESTS
+
+
+class _NoTimeLeft(Exception):
+    """A queued request whose turn comes too late to finish within the drain grace."""
 
 
 class Rejected(Exception):
@@ -104,6 +109,11 @@ class GenerationService:
         # answered); the server exits non-zero so the kubelet restarts the container.
         self.on_unhealthy: Optional[Callable[[str], None]] = None
         self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = set()
+        # Admitted requests not yet on the device, in order: token -> (executor job, steps).
+        self._pending: dict[object, tuple[Optional[Future], int]] = {}
+        self._on_device: Optional[tuple[float, int]] = None  # (started, steps) of the running one
+        self._drain_deadline = math.inf
+        self._refusing_held = False  # the drain grace is over: what is held is answered 503
         self.health = DeviceHealth(settings.health, self._became_unhealthy)
 
     # -- lifecycle ---------------------------------------------------------
@@ -129,6 +139,7 @@ class GenerationService:
             self.warm = True
             self._update_ready()
             progress(f"model warm in {self._mean_seconds:.2f}s; ready")
+            self._check_drain_grace()
         except Exception as error:  # noqa: BLE001 - reported by /ready, logged once
             self.load_error = f"{type(error).__name__}: {error}"
             progress(f"model load failed: {self.load_error}")
@@ -141,10 +152,13 @@ class GenerationService:
         phases = {"load": load_s, "warmup": warmup_s}
         try:
             report = json.loads((self.settings.model_dir / STAGE_REPORT).read_text())
+            if report.get("failed"):
+                raise ValueError("the last stage attempt failed")  # its time is no stage phase
             phases["stage"] = float(report["seconds"])
-            phases["stage_to_ready"] = time.time() - float(report["started_at"])
+            # From the first attempt: the initContainer's failed tries are part of this start.
+            phases["stage_to_ready"] = time.time() - float(report.get("first_started_at") or report["started_at"])
             self.metrics.staged_bytes.set(int(report["bytes"]))
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             pass  # not staged by the initContainer (tests, the demo): the phases measured here only
         for phase, seconds in phases.items():
             self.metrics.cold_start.labels(phase).set(round(seconds, 3))
@@ -157,10 +171,61 @@ class GenerationService:
     def _update_ready(self) -> None:
         self.metrics.ready.set(1 if self.is_ready else 0)
 
+    # -- drain ---------------------------------------------------------------
+    @property
+    def step_seconds(self) -> float:
+        """Measured seconds per denoising step (the watchdog's yardstick); 1 s until measured."""
+        return self.health.step_seconds or 1.0
+
+    def full_queue_drain_s(self, steps: int = DEFAULT_STEPS) -> float:
+        """Seconds a full queue and the running request take at `steps` each."""
+        return (self.settings.queue_size + 1) * steps * self.step_seconds
+
+    def _check_drain_grace(self) -> None:
+        needed, grace = self.full_queue_drain_s(), self.settings.drain_grace_s
+        if needed > grace:
+            progress(f"warning: a full queue ({self.settings.queue_size} + 1 at {DEFAULT_STEPS} steps, "
+                     f"{self.step_seconds:.3f}s a step) needs about {needed:.0f}s to drain, more than the "
+                     f"{grace:g}s grace: at SIGTERM what cannot finish is refused with 503 draining")
+
     def start_drain(self) -> None:
         self.draining = True
         self._update_ready()
-        progress(f"draining: {self.queued} queued, {self.running} running")
+        self._drain_deadline = time.monotonic() + self.settings.drain_grace_s
+        work, refused = self._refuse_what_cannot_finish()
+        progress(f"draining: {self.queued} queued, {self.running} running, about {work:.0f}s of work for a "
+                 f"grace of {self.settings.drain_grace_s:g}s" + (f"; {refused} refused now" if refused else ""))
+
+    def _refuse_what_cannot_finish(self) -> tuple[float, int]:
+        """Queued requests that would end past the grace never start: they are told 503 draining
+        now (their clients retry elsewhere at once) instead of being cut off at the end."""
+        with self._lock:
+            ahead = self._running_left()
+            pending = list(self._pending.values())
+        refused = 0
+        for job, steps in pending:
+            ahead += steps * self.step_seconds
+            if ahead > self.settings.drain_grace_s and job is not None and job.cancel():
+                refused += 1
+        return ahead, refused
+
+    def _running_left(self) -> float:
+        if self._on_device is None:
+            return 0.0
+        started, steps = self._on_device
+        return max(0.0, steps * self.step_seconds - (time.monotonic() - started))
+
+    def refuse_held(self) -> None:
+        """The drain grace is over: answer everything held with 503 draining before the server
+        exits. Otherwise uvicorn cancels the requests at shutdown and its h11_impl writes a
+        bare text/plain 500 (RequestResponseCycle.run_asgi -> send_500_response). Queued
+        requests never start; the running one stops at its next step (should_stop)."""
+        self._refusing_held = True
+        with self._lock:
+            jobs = [job for job, _ in self._pending.values() if job is not None]
+        for job in jobs:
+            job.cancel()
+        self._wake_waiters()
 
     def wait_idle(self, timeout: float) -> bool:
         return self._idle.wait(timeout)
@@ -175,12 +240,16 @@ class GenerationService:
         self._update_ready()
         progress(f"device unhealthy: {reason}")
         self._executor.shutdown(wait=False, cancel_futures=True)  # queued work never reaches the device
-        with self._lock:
-            waiters = list(self._waiters)
-        for loop, waiter in waiters:  # wake every request held here
-            loop.call_soon_threadsafe(lambda w=waiter: w.done() or w.set_result(None))
+        self._wake_waiters()
         if self.on_unhealthy is not None:
             self.on_unhealthy(reason)
+
+    def _wake_waiters(self) -> None:
+        """Every request held here stops waiting for its result and is answered at once."""
+        with self._lock:
+            waiters = list(self._waiters)
+        for loop, waiter in waiters:
+            loop.call_soon_threadsafe(lambda w=waiter: w.done() or w.set_result(None))
 
     async def _until_done_or_unhealthy(self, result: asyncio.Future) -> None:
         loop, unhealthy = asyncio.get_running_loop(), asyncio.get_running_loop().create_future()
@@ -188,7 +257,7 @@ class GenerationService:
         with self._lock:
             self._waiters.add(waiter)
         try:
-            if not self.health.healthy:
+            if not self.health.healthy or self._refusing_held:
                 return
             await asyncio.wait({result, unhealthy}, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:  # the client went away: a queued job never runs
@@ -200,6 +269,15 @@ class GenerationService:
 
     def _unhealthy_rejection(self) -> Rejected:
         return Rejected(503, "unhealthy", f"device unhealthy ({self.health.reason}); retry on another replica", 1)
+
+    @staticmethod
+    def _draining_rejection() -> Rejected:
+        return Rejected(503, "draining", "server is shutting down and cannot finish this request in time; "
+                                         "retry on another replica", 1)
+
+    def _held_rejection(self) -> Rejected:
+        """For a request answered before its result: the device broke, or the drain left no time."""
+        return self._unhealthy_rejection() if not self.health.healthy else self._draining_rejection()
 
     # -- requests ----------------------------------------------------------
     def retry_after(self) -> int:
@@ -229,25 +307,34 @@ class GenerationService:
             raise
         admitted = time.monotonic()
         deadline = admitted + self.settings.request_timeout_s
+        token = object()
         with self._lock:
             self.queued += 1
+            self._pending[token] = (None, params.steps)
             self._idle.clear()
             self._publish_depth()
 
+        def should_stop() -> bool:
+            return time.monotonic() > deadline or self._refusing_held
+
         def on_device():
+            t0 = time.monotonic()
             with self._lock:
                 self.queued -= 1
                 self.running += 1
+                self._pending.pop(token, None)
+                self._on_device = (t0, params.steps)
                 self._publish_depth()
-            t0 = time.monotonic()
             try:
                 if t0 > deadline:
                     raise TimeoutError("request timed out in the queue")
+                if t0 + params.steps * self.step_seconds > self._drain_deadline:
+                    raise _NoTimeLeft()
                 self.health.started(params.steps)
-                image = self.pipeline.generate(params, should_stop=lambda: time.monotonic() > deadline)
+                image = self.pipeline.generate(params, should_stop=should_stop)
                 self.health.succeeded(time.monotonic() - t0, params.steps)
                 return image
-            except (TimeoutError, GenerationCancelled):
+            except (TimeoutError, GenerationCancelled, _NoTimeLeft):
                 self.health.cancelled()
                 raise
             except Exception as error:
@@ -261,12 +348,14 @@ class GenerationService:
                 self._mean_seconds = 0.8 * self._mean_seconds + 0.2 * elapsed
                 with self._lock:
                     self.running -= 1
+                    self._on_device = None
                     self._settle()
 
         def on_done(future) -> None:
-            if future.cancelled():  # caller went away before the device picked it up
+            if future.cancelled():  # caller went away, or the drain refused it, before it ran
                 with self._lock:
                     self.queued -= 1
+                    self._pending.pop(token, None)
                     self._settle()
 
         try:
@@ -274,21 +363,31 @@ class GenerationService:
         except RuntimeError:  # the executor was shut down: the device turned unhealthy meanwhile
             with self._lock:
                 self.queued -= 1
+                self._pending.pop(token, None)
                 self._settle()
             self.metrics.errors.labels("unhealthy").inc()
             raise self._unhealthy_rejection() from None
+        with self._lock:
+            if token in self._pending:  # not on the device yet: the drain may refuse it
+                self._pending[token] = (job, params.steps)
         job.add_done_callback(on_done)
         result = asyncio.wrap_future(job)
         try:
             await self._until_done_or_unhealthy(result)
-            if not result.done() or result.cancelled():  # queued, or on a device that hangs: answer now
+            if not result.done() or result.cancelled():  # refused while held, or on a hung device: answer now
                 result.cancel()
-                raise self._unhealthy_rejection()
+                raise self._held_rejection()
             image = result.result()
-        except Rejected:
-            self.metrics.errors.labels("unhealthy").inc()
+        except Rejected as rejection:
+            self.metrics.errors.labels(rejection.kind).inc()
             raise
+        except _NoTimeLeft:
+            self.metrics.errors.labels("draining").inc()
+            raise self._draining_rejection() from None
         except Exception as error:  # noqa: BLE001
+            if isinstance(error, GenerationCancelled) and self._refusing_held:
+                self.metrics.errors.labels("draining").inc()
+                raise self._draining_rejection() from error
             if isinstance(error, (TimeoutError, GenerationCancelled)):
                 self.metrics.errors.labels("timeout").inc()
                 raise Rejected(504, "timeout", f"generation did not finish within "

@@ -23,6 +23,7 @@ import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
+from typing import Optional
 
 from . import s3
 from .artifact import (
@@ -120,6 +121,29 @@ def safe_member_path(root: Path, name: str) -> Path:
     return root.joinpath(*path.parts)
 
 
+def check_manifest_shape(manifest) -> None:
+    """CorruptArtifact unless the manifest has the fields staging reads, of their types: a
+    manifest of another shape is a bad artifact (exit 4), not an S3 outage (exit 5)."""
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("archive"), dict):
+        raise CorruptArtifact("its 'archive' is not an object")
+    _check_fields(manifest["archive"], "'archive'", key=str, size=int, sha256=str)
+    files = manifest.get("files")
+    if not isinstance(files, list):
+        raise CorruptArtifact("its 'files' is not a list")
+    for index, entry in enumerate(files):
+        if not isinstance(entry, dict):
+            raise CorruptArtifact(f"files[{index}] is not an object")
+        _check_fields(entry, f"files[{index}]", path=str, size=int, sha256=str)
+
+
+def _check_fields(entry: dict, where: str, **types) -> None:
+    for name, kind in types.items():
+        if name not in entry:
+            raise CorruptArtifact(f"{where} has no {name!r}")
+        if not isinstance(entry[name], kind) or isinstance(entry[name], bool):
+            raise CorruptArtifact(f"{where} {name!r} is not {'an integer' if kind is int else 'a string'}")
+
+
 def extract_verified(stream: RangedStream, target: Path, manifest: dict) -> None:
     """Extract while downloading; verify every file and the archive checksum."""
     expected = {entry["path"]: entry for entry in manifest["files"]}
@@ -178,7 +202,7 @@ def remove_leftovers(dest: Path) -> list[str]:
     if not dest.is_dir():
         return removed
     for entry in sorted(dest.iterdir()):
-        if (entry.name == "current" and entry.is_symlink()) or is_published(entry):
+        if (entry.name == "current" and entry.is_symlink()) or is_published(entry) or entry.name == STAGE_REPORT:
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry)
@@ -191,16 +215,45 @@ def remove_leftovers(dest: Path) -> list[str]:
 
 
 # What staging took, for the server's cold-start metrics (sd21.service): beside the versions.
+# Kept across attempts (remove_leftovers spares it): the kubelet restarts a failed
+# initContainer on the same emptyDir, and the attempts before the successful one are part
+# of this pod's cold start (first_started_at, attempts).
 STAGE_REPORT = ".stage-report.json"
 
 
-def write_report(dest: Path, version: str, started_at: float, seconds: float, size: int) -> None:
-    report = {"version": version, "started_at": started_at, "seconds": round(seconds, 3), "bytes": size}
+def _earlier_failures(dest: Path, version: str) -> tuple[float, int]:
+    """(first_started_at, attempts) of the failed attempts just before this one, if any."""
+    try:
+        last = json.loads((dest / STAGE_REPORT).read_text())
+        if last.get("failed") and last.get("version") == version:
+            return float(last["first_started_at"]), int(last["attempts"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass  # none, or unreadable: this attempt starts the series
+    return 0.0, 0
+
+
+def write_report(dest: Path, version: str, started_at: float, seconds: float, size: int,
+                 failed: Optional[int] = None) -> None:
+    first_started_at, attempts = _earlier_failures(dest, version)
+    report = {"version": version, "started_at": started_at, "seconds": round(seconds, 3), "bytes": size,
+              "first_started_at": first_started_at or started_at, "attempts": attempts + 1}
+    if failed is not None:
+        report["failed"] = failed  # the exit code
     (dest / STAGE_REPORT).write_text(json.dumps(report))
 
 
-def stage(client, bucket: str, name: str, version: str, dest: Path, workers: int, chunk: int) -> int:
-    started_at = time.time()
+def write_failure_report(dest: Path, version: str, started_at: float, code: int) -> None:
+    """A failed attempt still leaves its report; a volume we cannot write gets none."""
+    try:
+        if dest.is_dir():
+            write_report(dest, version, started_at, time.time() - started_at, 0, failed=code)
+    except OSError:
+        pass
+
+
+def stage(client, bucket: str, name: str, version: str, dest: Path, workers: int, chunk: int,
+          started_at: Optional[float] = None) -> int:
+    started_at = started_at or time.time()
     remove_leftovers(dest)
     final = dest / version
     if (final / MANIFEST_NAME).is_file():
@@ -227,9 +280,12 @@ def stage(client, bucket: str, name: str, version: str, dest: Path, workers: int
         manifest = json.loads(body)
         archive_key = prefix + manifest["archive"]["key"]
         archive_size = int(manifest["archive"]["size"])
-        manifest["archive"]["sha256"], manifest["files"]  # noqa: B018 - shape check
     except (ValueError, KeyError, TypeError) as error:
         return fail(f"The manifest s3://{bucket}/{prefix}{MANIFEST_NAME} is corrupt ({type(error).__name__}).", 4)
+    try:
+        check_manifest_shape(manifest)
+    except CorruptArtifact as error:
+        return fail(f"The manifest s3://{bucket}/{prefix}{MANIFEST_NAME} is corrupt: {error}.", 4)
     if manifest.get("version") != version:
         return fail(f"The manifest at s3://{bucket}/{prefix} is for version {manifest.get('version')!r}.", 4)
     try:
@@ -290,9 +346,17 @@ def main(argv=None) -> int:
             check_neuron_driver()  # a node without the driver never gets the gigabytes
         except DeviceUnavailable as error:
             return fail(str(error), 7)
+    started_at = time.time()
+    code = _stage_or_exit_code(args, bucket, name, version, started_at)
+    if code != 0:
+        write_failure_report(Path(args.dest), version, started_at, code)
+    return code
+
+
+def _stage_or_exit_code(args: argparse.Namespace, bucket: str, name: str, version: str, started_at: float) -> int:
     try:
         return stage(s3.client(args.workers + 2), bucket, name, version, Path(args.dest),
-                     args.workers, args.chunk_mib << 20)
+                     args.workers, args.chunk_mib << 20, started_at)
     except Exception as error:  # noqa: BLE001 - clear message instead of a traceback
         if s3.is_missing_credentials(error):
             return fail("No AWS credentials: the Pod Identity association of this ServiceAccount was not "

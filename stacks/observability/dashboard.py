@@ -4,7 +4,7 @@ from __future__ import annotations
 from aws_cdk import aws_cloudwatch as cw
 from constructs import Construct
 from sd21 import metric_names as names
-from sd21.contract import ERROR_TYPES
+from sd21.contract import SERVER_ERROR_TYPES
 
 from stacks.observability.alarms import EndpointAlarms
 from stacks.observability.metrics import EndpointMetrics
@@ -38,7 +38,7 @@ class EndpointDashboard(Construct):
         )
         self.dashboard.add_widgets(
             cw.GraphWidget(title="Errors by kind", width=8, stacked=True,
-                           left=[metrics.errors(kind) for kind in ERROR_TYPES]),
+                           left=[metrics.errors(kind) for kind in SERVER_ERROR_TYPES]),
             cw.GraphWidget(title="Ready replicas vs running pods" + (" (and cold requests)" if settings.scales_to_zero
                                                                       else ""), width=8,
                            left=[metrics.ready_replicas(), metrics.running_pods()],

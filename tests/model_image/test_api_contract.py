@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 
 import httpx
 import pytest
@@ -29,7 +30,8 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402 - registered by lo
 )
 
 SERVED = "sd21-test-model"
-FUZZ_EXAMPLES = 60  # per operation and mode
+# Per operation and mode; SD21_FUZZ_EXAMPLES=N for a longer run by hand (the counts are printed with -s).
+FUZZ_EXAMPLES = int(os.environ.get("SD21_FUZZ_EXAMPLES", "60"))
 
 
 class BlankDevice:
@@ -45,17 +47,37 @@ def make_service(queue_size: int = 64) -> GenerationService:
 
 
 @pytest.fixture(scope="module")
-def app(s3_env):
-    """The server's app with its job routes, on the session's loopback S3 and SQS."""
-    from sd21.jobs import JobsApi, JobsSettings
+def jobs_settings(s3_env):
+    """The session's loopback S3 and SQS as the job routes see them."""
+    from sd21.jobs import JobsSettings
     from tests.conftest import TEST_BUCKET, job_resources
 
     queue = job_resources("contract-jobs")
-    jobs = JobsApi(JobsSettings(queue["SD21_JOBS_QUEUE_URL"], queue["SD21_JOBS_DLQ_URL"],
-                                queue["SD21_JOBS_TOPIC_ARN"], TEST_BUCKET))
+    return JobsSettings(queue["SD21_JOBS_QUEUE_URL"], queue["SD21_JOBS_DLQ_URL"], queue["SD21_JOBS_TOPIC_ARN"],
+                        TEST_BUCKET)
+
+
+@pytest.fixture(scope="module")
+def app(jobs_settings):
+    """The server's app with its job routes."""
+    from sd21.jobs import JobsApi
+
     service = make_service()
-    yield create_app(service, with_ui=False, jobs=jobs)
+    yield create_app(service, with_ui=False, jobs=JobsApi(jobs_settings))
     service.shutdown()
+
+
+@pytest.fixture(scope="module")
+def gateway_app(jobs_settings, url):
+    """The scale-to-zero gateway in front of that server (on loopback), with the same job
+    queue and the same model: what the ALB reaches at minReplicas 0."""
+    from sd21.gateway import GatewaySettings, create_app as create_gateway
+    from sd21.jobs import JobsApi
+
+    app = create_gateway(GatewaySettings(upstream=url, request_timeout_s=60, served_model=SERVED),
+                         jobs=JobsApi(jobs_settings))
+    with serving(app) as gateway_url:  # its upstream client lives as long as its lifespan
+        yield gateway_url
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +131,33 @@ def test_fuzzed_requests_keep_the_contract(app, label, mode):
 
     run()
     print(f"\n{label} ({mode.value}): {counted['requests']} generated requests, contract kept")
+
+
+# The operations that reach the generation routes and the job routes through the gateway.
+FUZZED_THROUGH_GATEWAY = [(label, mode) for label, mode in FUZZED if label.split()[1].startswith("/v1/images")]
+
+
+@pytest.mark.parametrize("label,mode", FUZZED_THROUGH_GATEWAY,
+                         ids=[f"{label}-{mode.value}" for label, mode in FUZZED_THROUGH_GATEWAY])
+def test_fuzzed_requests_through_the_gateway_keep_the_same_contract(gateway_app, label, mode):
+    """The gateway validates before it holds or queues (sd21.request_checks): the server's
+    document, asked of the gateway (which forwards GET /openapi.json), holds there too."""
+    schema = schemathesis.openapi.from_url(gateway_app + "/openapi.json")
+    operation = {result.ok().label: result.ok() for result in schema.get_all_operations()}[label]
+    counted = {"requests": 0}
+
+    @settings(max_examples=FUZZ_EXAMPLES // 2, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(case=operation.as_strategy(generation_mode=mode))
+    def run(case):
+        response = case.call_and_validate(checks=[
+            not_a_server_error, positive_data_acceptance, negative_data_rejection, status_code_conformance,
+            content_type_conformance, response_schema_conformance])
+        in_envelope(response)
+        counted["requests"] += 1
+
+    run()
+    print(f"\nthrough the gateway, {label} ({mode.value}): {counted['requests']} generated requests, contract kept")
 
 
 # --- hand-made hostile requests ------------------------------------------------------------
@@ -201,6 +250,35 @@ def test_unknown_paths_and_methods_answer_in_the_envelope_and_are_counted(app, u
         in_envelope(response)
         assert response.json()["error"]["type"] == kind
         assert errors_counted(app, kind) == before + 1
+
+
+def allowed(response) -> set[str]:
+    return {method.strip() for method in response.headers.get("Allow", "").split(",") if method.strip()}
+
+
+@pytest.mark.parametrize("method,path,methods", [
+    ("GET", API_PATH, {"POST"}), ("DELETE", "/health", {"GET", "HEAD"}), ("POST", "/v1/models", {"GET", "HEAD"}),
+    ("PUT", "/v1/images/jobs", {"POST"}), ("POST", "/v1/images/jobs/some-job", {"GET", "HEAD"}),
+    ("POST", "/", {"GET", "HEAD"}),
+])
+def test_every_405_says_in_allow_which_methods_the_path_takes(url, method, path, methods):
+    """RFC 9110 section 15.5.6: the origin server MUST generate an Allow header field in a 405."""
+    response = httpx.request(method, url + path, timeout=30)
+    assert response.status_code == 405
+    in_envelope(response)
+    assert allowed(response) == methods
+
+
+@pytest.mark.parametrize("path", ["/health", "/ready", "/v1/models", "/metrics"])
+def test_head_answers_as_get_does_without_a_body(url, path):
+    """RFC 9110 section 9.3.2: HEAD is GET without the content (and section 9.1: servers MUST support both)."""
+    get, head = httpx.get(url + path, timeout=30), httpx.head(url + path, timeout=30)
+    assert head.status_code == get.status_code == 200
+    assert head.content == b"" and head.headers["content-type"] == get.headers["content-type"]
+
+
+def test_head_stays_out_of_the_published_document(app):
+    assert all("head" not in operations for operations in app.openapi()["paths"].values())
 
 
 def test_the_root_leads_people_to_the_ui():

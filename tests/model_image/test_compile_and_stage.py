@@ -106,7 +106,9 @@ def test_corrupt_object_leaves_destination_untouched_then_rerun_succeeds(
     result = run_stage(s3_env, dest, artifact_version, name=name)
     assert result.returncode == 4, result.stderr
     assert "corrupt" in result.stderr and "Traceback" not in result.stderr
-    assert sorted(p.name for p in dest.iterdir()) == [published.name]
+    # Nothing published; the failed run's report stays for the cold-start figures.
+    assert sorted(p.name for p in dest.iterdir()) == sorted([published.name, STAGE_REPORT])
+    assert json.loads((dest / STAGE_REPORT).read_text())["failed"] == 4
 
     s3_client.put_object(Bucket=BUCKET, Key=archive_key, Body=archive)
     result = run_stage(s3_env, dest, artifact_version, name=name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import subprocess
 import sys
 import time
@@ -319,6 +320,7 @@ def test_a_request_is_held_until_a_replica_answers():
     app = _holding_gateway(upstream, hold_requests=4, hold_s=10)
     with TestClient(app) as client:
         started = time.monotonic()
+        state["ready_after"] = started + 0.5  # from here: the client's start-up is not part of the wait
         answer = client.post("/v1/images/generations", json={"prompt": "x"})
     assert answer.status_code == 200 and 0.5 <= time.monotonic() - started < 3
     assert state["tries"] > 2
@@ -385,6 +387,15 @@ def test_an_upstream_that_does_not_answer_in_time_is_a_504():
     assert app.state.metrics.outcomes.labels("upstream_timeout")._value.get() == 1
 
 
+JSON = {"Content-Type": "application/json"}
+
+
+def _generation_of(size: int) -> bytes:
+    """A valid generation request of exactly `size` bytes (JSON allows trailing whitespace)."""
+    body = b'{"prompt": "x"}'
+    return body + b" " * (size - len(body))
+
+
 def test_a_body_declared_too_large_is_refused_without_reading_it():
     from starlette.testclient import TestClient
 
@@ -393,8 +404,8 @@ def test_a_body_declared_too_large_is_refused_without_reading_it():
     seen = []
     app = _holding_gateway(lambda request: seen.append(request) or _answer(200)())
     with TestClient(app) as client:
-        at_limit = client.post("/v1/images/generations", content=b" " * MAX_BODY_BYTES)
-        over = client.post("/v1/images/generations", content=b" " * (MAX_BODY_BYTES + 1))
+        at_limit = client.post("/v1/images/generations", content=_generation_of(MAX_BODY_BYTES), headers=JSON)
+        over = client.post("/v1/images/generations", content=_generation_of(MAX_BODY_BYTES + 1), headers=JSON)
     assert at_limit.status_code == 200 and len(seen) == 1
     assert over.status_code == 413 and over.json()["error"]["type"] == "request_too_large"
 
@@ -511,14 +522,15 @@ def test_a_streamed_body_too_large_is_refused_as_it_arrives():
     from sd21.gateway import MAX_BODY_BYTES
 
     def chunks(size: int):
+        body = _generation_of(size)
         for start in range(0, size, 64 << 10):
-            yield b" " * min(64 << 10, size - start)
+            yield body[start:start + (64 << 10)]
 
     seen = []
     app = _holding_gateway(lambda request: seen.append(request.content) or _answer(200)())
     with TestClient(app) as client:
-        at_limit = client.post("/v1/images/generations", content=chunks(MAX_BODY_BYTES))
-        over = client.post("/v1/images/generations", content=chunks(MAX_BODY_BYTES + 1))
+        at_limit = client.post("/v1/images/generations", content=chunks(MAX_BODY_BYTES), headers=JSON)
+        over = client.post("/v1/images/generations", content=chunks(MAX_BODY_BYTES + 1), headers=JSON)
     assert at_limit.status_code == 200 and [len(body) for body in seen] == [MAX_BODY_BYTES]
     assert over.status_code == 413 and over.json()["error"]["type"] == "request_too_large"
 
@@ -594,8 +606,9 @@ def test_the_process_passes_on_the_upstreams_date_and_server_headers_alone():
             process.terminate()
             process.wait(timeout=30)
     assert forwarded.text == "hi"
-    for name in ("date", "server"):
-        assert forwarded.headers.get_list(name) == direct.headers.get_list(name), name
+    assert forwarded.headers.get_list("server") == direct.headers.get_list("server")
+    # One Date, the upstream's (two answers may be a second apart: the count is what matters).
+    assert len(forwarded.headers.get_list("date")) == len(direct.headers.get_list("date")) == 1
 
 
 def test_a_generation_is_waited_for_as_long_as_the_servers_timeout():
@@ -644,3 +657,64 @@ def test_holding_needs_both_a_count_and_a_time(only):
         answer = client.post("/v1/images/generations", json={"prompt": "x"})
     assert answer.status_code == 503 and time.monotonic() - started < 0.5
     assert app.state.metrics.outcomes.labels("held_then_forwarded")._value.get() == 0
+
+
+# --- the gateway's own answers are in the published envelope (issue 21, finding 8) ----------
+
+def test_every_error_type_the_gateway_answers_with_is_published():
+    """warming_up, upstream_error, upstream_timeout: in ERROR_TYPES and in the server's
+    OpenAPI document, as every other error of the endpoint."""
+    from starlette.testclient import TestClient
+
+    from sd21.contract import ERROR_TYPES
+    from sd21.server import openapi_document
+
+    failures = {"cold": httpx.ConnectError, "slow": httpx.ReadTimeout, "broken": httpx.RemoteProtocolError}
+
+    def upstream(request):
+        raise failures[request.url.path.strip("/")]("failed", request=request)
+
+    app = _holding_gateway(upstream)
+    with TestClient(app) as client:
+        kinds = {client.get(f"/{name}").json()["error"]["type"] for name in failures}
+    assert kinds == {"warming_up", "upstream_timeout", "upstream_error"}
+    schema = openapi_document()["components"]["schemas"]["ErrorBody"]["properties"]["type"]
+    assert kinds <= set(ERROR_TYPES) and kinds <= set(schema["enum"]), (kinds, ERROR_TYPES)
+
+
+@pytest.mark.parametrize("method, path, allowed", [
+    # /health is the gateway's own for GET; any other method of METHODS is forwarded (the catch-all).
+    ("PROPFIND", "/health", {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}),
+    ("TRACE", "/v1/images/generations", {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}),
+])
+def test_the_gateways_own_405_is_the_json_envelope_and_says_what_is_allowed(method, path, allowed):
+    """RFC 9110 section 15.5.6: a 405 MUST carry an Allow header listing the target's methods."""
+    from starlette.testclient import TestClient
+
+    from sd21.contract import ERROR_TYPES
+
+    app = _holding_gateway(lambda request: _answer(200)())
+    with TestClient(app) as client:
+        answer = client.request(method, path)
+    assert answer.status_code == 405 and answer.headers["content-type"] == "application/json", answer.text
+    assert answer.json()["error"]["type"] == "method_not_allowed" in ERROR_TYPES
+    assert {name.strip() for name in answer.headers["allow"].split(",")} == allowed
+
+
+def test_the_gateways_own_404_is_the_json_envelope():
+    """A request target no route takes (the asterisk form of OPTIONS, RFC 9112 section 3.2.4)."""
+    import socket
+
+    from sd21.gateway import GatewaySettings, create_app
+
+    app = create_app(GatewaySettings("http://127.0.0.1:1", request_timeout_s=60), None)
+    with serving(app) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as raw:
+            raw.sendall(b"OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            reply = b""
+            while chunk := raw.recv(65536):
+                reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 404") and b"content-type: application/json" in head.lower(), reply
+    assert json.loads(body)["error"]["type"] == "not_found"

@@ -128,6 +128,61 @@ def test_a_draining_service_finishes_what_it_holds_and_refuses_the_rest(make_ser
     assert service.metrics.inflight._value.get() == 0 and service.metrics.queue_depth._value.get() == 0
 
 
+def test_a_drain_refuses_at_once_the_queued_work_that_cannot_finish_within_the_grace(make_service):
+    """Warm-up measures 0.1 s a step; 10-step requests take 1 s each. With a 2.5 s grace the one
+    running and the first queued fit (2 s); the two behind them are told 503 draining now,
+    instead of being cut off at the end of the grace."""
+    device = Device(seconds=0.2)
+    service = make_service(device, warmup_steps=2, drain_grace_s=2.5, queue_size=4)
+    device.seconds = 0.0
+    device.release.clear()
+    ten_steps = GenerationParams(prompt="x", steps=10)
+
+    async def scenario():
+        running = asyncio.ensure_future(service.generate(ten_steps))
+        while not device.started.is_set():
+            await asyncio.sleep(0.01)
+        queued = [asyncio.ensure_future(service.generate(ten_steps)) for _ in range(3)]
+        await asyncio.sleep(0.05)
+        service.start_drain()
+        refused = await asyncio.gather(*queued[1:], return_exceptions=True)
+        device.release.set()
+        return await running, await queued[0], refused
+
+    first, second, refused = asyncio.run(scenario())
+    assert first == second == "image"
+    assert [(r.status, r.kind, r.retry_after) for r in refused] == [(503, "draining", 1)] * 2
+    assert device.calls == 2 and errors(service, "draining") == 2
+    assert service.wait_idle(1) and service.metrics.inflight._value.get() == 0
+
+
+def test_what_is_still_held_when_the_grace_ends_is_answered_503_draining_not_left_to_a_500(make_service):
+    """The server refuses what is left at the end of the grace before it exits: otherwise
+    uvicorn cancels those requests at shutdown and writes a bare 500 (h11_impl send_500_response)."""
+    device = Device()
+    service = make_service(device, queue_size=2)
+    device.release.clear()  # the running generation outlasts the grace; should_stop ends it
+
+    async def scenario():
+        running, waiting = await occupy(service, device, queued=1)
+        service.start_drain()
+        service.refuse_held()
+        return await asyncio.gather(running, *waiting, return_exceptions=True)
+
+    answers = asyncio.run(scenario())
+    assert [(a.status, a.kind, a.retry_after) for a in answers] == [(503, "draining", 1)] * 2
+    assert device.calls == 1  # the queued one never reached the device
+    assert service.wait_idle(2) and service.health.healthy
+    assert errors(service, "draining") == 2 and errors(service, "unhealthy") == 0
+
+
+def test_the_drain_estimate_is_the_held_steps_at_the_measured_step_time(make_service):
+    device = Device(seconds=0.2)
+    service = make_service(device, warmup_steps=2, queue_size=4, drain_grace_s=30)
+    assert 0.09 <= service.step_seconds <= 0.15
+    assert service.full_queue_drain_s(steps=25) == pytest.approx(5 * 25 * service.step_seconds)
+
+
 def test_what_waits_longer_than_the_timeout_is_a_504_and_not_a_device_failure(make_service):
     device = Device()
     service = make_service(device, request_timeout_s=0.2)
@@ -285,6 +340,25 @@ def test_the_cold_start_includes_the_stage_initcontainer_report(make_service, tm
     assert 20 <= phases["stage_to_ready"] < 25
     assert 0.2 <= phases["warmup"] < 1 and 0 <= phases["load"] < 0.5
     assert service.metrics.staged_bytes._value.get() == 123456
+
+
+def test_the_stage_phase_counts_the_initcontainer_attempts_that_failed_before(make_service, tmp_path):
+    """sd21-stage's failed attempts (kubelet restarts, same volume) are part of this pod's cold start."""
+    from sd21.stage import write_report
+
+    first_try = time.time() - 60
+    write_report(tmp_path, "v1", started_at=first_try, seconds=1.0, size=0, failed=5)
+    write_report(tmp_path, "v1", started_at=time.time() - 20, seconds=12.5, size=123456)
+    phases = cold_start(make_service(Device(), model_dir=tmp_path))
+    assert phases["stage"] == 12.5 and 60 <= phases["stage_to_ready"] < 65
+
+
+def test_a_report_of_a_failed_stage_is_not_a_stage_phase(make_service, tmp_path):
+    from sd21.stage import write_report
+
+    write_report(tmp_path, "v1", started_at=time.time() - 20, seconds=3.0, size=0, failed=4)
+    service = make_service(Device(), model_dir=tmp_path)
+    assert set(cold_start(service)) == {"load", "warmup"}
 
 
 @pytest.mark.parametrize("report", [None, "not json", json.dumps({}),

@@ -129,7 +129,7 @@ def test_a_damaged_artifact_publishes_nothing_and_a_repaired_one_stages(publishe
     published.put_manifest(manifest)
     assert run(published, dest) == 4
     assert "nothing was published" in capsys.readouterr().err
-    assert sorted(p.name for p in dest.iterdir()) == [kept.name]
+    assert sorted(p.name for p in dest.iterdir()) == sorted([kept.name, STAGE_REPORT])  # the failure's report
     published.put(published.archive_key, published.archive)
     published.put_manifest(published.manifest)
     assert run(published, dest) == 0
@@ -138,7 +138,7 @@ def test_a_damaged_artifact_publishes_nothing_and_a_repaired_one_stages(publishe
 
 @pytest.mark.parametrize("change, message", [
     (lambda m: m.update(version="0000000000000000"), "is for version '0000000000000000'"),
-    (lambda m: m.pop("files"), "is corrupt (KeyError)"),
+    (lambda m: m.pop("files"), "is corrupt: its 'files' is not a list"),
     (lambda m: m["archive"].update(size="many"), "is corrupt (ValueError)"),
     (lambda m: m["archive"].update(size=1), "bytes but the manifest says 1"),
     (lambda m: m["archive"].update(size=m["archive"]["size"] + 1), "corrupt or truncated artifact"),
@@ -151,6 +151,50 @@ def test_a_manifest_that_does_not_describe_the_archive_is_refused(published, tmp
     assert run(published, tmp_path / "model") == 4
     assert message in capsys.readouterr().err
     assert not (tmp_path / "model" / published.version).exists()
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda m: m.update(files={entry["path"]: entry for entry in m["files"]}), "'files' is not a list"),
+    (lambda m: m["files"][0].pop("size"), "has no 'size'"),
+    (lambda m: m["files"][1].update(sha256=7), "'sha256' is not"),
+    (lambda m: m["files"].append("traced/unet.pt"), "is not an object"),
+    (lambda m: m["archive"].update(sha256=None), "'sha256' is not"),
+])
+def test_a_manifest_of_the_wrong_shape_is_a_bad_artifact_not_an_unreachable_s3(published, tmp_path, capsys,
+                                                                             change, message):
+    """Exit 4 (corrupt artifact: recompile), never 5 (S3 unreachable: retry), per the docstring."""
+    manifest = json.loads(json.dumps(published.manifest))
+    change(manifest)
+    published.put_manifest(manifest)
+    assert run(published, tmp_path / "model") == 4
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "model" / published.version).exists()
+
+
+def test_failed_runs_leave_a_report_and_the_stage_phase_counts_from_the_first_try(published, tmp_path):
+    """The server's cold start reads the report (sd21.service): failed attempts of the
+    initContainer (restarted by the kubelet, same emptyDir) neither erase it nor vanish from it."""
+    dest = tmp_path / "model"
+    assert run(published, dest) == 0
+    manifest = json.loads(json.dumps(published.manifest))
+    manifest["files"] = {}
+    published.put_manifest(manifest)
+    (dest / "current").unlink()
+    import shutil
+
+    shutil.rmtree(dest / published.version)
+    assert run(published, dest) == 4  # after a success: a new series of attempts
+    first = json.loads((dest / STAGE_REPORT).read_text())
+    assert first["failed"] == 4 and first["version"] == published.version and first["attempts"] == 1
+    assert first["first_started_at"] == first["started_at"] and first["bytes"] == 0
+    assert run(published, dest) == 4
+    second = json.loads((dest / STAGE_REPORT).read_text())
+    assert second["attempts"] == 2 and second["first_started_at"] == first["first_started_at"]
+    published.put_manifest(published.manifest)
+    assert run(published, dest) == 0
+    report = json.loads((dest / STAGE_REPORT).read_text())
+    assert "failed" not in report and report["attempts"] == 3 and report["bytes"] == len(published.archive)
+    assert report["first_started_at"] == first["first_started_at"] < report["started_at"]
 
 
 def test_a_manifest_that_is_not_json_is_refused(published, tmp_path, capsys):
@@ -315,7 +359,8 @@ def test_a_rename_that_fails_for_another_reason_publishes_nothing(published, tmp
     monkeypatch.setattr(stage.os, "rename", full)
     assert run(published, dest) == 1
     assert "No space left on device" in capsys.readouterr().err
-    assert list(dest.iterdir()) == []
+    assert [p.name for p in dest.iterdir()] == [STAGE_REPORT]
+    assert json.loads((dest / STAGE_REPORT).read_text())["failed"] == 1
 
 
 def test_the_download_uses_the_chunk_size_and_a_connection_for_every_worker(published, tmp_path, monkeypatch):

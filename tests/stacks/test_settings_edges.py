@@ -168,3 +168,13 @@ def test_a_context_read_from_cdk_json_text_keeps_its_meaning():
     """The same checks apply to values that come as JSON (cdk.json), not only as -c strings."""
     context = json.loads(json.dumps(cdk_app.default_context()))
     assert Settings.from_context(context) == settings_with()
+
+
+def test_the_gateways_hold_no_more_than_the_endpoint_admits_at_once():
+    """Both gateway pods hold up to coldStartHoldRequests each; maxReplicas replicas admit
+    queueSize + 1 each. Only at scale to zero, where the gateways exist."""
+    zero = {"minReplicas": 0, "acceptColdStarts": True, "maxReplicas": 4, "queueSize": 4}
+    error = refused("coldStartHoldRequests", **zero, coldStartHoldRequests=11)
+    assert "at most 10" in str(error) and "22 in all" in str(error)
+    assert settings_with(**zero, coldStartHoldRequests=10).cold_start_hold_requests == 10
+    assert settings_with(minReplicas=1, maxReplicas=4, queueSize=4, coldStartHoldRequests=11)
