@@ -1,27 +1,26 @@
 #!/usr/bin/env python3
 """CDK entry point: read the settings, build the application stacks and the release pipeline, run cdk-nag."""
-import json
 import os
 import sys
-from pathlib import Path
 
 # Node 20 is what the team's machines and CI run; jsii only warns about it.
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 import aws_cdk as cdk  # noqa: E402
 
-from stacks.application import Application, build_application, build_release  # noqa: E402
+from stacks.application import Application, build_application  # noqa: E402
 from stacks.compliance import UnacknowledgedFindings, check_compliance, fail_on_any_finding  # noqa: E402
-from stacks.settings import Settings, SettingsError  # noqa: E402
+from stacks.pipeline_stack import PipelineStack  # noqa: E402
+from stacks.settings import Settings, SettingsError, default_context  # noqa: E402,F401 - default_context: tests
 
 
-CDK_JSON = Path(__file__).with_name("cdk.json")
-
-
-def default_context() -> dict:
-    """cdk.json's context, so that `python app.py` and tests see the same
-    defaults as the CDK CLI; CLI `-c` values still take precedence."""
-    return json.loads(CDK_JSON.read_text())["context"]
+def build_release(scope: cdk.App, application: Application, prefix: str = "Sd21") -> PipelineStack:
+    """The release pipeline stack; its deploy stage builds the application stacks again."""
+    application.release = PipelineStack(
+        scope, f"{prefix}-Release", settings=application.settings,
+        description="sd21: release pipeline (CDK Pipelines, change-set approvals)",
+    )
+    return application.release
 
 
 def build(app: cdk.App) -> Application:

@@ -19,8 +19,9 @@ class Application:
     network: NetworkStack
     cluster: ClusterStack
     workload: WorkloadStack
-    # The release pipeline stack (stacks.pipeline_stack.PipelineStack), set by
-    # build_release; not one of `stacks`: it deploys them, in its own stage.
+    # The release pipeline stack (stacks.pipeline_stack.PipelineStack), set by app.py's
+    # build_release; not one of `stacks`: it deploys them, in its own stage (which builds
+    # an Application of its own, so this module may not import the pipeline).
     release: Any = None
 
     @property
@@ -41,14 +42,3 @@ def build_application(scope: Construct, settings: Settings, prefix: str = "Sd21"
     # The inf2 NodePool, my-scheduler and the load balancer controller come first.
     workload.add_stack_dependency(cluster)
     return Application(settings=settings, storage=storage, network=network, cluster=cluster, workload=workload)
-
-
-def build_release(scope: Construct, application: Application, prefix: str = "Sd21"):
-    """The release pipeline stack; its deploy stage calls build_application again."""
-    from stacks.pipeline_stack import PipelineStack  # imports this module
-
-    application.release = PipelineStack(
-        scope, f"{prefix}-Release", settings=application.settings,
-        description="sd21: release pipeline (CDK Pipelines, change-set approvals)",
-    )
-    return application.release

@@ -11,6 +11,7 @@ import ipaddress
 import json
 import re
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 # Kubernetes versions this app can build: EKS supports them today, aws-cdk-lib
@@ -60,6 +61,15 @@ ADDONS = ("vpc-cni", "coredns", "kube-proxy", "eks-pod-identity-agent", "eks-nod
 RETIRED = {
     "prometheusAdapterChartVersion": "KEDA scales the endpoint in both modes, prometheus-adapter is not installed",
 }
+
+
+CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
+
+
+def default_context() -> dict:
+    """cdk.json's context, so that `python app.py`, the tools and the tests see the same
+    defaults as the CDK CLI; CLI `-c` values still take precedence."""
+    return json.loads(CDK_JSON.read_text())["context"]
 
 
 class SettingsError(ValueError):

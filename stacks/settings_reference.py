@@ -30,7 +30,7 @@ def reference_lines(context: dict) -> list[str]:
 
 
 def main() -> int:
-    from app import default_context
+    from stacks.settings import default_context
 
     print("\n".join(reference_lines(default_context())))
     return 0

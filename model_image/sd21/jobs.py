@@ -227,7 +227,7 @@ class JobWorker:
 
     async def handle(self, message: dict) -> None:
         from .pipeline import GenerationParams
-        from .server import png_bytes
+        from .images import png_bytes
         from .service import Rejected
 
         job_id = json.loads(message["Body"])["id"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import io
 import os
 import random
 import threading
@@ -23,6 +22,7 @@ from . import metric_names as names
 from .cloudwatch import Mapping, from_env as cloudwatch_from_env
 from .errors import allowed_methods, describe_validation as _describe_validation, error_response as _error
 from .health import EXIT_UNHEALTHY, HealthSettings
+from .images import png_bytes
 from .request_checks import HTTP_ERROR_TYPES, TOO_LARGE, BodyLimit, model_refusal, too_large as _too_large
 from .service import GenerationService, Rejected, ServiceSettings
 from .slow_clients import BODY_TIMEOUT_S, HEAD_TIMEOUT_S, slow_client_protocol
@@ -41,12 +41,6 @@ CLOUDWATCH_METRICS = [
             dimension=names.CLOUDWATCH_PHASE_DIMENSION),
 ]
 UI_PATH = "/ui"
-
-
-def png_bytes(image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=1)  # speed over size: PNGs of 512x512 are small anyway
-    return buffer.getvalue()
 
 
 def create_app(service: Optional[GenerationService] = None, with_ui: bool = True, jobs=None) -> FastAPI:

@@ -48,7 +48,7 @@ def cost_lines(settings) -> list[str]:
 
 
 def main() -> int:
-    from app import default_context
+    from stacks.settings import default_context
     from stacks.settings import Settings, SettingsError
 
     try:

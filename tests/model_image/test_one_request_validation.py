@@ -141,7 +141,6 @@ def _post_streamed(app, path: str, chunk: bytes, chunks: int) -> tuple[int, int]
     pulled, answer = 0, {}
 
     async def run():
-        nonlocal pulled
         done = asyncio.Event()
 
         async def receive():

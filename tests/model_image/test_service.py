@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
