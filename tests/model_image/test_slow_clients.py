@@ -3,6 +3,7 @@ that never complete and connections that say nothing are closed within the read 
 (SD21_HEAD_TIMEOUT_S, SD21_BODY_TIMEOUT_S), and the server keeps serving meanwhile."""
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import sys
@@ -19,17 +20,13 @@ GIVE_UP_S = 20  # the whole flood, bounded
 HEAD = b"POST /v1/images/generations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
 
 
-@pytest.fixture(scope="module")
-def server(s3_env, staged_dir, artifact_version):
-    port = free_port()
-    env = subprocess_env(s3_env) | {"SD21_BACKEND": "cpu", "SD21_MODEL_DIR": str(staged_dir),
-                                    "SD21_MODEL_VERSION": artifact_version, "SD21_PORT": str(port),
-                                    "SD21_HOST": "127.0.0.1", "SD21_UI": "0", "SD21_HEAD_TIMEOUT_S": str(HEAD_S),
-                                    "SD21_BODY_TIMEOUT_S": str(BODY_S)}
-    process = subprocess.Popen([sys.executable, "-m", "sd21.server"], env=env,
+@contextlib.contextmanager
+def running(module: str, env: dict, ready_path: str, port: int):
+    """`python -m module` with env until the block ends, once it answers ready_path."""
+    process = subprocess.Popen([sys.executable, "-m", module], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        wait_for(f"http://127.0.0.1:{port}/ready", timeout=90)
+        wait_for(f"http://127.0.0.1:{port}{ready_path}", timeout=90)
         yield port
     finally:
         process.terminate()
@@ -38,6 +35,19 @@ def server(s3_env, staged_dir, artifact_version):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+BOUNDS_ENV = {"SD21_HOST": "127.0.0.1", "SD21_HEAD_TIMEOUT_S": str(HEAD_S), "SD21_BODY_TIMEOUT_S": str(BODY_S)}
+
+
+@pytest.fixture(scope="module")
+def server(s3_env, staged_dir, artifact_version):
+    port = free_port()
+    env = subprocess_env(s3_env) | BOUNDS_ENV | {
+        "SD21_BACKEND": "cpu", "SD21_MODEL_DIR": str(staged_dir), "SD21_MODEL_VERSION": artifact_version,
+        "SD21_PORT": str(port), "SD21_UI": "0"}
+    with running("sd21.server", env, "/ready", port):
+        yield port
 
 
 class Slow:
@@ -142,18 +152,12 @@ def test_a_client_that_sends_in_time_is_not_cut_off(server):
 @pytest.fixture(scope="module")
 def gateway():
     """sd21-gateway in front of a Service with no ready replica (a port nobody listens on)."""
-    port, metrics = free_port(), free_port()
-    env = subprocess_env({}) | {"SD21_UPSTREAM": f"http://127.0.0.1:{free_port()}", "SD21_PORT": str(port),
-                                "SD21_METRICS_PORT": str(metrics), "SD21_HOST": "127.0.0.1",
-                                "SD21_HEAD_TIMEOUT_S": str(HEAD_S), "SD21_BODY_TIMEOUT_S": str(BODY_S)}
-    process = subprocess.Popen([sys.executable, "-m", "sd21.gateway"], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        wait_for(f"http://127.0.0.1:{port}/health", timeout=60)
+    port = free_port()
+    env = subprocess_env({}) | BOUNDS_ENV | {
+        "SD21_UPSTREAM": f"http://127.0.0.1:{free_port()}", "SD21_PORT": str(port),
+        "SD21_METRICS_PORT": str(free_port())}
+    with running("sd21.gateway", env, "/health", port):
         yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def test_the_gateway_closes_slow_connections_within_the_same_bounds(gateway):
