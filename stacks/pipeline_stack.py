@@ -19,7 +19,7 @@ from stacks.release.commands import INSTALL_COMMANDS, SYNTH_COMMANDS, SYNTH_IMAG
 from stacks.release.deploy_stage import DeployStage
 from stacks.release.image_build import ImageTarget, image_build_step
 from stacks.release.notifications import ApprovalNotifications
-from stacks.release.preflight_step import preflight_step
+from stacks.release.preflight_step import preflight_step, weights_statements
 from stacks.release.review import approval_step, diff_step
 from stacks.release.template_fixes import deployment_role_arns_as_sub, pin_security_check_cli
 from stacks.settings import Settings
@@ -96,7 +96,8 @@ class PipelineStack(Stack):
         self._allow_codeconnections(settings)
         pin_security_check_cli(self.pipeline, CDK_CLI_VERSION)
         deployment_role_arns_as_sub(self.pipeline.pipeline)
-        acknowledge_release(self.pipeline, self.artifacts, self.image_build, self.image, self.preflight)
+        acknowledge_release(self.pipeline, self.artifacts, self.image_build, self.image, self.preflight,
+                            weights_statements(settings))
         acknowledge_reviews(self.diff_steps)
 
     def _review_then_deploy(self, stack: Stack, topic) -> pipelines.StackSteps:

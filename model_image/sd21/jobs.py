@@ -65,6 +65,17 @@ class JobsSettings:
         return settings
 
 
+def presigning_s3_client():
+    """An S3 client whose presigned URLs carry Signature Version 4: boto3 1.44.8's default S3
+    client presigns with the old AWSAccessKeyId/Signature/Expires form (seen here), which S3
+    refuses for buckets created since 2020-06-24 (AWS re:Post, "Amazon S3 SigV2 deprecation";
+    not checked against AWS from here)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("s3", config=Config(signature_version="s3v4"))
+
+
 def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
@@ -73,10 +84,8 @@ class JobStore:
     """Requests, status and results under jobs/<id>/ in the bucket."""
 
     def __init__(self, settings: JobsSettings, s3=None):
-        import boto3
-
         self.settings = settings
-        self.s3 = s3 or boto3.client("s3")
+        self.s3 = s3 or presigning_s3_client()
 
     def key(self, job_id: str, name: str) -> str:
         return f"{PREFIX}{job_id}/{name}"

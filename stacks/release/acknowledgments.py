@@ -26,7 +26,7 @@ def _child(scope: IConstruct, *path: str) -> IConstruct:
 
 def acknowledge_release(pipeline: pipelines.CodePipeline, artifacts: ArtifactStore,
                         image_build: pipelines.CodeBuildStep, image: ImageTarget,
-                        preflight: pipelines.CodeBuildStep) -> None:
+                        preflight: pipelines.CodeBuildStep, preflight_weights_statements=()) -> None:
     bucket = logical_id(artifacts.bucket)
     acknowledge_all(
         pipeline,
@@ -61,6 +61,12 @@ def acknowledge_release(pipeline: pipelines.CodePipeline, artifacts: ArtifactSto
         "servicequotas:GetServiceQuota, lambda:GetAccountSettings) have no resource-level permissions; "
         "they change nothing.",
     )
+    for statement in preflight_weights_statements:
+        for resource in statement.resources:
+            if resource.endswith("/*"):
+                acknowledge(preflight.project, f"{IAM5}[Resource::{resource}]",
+                            "s3:GetObject under the weights mirror's own prefix (weightsSource): the preflight "
+                            "reads the mirror's manifest, whose key it learns only from the mirror.")
     acknowledge(
         preflight.project,
         f"{IAM5}[Resource::arn:<AWS::Partition>:ssm:<AWS::Region>::parameter/aws/service/eks/optimized-ami/*]",

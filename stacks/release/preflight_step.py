@@ -29,12 +29,16 @@ def preflight_statements(settings: Settings) -> list[iam.PolicyStatement]:
         # The account's Lambda concurrency: an account-level read, no resource to name.
         iam.PolicyStatement(actions=["lambda:GetAccountSettings"], resources=["*"]),
     ]
-    if settings.weights_source.startswith("s3://"):
-        bucket, _, prefix = settings.weights_source.removeprefix("s3://").partition("/")
-        statements.append(iam.PolicyStatement(actions=["s3:GetObject"],
-                                              resources=[f"arn:aws:s3:::{bucket}/{prefix.rstrip('/')}/*"]))
-        statements.append(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[f"arn:aws:s3:::{bucket}"]))
-    return statements
+    return statements + weights_statements(settings)
+
+
+def weights_statements(settings: Settings) -> list[iam.PolicyStatement]:
+    """Reading an S3 weights mirror's manifest (none with weightsSource hub)."""
+    if not settings.weights_source.startswith("s3://"):
+        return []
+    bucket, _, prefix = settings.weights_source.removeprefix("s3://").partition("/")
+    return [iam.PolicyStatement(actions=["s3:GetObject"], resources=[f"arn:aws:s3:::{bucket}/{prefix.rstrip('/')}/*"]),
+            iam.PolicyStatement(actions=["s3:ListBucket"], resources=[f"arn:aws:s3:::{bucket}"])]
 
 
 def preflight_step(settings: Settings, source: pipelines.IFileSetProducer,

@@ -156,3 +156,18 @@ def test_a_job_dead_lettered_after_an_unhealthy_device_is_announced_with_that_er
     assert store.describe(job_id) | {"updated": None} == {
         "id": job_id, "status": "failed", "created": store.request(job_id)["created"], "updated": None,
         "seed": 0, "attempt": 1, "error": expected}
+
+
+def test_a_result_url_is_signed_with_signature_version_4_and_lives_as_the_setting_says(monkeypatch):
+    """A presigned URL of the old form (AWSAccessKeyId/Signature/Expires) is refused by buckets
+    made since mid-2020; the link lives jobUrlExpiresSeconds. No request is sent: signing is local."""
+    from urllib.parse import parse_qs, urlparse
+
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    store = JobStore(JobsSettings("https://sqs/jobs", None, None, BUCKET, url_expires_s=900))
+    query = parse_qs(urlparse(store.image_url("0" * 32)).query)
+    assert query["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"] and query["X-Amz-Expires"] == ["900"]
+    assert "Signature" not in query and "AWSAccessKeyId" not in query

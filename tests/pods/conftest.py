@@ -13,6 +13,7 @@ from k8s_charts import rendering
 from tests.conftest import job_resources
 from tests.pods.cluster import env_of
 from sd21.localstack import free_port
+from tests.pods.iam import RoleProxies
 from tests.pods.kubelet import Adaptations, Pod, bubblewrap_available, find_container, pod_spec
 
 # CI must run these: a missing bwrap fails there instead of skipping.
@@ -54,13 +55,78 @@ def session_jobs(s3_env) -> dict[str, str]:
     return job_resources("sd21-session-jobs")
 
 
+# --- each pod's role, as synthesized, enforced in front of the loopback AWS (iam.py) ---------
+
+_ENFORCERS: list[RoleProxies] = []
+
+
+def _enforce(outdir, s3_env) -> RoleProxies:
+    roles = RoleProxies(outdir, s3_env["AWS_ENDPOINT_URL_S3"], s3_env["AWS_DEFAULT_REGION"])
+    _ENFORCERS.append(roles)
+    return roles
+
+
+@pytest.fixture(autouse=True)
+def no_harness_problems():
+    """A request the proxy could not decide (unmapped, unresolvable token, unknown operator) fails
+    the test that made it, even when the pod swallowed the 500."""
+    yield
+    problems = [problem for roles in _ENFORCERS for problem in roles.problems]
+    denials = sorted({denial for roles in _ENFORCERS for denial in roles.denials})
+    for roles in _ENFORCERS:
+        roles.problems.clear()
+        roles.denials.clear()
+    if denials:  # shown with -s or on failure: where a pod met its role's limits
+        print("\nIAM denied: " + "; ".join(denials))
+    assert not problems, "the IAM harness could not decide:\n" + "\n".join(problems)
+
+
 @pytest.fixture(scope="session")
-def adapt(s3_env, session_jobs):
-    """adapt(**changes) -> the harness's adaptations for this test session's loopback S3 (and SQS, SNS)."""
+def roles(synthesized, s3_env):
+    """The default app's roles (minReplicas >= 1)."""
+    enforcer = _enforce(synthesized.outdir, s3_env)
+    yield enforcer
+    enforcer.close()
+
+
+@pytest.fixture(scope="session")
+def zero_roles(zero, s3_env):
+    """The scale-to-zero app's roles (the gateway's among them)."""
+    enforcer = _enforce(zero.outdir, s3_env)
+    yield enforcer
+    enforcer.close()
+
+
+@pytest.fixture(scope="session")
+def mirror_roles(weights_mirror, s3_env, tmp_path_factory):
+    """The roles of the app deployed with `weightsSource` = the test mirror: the compile role may read
+    the mirror only then (stacks/model_storage/access.py), and the harness gives the Job that source."""
+    import aws_cdk as cdk
+
+    import app as cdk_app
+    from stacks.application import build_application
+    from stacks.settings import Settings
+
+    # The application stacks only: the roles live there (cdk-nag is the default synth's business).
+    outdir = tmp_path_factory.mktemp("cdk.out.mirror")
+    context = {**cdk_app.default_context(), "weightsSource": weights_mirror.rstrip("/")}
+    app = cdk.App(context=context, outdir=str(outdir))
+    build_application(app, Settings.from_context(context))
+    app.synth()
+    enforcer = _enforce(outdir, s3_env)
+    yield enforcer
+    enforcer.close()
+
+
+@pytest.fixture(scope="session")
+def adapt(s3_env, session_jobs, roles):
+    """adapt(**changes) -> the harness's adaptations for this test session's loopback S3 (and SQS, SNS),
+    each pod answered as its synthesized role would be (pass roles=... for another synthesized app)."""
     from tests.conftest import TEST_BUCKET
 
     def make(**changes) -> Adaptations:
-        return Adaptations(**{"s3_env": s3_env, "bucket": TEST_BUCKET, "jobs": session_jobs, **changes})
+        return Adaptations(**{"s3_env": s3_env, "bucket": TEST_BUCKET, "jobs": session_jobs, "roles": roles,
+                              **changes})
 
     return make
 
@@ -102,9 +168,9 @@ def cpu_version(compile_pod_spec, adapt, pods_root) -> str:
 
 
 @pytest.fixture(scope="session")
-def compiled(compile_pod_spec, adapt, weights_mirror, cpu_version, pods_root, s3_client) -> str:
+def compiled(compile_pod_spec, adapt, weights_mirror, mirror_roles, cpu_version, pods_root, s3_client) -> str:
     pod = Pod(compile_pod_spec, pods_root)
-    result = pod.container("compile", adapt(weights_source=weights_mirror,
+    result = pod.container("compile", adapt(weights_source=weights_mirror, roles=mirror_roles,
                                             extra_env={"SD21_MODEL_VERSION": cpu_version})).run(timeout=600)
     assert result.returncode == 0, result.output
     assert "committed" in result.output
@@ -126,7 +192,7 @@ def staged(inference_pod, compiled, adapt) -> str:
 
 
 @pytest.fixture
-def gateway_before(zero, adapt, pods_root):
+def gateway_before(zero, zero_roles, adapt, pods_root):
     """The scale-to-zero gateway from its spec. The inference Service's DNS name resolves to the
     given loopback URL (the adaptation), so it reaches it only if its env names that very Service."""
     objects = zero.objects
@@ -134,14 +200,14 @@ def gateway_before(zero, adapt, pods_root):
     (upstream,) = [o for o in objects if o["kind"] == "Service" and o["metadata"]["name"] == "sd21-inference"]
     started = []
 
-    def start(upstream_url: str, extra_env: dict | None = None, jobs: dict | None = None):
+    def start(upstream_url: str, extra_env: dict | None = None, jobs: dict | None = None, roles=None):
         meta, port = upstream["metadata"], upstream["spec"]["ports"][0]["port"]
         pod = Pod(pod_spec(gateway), pods_root)
         spec = find_container(pod.spec, "gateway")
         container = pod.container("gateway", adapt(
             ports={p["containerPort"]: free_port() for p in spec["ports"]},
             hosts={f"http://{meta['name']}.{meta['namespace']}.svc:{port}": upstream_url}, extra_env=extra_env or {},
-            **({"jobs": jobs} if jobs else {})))
+            roles=roles or zero_roles, **({"jobs": jobs} if jobs else {})))
         container.start()
         started.append((container, pod))
         container.wait_http("readinessProbe", timeout=60)

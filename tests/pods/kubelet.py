@@ -30,7 +30,10 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import TYPE_CHECKING, Mapping, Optional
+
+if TYPE_CHECKING:
+    from tests.pods.iam import RoleProxies
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL_IMAGE = ROOT / "model_image"
@@ -95,8 +98,9 @@ class Adaptations:
     hosts: dict[str, str] = field(default_factory=dict)       # in-cluster URL -> loopback URL
     extra_env: dict[str, str] = field(default_factory=dict)   # e.g. the version for the cpu backend
     jobs: dict[str, str] = field(default_factory=dict)        # replaces the job queue/topic (CloudFormation tokens)
+    roles: Optional["RoleProxies"] = None           # the pod's role enforced in front of S3/SQS/SNS/CloudWatch (iam.py)
 
-    def env(self, env: Mapping[str, str]) -> dict[str, str]:
+    def env(self, env: Mapping[str, str], pod: Optional[dict] = None) -> dict[str, str]:
         env = dict(env)
         if self.backend and "SD21_BACKEND" in env:
             env["SD21_BACKEND"] = self.backend
@@ -117,10 +121,23 @@ class Adaptations:
                 value = str(self.ports[int(value)])
             env[name] = value
         env.update(self.s3_env)
+        env.update(self._role_endpoints(pod))
         env.update(self.extra_env)
         # OpenBLAS needs these on some of our CPUs (the machine sets them for every process).
         env.update({k: v for k, v in os.environ.items() if k.startswith("OPENBLAS_")})
         return env
+
+    def _role_endpoints(self, pod: Optional[dict]) -> dict[str, str]:
+        """The pod's AWS endpoints become its role's proxy; an endpoint a test set itself (an
+        unreachable one) is kept. The proxy learns the test's resources from what is substituted."""
+        if self.roles is None:
+            return {}
+        if pod is None:
+            raise AssertionError("enforcing a role needs the pod spec (its serviceAccountName)")
+        from tests.pods.iam import ENDPOINT_NAMES
+
+        url = self.roles.endpoint(pod, {"SD21_BUCKET": self.bucket, **self.jobs})
+        return {name: url for name in ENDPOINT_NAMES if self.s3_env.get(name) == self.roles.upstream}
 
     def port(self, container_port: int) -> int:
         return self.ports.get(container_port, container_port)
@@ -191,7 +208,7 @@ class Container:
             declared[item["name"]] = item["value"]
         env = {"PATH": f"{Path(sys.executable).parent}:{SYSTEM_PATH}", "HOME": "/",
                **self.image.env, **declared}
-        env = self.adaptations.env(env)
+        env = self.adaptations.env(env, self.pod.spec)
         unresolved = {k: v for k, v in env.items() if UNRESOLVED.search(v)}
         if unresolved:
             raise AssertionError(f"{self.name}: env still holds deploy-time tokens after adaptation: {unresolved}")

@@ -398,3 +398,23 @@ def test_preflight_requirements_are_pinned_like_the_rest():
     preflight = pins("requirements-preflight.txt")
     elsewhere = {**pins("requirements.txt"), **pins("model_image/requirements.txt")}
     assert preflight and all(elsewhere[name] == version for name, version in preflight.items())
+
+
+def test_a_release_reading_an_s3_weights_mirror_synthesizes_with_every_finding_acknowledged(tmp_path):
+    """weightsSource s3://... (the production setup) gives the Preflight step a read of the
+    mirror's prefix; cdk-nag's IAM5 on that wildcard stopped synth until it was acknowledged."""
+    import aws_cdk as cdk
+
+    import app as cdk_app
+    from stacks.compliance import fail_on_any_finding
+
+    app = cdk.App(context={**cdk_app.default_context(), "weightsSource": "s3://weights-mirror-example/sd21/"},
+                  outdir=str(tmp_path))
+    application = cdk_app.build(app)
+    app.synth()
+    fail_on_any_finding(str(tmp_path))
+    template = json.loads((tmp_path / application.release.template_file).read_text())
+    granted = [s for r in template["Resources"].values() if r["Type"] == "AWS::IAM::Policy"
+               for s in r["Properties"]["PolicyDocument"]["Statement"]
+               if s.get("Resource") == "arn:aws:s3:::weights-mirror-example/sd21/*"]
+    assert [s["Action"] for s in granted] == ["s3:GetObject"]
