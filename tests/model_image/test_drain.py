@@ -31,15 +31,20 @@ def wait_in_flight(url: str, count: int) -> None:
         time.sleep(0.02)
 
 
+def post_in_flight(pool, url: str, body: dict, count: int) -> list:
+    """`count` generations sent at once; returns once the server has them all in flight."""
+    futures = [pool.submit(httpx.post, url + "/v1/images/generations", json=body, timeout=120) for _ in range(count)]
+    wait_in_flight(url, count)
+    return futures
+
+
 def test_sigterm_drains_in_flight_requests(s3_env, staged_dir, artifact_version):
     process, url = start_server(s3_env, staged_dir, artifact_version, grace_s=60)
     try:
         wait_for(url + "/ready", timeout=90)
         body = {"prompt": "drain", "steps": 4, "seed": 5, "response_format": "png"}
         with concurrent.futures.ThreadPoolExecutor(3) as pool:
-            futures = [pool.submit(httpx.post, url + "/v1/images/generations", json=body, timeout=120)
-                       for _ in range(3)]
-            wait_in_flight(url, 3)
+            futures = post_in_flight(pool, url, body, 3)
             process.send_signal(signal.SIGTERM)
             ready = httpx.get(url + "/ready", timeout=5)
             assert ready.status_code == 503 and ready.json()["error"]["type"] == "draining"
@@ -65,9 +70,7 @@ def test_work_that_cannot_finish_within_the_grace_is_told_503_draining_never_500
         wait_for(url + "/ready", timeout=90)
         body = {"prompt": "drain", "steps": 100, "seed": 5, "response_format": "png"}
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
-            futures = [pool.submit(httpx.post, url + "/v1/images/generations", json=body, timeout=120)
-                       for _ in range(4)]
-            wait_in_flight(url, 4)
+            futures = post_in_flight(pool, url, body, 4)
             process.send_signal(signal.SIGTERM)
             results = [future.result() for future in futures]
         codes = [r.status_code for r in results]
