@@ -50,10 +50,11 @@ class ModelImageRepository(Construct):
             image_tag_mutability=ecr.TagMutability.IMMUTABLE,
             encryption=ecr.RepositoryEncryption.AES_256,
             lifecycle_rules=[
-                # First: "an image that matches the tagging requirements of a rule cannot be
-                # expired by a rule with a lower priority" (ECR user guide, lifecycle policy
-                # evaluation rules), so the compile images of recent versions stay whatever
-                # the releases after them push.
+                # First: "an image that matches the tagging requirements of a higher priority
+                # rule cannot be expired by a rule with a lower priority" (ECR's lifecycle rule
+                # behaviours, as quoted in pulumi/awsx LifecyclePolicyRule's docs; AWS's own page
+                # not read here), so the compile images of recent versions stay whatever the
+                # releases after them push.
                 ecr.LifecycleRule(
                     rule_priority=1,
                     description=f"keep the compile images of the last {settings.ecr_images_kept} model versions",
