@@ -72,6 +72,17 @@ def default_context() -> dict:
     return json.loads(CDK_JSON.read_text())["context"]
 
 
+def key_value_pairs(items: list[str], what: str) -> dict[str, str]:
+    """Command-line `KEY=VALUE` items (`-c` overrides, as `cdk synth` takes them); ValueError names a bad one."""
+    pairs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{what} {item!r} is not KEY=VALUE")
+        pairs[key] = value
+    return pairs
+
+
 class SettingsError(ValueError):
     """An invalid setting; the message names it and says what is allowed."""
 

@@ -23,7 +23,6 @@ from pathlib import Path
 
 CHECKS = ("capacity", "quota", "connection", "ami", "lambda", "artifacts", "weights")
 ROOT = Path(__file__).resolve().parents[2]
-CDK_JSON = ROOT / "cdk.json"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -39,13 +38,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def _pairs(items: list[str], what: str) -> dict[str, str]:
-    pairs = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"error: {what} {item!r} is not KEY=VALUE")
-        pairs[key] = value
-    return pairs
+    from stacks.settings import key_value_pairs
+
+    try:
+        return key_value_pairs(items, what)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
 
 
 def synthesize(overrides: dict[str, str], outdir: Path) -> str:
@@ -102,10 +100,10 @@ def run(args: argparse.Namespace) -> int:
 
     from stacks.preflight import checks
     from stacks.preflight.registries import Registries
-    from stacks.settings import Settings, SettingsError
+    from stacks.settings import Settings, SettingsError, default_context
 
     overrides = _pairs(args.context, "-c")
-    context = {**json.loads(CDK_JSON.read_text())["context"], **overrides}
+    context = {**default_context(), **overrides}
     try:
         settings = Settings.from_context(context)
     except SettingsError as error:

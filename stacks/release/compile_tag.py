@@ -4,32 +4,21 @@ hand; the pipeline's image build gives the tag itself (stacks/release/commands.p
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
-
-CDK_JSON = Path(__file__).resolve().parents[2] / "cdk.json"
 
 
 def main(argv: list[str] | None = None) -> int:
     from k8s_charts.workload.spec import compile_inputs
     from sd21.artifact import artifact_version
     from stacks.model_storage.repository import compile_tag
-    from stacks.settings import Settings, SettingsError
+    from stacks.settings import Settings, default_context, key_value_pairs
 
     parser = argparse.ArgumentParser(prog="python -m stacks.release.compile_tag", description=__doc__.split("\n")[0])
     parser.add_argument("-c", "--context", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
-    overrides = {}
-    for item in args.context:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            print(f"error: -c {item!r} is not KEY=VALUE", file=sys.stderr)
-            return 2
-        overrides[key] = value
     try:
-        settings = Settings.from_context({**json.loads(CDK_JSON.read_text())["context"], **overrides})
-    except SettingsError as error:
+        settings = Settings.from_context({**default_context(), **key_value_pairs(args.context, "-c")})
+    except ValueError as error:  # SettingsError included
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(compile_tag(artifact_version(compile_inputs(settings))))
