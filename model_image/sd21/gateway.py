@@ -35,7 +35,7 @@ from starlette.routing import Route
 
 from .env import env_default, env_float, env_int, progress
 from .errors import allowed_methods, error_response as _error
-from .headers import MAX_BODY_BYTES, REFUSED_HEADER  # noqa: F401 - MAX_BODY_BYTES: the tests read the limit here
+from .headers import REFUSED_HEADER
 from .slow_clients import BODY_TIMEOUT_S, HEAD_TIMEOUT_S, slow_client_protocol
 from .request_checks import GENERATIONS_PATH, HTTP_ERROR_TYPES, BodyLimit, Refused, read_generation
 from .metric_names import (

@@ -399,7 +399,7 @@ def _generation_of(size: int) -> bytes:
 def test_a_body_declared_too_large_is_refused_without_reading_it():
     from starlette.testclient import TestClient
 
-    from sd21.gateway import MAX_BODY_BYTES
+    from sd21.headers import MAX_BODY_BYTES
 
     seen = []
     app = _holding_gateway(lambda request: seen.append(request) or _answer(200)())
@@ -519,7 +519,7 @@ def test_a_streamed_body_too_large_is_refused_as_it_arrives():
     """No Content-Length (chunked): the limit is counted while reading."""
     from starlette.testclient import TestClient
 
-    from sd21.gateway import MAX_BODY_BYTES
+    from sd21.headers import MAX_BODY_BYTES
 
     def chunks(size: int):
         body = _generation_of(size)
@@ -541,7 +541,8 @@ def test_a_declared_length_over_the_limit_is_answered_without_waiting_for_the_bo
 
     from prometheus_client import CollectorRegistry
 
-    from sd21.gateway import MAX_BODY_BYTES, GatewaySettings, create_app
+    from sd21.gateway import GatewaySettings, create_app
+    from sd21.headers import MAX_BODY_BYTES
 
     app = create_app(GatewaySettings("http://127.0.0.1:1", request_timeout_s=60), CollectorRegistry())
     with serving(app) as url:
