@@ -69,7 +69,8 @@ def _build_and_push(dockerfile: str, suffix: str) -> str:
 # The first release of a model version also tags its model image COMPILE_TAG
 # (`compile-<version>`, stacks/model_storage/repository.py), inside ECR: the documented
 # retag is batch-get-image of the manifest, then put-image of it under the new tag (ECR
-# user guide, "Retagging an image"). Later releases of the version find the tag and keep
+# user guide, "Retagging an image in Amazon ECR", image-retag.html, for Docker Image
+# Manifest V2 Schema 2 images, what `docker build` pushes). Later releases of the version find the tag and keep
 # it, so the compile Job's manifest does not change (k8s_charts/workload/compile_job.py).
 TAG_COMPILE_IMAGE = (
     'if aws ecr describe-images --repository-name "$REPOSITORY_NAME" --image-ids imageTag="$COMPILE_TAG" >/dev/null 2>&1; then'
