@@ -50,7 +50,7 @@ test-tools:
 
 # Every Kubernetes object the app deploys, as YAML files in one folder.
 manifests: synth
-	$(PY) -m k8s_charts.rendering cdk.out dist/manifests
+	$(PY) -m tools.rendering cdk.out dist/manifests
 
 # Regenerate the typed Karpenter classes from the vendored CRDs.
 imports: setup
@@ -62,7 +62,7 @@ imports: setup
 
 # Try the real server (API + web UI) on CPU with a tiny random pipeline: no weights needed.
 demo: setup
-	$(PY) -m sd21.demo
+	$(PY) -m tools.dev.demo
 
 # Mirror the pinned weights once into S3 (the production weightsSource), with a sha256
 # manifest that the compile Job verifies: make mirror-weights DEST=s3://<model bucket>/weights/
@@ -74,12 +74,12 @@ mirror-weights: setup
 # credentials): inf2 offered, Inf quota, source connection, the node AMI, Lambda
 # concurrency, the images and charts the synthesized app pulls, weights.
 preflight: setup
-	$(PY) -m stacks.preflight $(PREFLIGHT_ARGS)
+	$(PY) -m tools.preflight $(PREFLIGHT_ARGS)
 
 # The tag the compile Job runs for these settings (compile-<model version>), for a sandbox
 # that pushes its images by hand: make compile-tag CONTEXT="-c key=value ...".
 compile-tag: setup
-	@$(PY) -m stacks.release.compile_tag $(CONTEXT)
+	@$(PY) -m tools.compile_tag $(CONTEXT)
 
 # The cuda backend on a GPU machine (not in CI): tiny weights compile -> stage -> serve on
 # the GPU, compared with cpu; an SD2.1-base-shaped UNet's step latency. Prints figures.
@@ -95,7 +95,7 @@ mutants: setup
 
 # Print the benchmark figures (not tests).
 bench: setup
-	$(PY) -m sd21.bench
+	$(PY) -m tools.dev.bench
 
 clean:
 	rm -rf cdk.out dist

@@ -10,7 +10,7 @@ import aws_cdk as cdk  # noqa: E402
 
 from stacks.application import Application, build_application  # noqa: E402
 from stacks.compliance import UnacknowledgedFindings, check_compliance, fail_on_any_finding  # noqa: E402
-from stacks.pipeline_stack import PipelineStack  # noqa: E402
+from stacks.release.stack import PipelineStack  # noqa: E402
 from stacks.settings import Settings, SettingsError, default_context  # noqa: E402,F401 - default_context: tests
 
 

@@ -107,7 +107,7 @@ def taint_effect(effect: str) -> kplus.TaintEffect:
 
 
 def tolerate(scheduling: kplus.PodScheduling, taint) -> None:
-    """Tolerate a taint (a k8s_charts.neuron.hardware.Taint) whatever its value."""
+    """Tolerate a taint (a stacks.cluster.neuron.hardware.Taint) whatever its value."""
     scheduling.tolerate(kplus.Node.tainted(kplus.NodeTaintQuery.exists(taint.key, effect=taint_effect(taint.effect))))
 
 

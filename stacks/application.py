@@ -5,11 +5,11 @@ from typing import Any
 
 from constructs import Construct
 
-from stacks.cluster_stack import ClusterStack
-from stacks.network_stack import NetworkStack
+from stacks.cluster.stack import ClusterStack
+from stacks.network.stack import NetworkStack
 from stacks.settings import Settings
-from stacks.storage_stack import StorageStack
-from stacks.workload_stack import WorkloadStack
+from stacks.storage.stack import StorageStack
+from stacks.workload.stack import WorkloadStack
 
 
 @dataclass
@@ -19,7 +19,7 @@ class Application:
     network: NetworkStack
     cluster: ClusterStack
     workload: WorkloadStack
-    # The release pipeline stack (stacks.pipeline_stack.PipelineStack), set by app.py's
+    # The release pipeline stack (stacks.release.stack.PipelineStack), set by app.py's
     # build_release; not one of `stacks`: it deploys them, in its own stage (which builds
     # an Application of its own, so this module may not import the pipeline).
     release: Any = None

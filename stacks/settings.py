@@ -270,7 +270,7 @@ class Settings:
         together must fit what maxReplicas replicas admit at once, or some wait for nothing."""
         if not self.scales_to_zero:
             return
-        from k8s_charts.workload.sizing import GATEWAY_REPLICAS
+        from stacks.workload.serving.sizing import GATEWAY_REPLICAS
 
         admitted = self.max_replicas * (self.queue_size + 1)
         held = GATEWAY_REPLICAS * self.cold_start_hold_requests
@@ -313,9 +313,9 @@ def covers_everything(cidrs) -> bool:
 
 def workload_nodes():
     """The inf2 sizes Karpenter launches for the compile Job and for one serving pod,
-    from what those pods request (k8s_charts/workload/sizing.py)."""
-    from k8s_charts.neuron.hardware import smallest_inf2_for
-    from k8s_charts.workload import sizing
+    from what those pods request (stacks/workload/serving/sizing.py)."""
+    from stacks.cluster.neuron.hardware import smallest_inf2_for
+    from stacks.workload.serving import sizing
 
     return (smallest_inf2_for(sizing.COMPILE_CPU, sizing.COMPILE_MEMORY_GIB),
             smallest_inf2_for(sizing.SERVE_CPU_MILLI / 1000, sizing.SERVE_MEMORY_GIB, sizing.NEURON_DEVICES))
@@ -458,14 +458,14 @@ def _karpenter_version(value: Any) -> str:
     return version
 
 
-@_allows('a version with a vendored IAM policy (stacks/load_balancing/versions.py)')
+@_allows('a version with a vendored IAM policy (stacks/cluster/load_balancing/versions.py)')
 def _alb_controller_version(value: Any) -> str:
-    from stacks.load_balancing.versions import CHART_VERSIONS
+    from stacks.cluster.load_balancing.versions import CHART_VERSIONS
 
     version = "v" + str(value).removeprefix("v")
     if version not in CHART_VERSIONS:
         raise ValueError(f"{value!r} has no vendored IAM policy and chart version; choose one of "
-                         f"{', '.join(CHART_VERSIONS)} (see stacks/load_balancing/policies/SOURCE.md)")
+                         f"{', '.join(CHART_VERSIONS)} (see stacks/cluster/load_balancing/policies/SOURCE.md)")
     return version
 
 

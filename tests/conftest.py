@@ -65,7 +65,7 @@ TEST_BUCKET = "sd21-test-models"
 def s3_env():
     """moto on 127.0.0.1 (S3, CloudWatch, SQS, SNS); env makes every boto3 client (and subprocess) use it."""
     from moto.server import ThreadedMotoServer
-    from sd21.localstack import free_port
+    from tools.dev.localstack import free_port
 
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
@@ -104,7 +104,7 @@ def s3_client(s3_env):
 
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory) -> Path:
-    from sd21.tiny import save_tiny_weights
+    from tools.dev.tiny import save_tiny_weights
 
     return save_tiny_weights(tmp_path_factory.mktemp("tiny-weights"))
 
@@ -125,7 +125,7 @@ class SynthesizedMode:
 
     @property
     def objects(self) -> list[dict]:
-        from k8s_charts import rendering
+        from tools import rendering
 
         return rendering.all_objects(rendering.from_template_file(self.outdir / self.application.workload.template_file))
 
@@ -161,7 +161,7 @@ def each_mode(request, synthesized) -> SynthesizedMode:
 
 def job_resources(name: str, max_attempts: int = 3, visibility_s: int = 120) -> dict[str, str]:
     """A job queue with its dead-letter queue (after max_attempts receives) and a topic, on the
-    loopback moto, as the env the pods read: what stacks/jobs/queue.py creates in AWS."""
+    loopback moto, as the env the pods read: what stacks/workload/jobs/queue.py creates in AWS."""
     import json
 
     import boto3

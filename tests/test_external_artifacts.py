@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from k8s_charts import rendering
+from tools import rendering
 from stacks import external_artifacts
 from stacks.settings import SUPPORTED_KUBERNETES
 from tests.conftest import ROOT

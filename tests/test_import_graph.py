@@ -31,8 +31,8 @@ OWN = {"stacks": ROOT / "stacks", "k8s_charts": ROOT / "k8s_charts", "sd21": ROO
 # (entry module, requirement file its step installs)
 PROGRAMS = [
     ("app", "requirements.txt"),                            # cdk synth (cdk.json's app command)
-    ("stacks.preflight.__main__", "requirements-preflight.txt"),  # the pipeline's Preflight step
-    ("k8s_charts.rendering", "requirements-preflight.txt"),       # the pipeline's RenderDiff steps
+    ("tools.preflight.__main__", "requirements-preflight.txt"),  # the pipeline's Preflight step
+    ("tools.rendering", "requirements-preflight.txt"),       # the pipeline's RenderDiff steps
 ]
 
 
@@ -162,9 +162,9 @@ def test_the_cdk_app_uses_the_image_package_only_through_its_standard_library_mo
 def test_the_walk_sees_deferred_and_relative_imports():
     """The checks above are only as good as the walk: it must see an import inside a function and
     resolve `from .x import y` and `from package import module`."""
-    ours, outside = reachable("k8s_charts.rendering")
+    ours, outside = reachable("tools.rendering")
     assert "boto3" in outside  # deferred, inside deployed_template()
-    ours, _ = reachable("stacks.workload.cost")
+    ours, _ = reachable("tools.cost")
     assert "sd21.contract" in ours
     sd21_ours, _ = reachable("sd21.weights")
     assert {"sd21.s3", "sd21.artifact", "sd21.env"} <= set(sd21_ours)

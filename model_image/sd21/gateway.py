@@ -9,7 +9,7 @@ than the ready replicas admit requests (Holding). A generation or a job is check
 here as the server checks it (sd21.request_checks), so a bad one is refused at the front
 door, never held or queued. It counts every request it forwards: KEDA reads that counter
 from Prometheus to start the first replica and to keep one while requests come;
-the servers' own gauges size the rest (k8s_charts/workload/scaling.py).
+the servers' own gauges size the rest (stacks/workload/autoscaling/scaling.py).
 
 It imports nothing heavy (no torch), so it runs from the slim image of
 Dockerfile.gateway. Its own metrics are on a separate port, not behind the ALB.

@@ -10,7 +10,7 @@ references `<repository>:<commit>`) and the image build step (which pushes
 steps take the source checkout as their primary input, where CodeBuild sets this
 variable to the commit id of the pipeline run.
 """
-from stacks.model_storage.repository import GATEWAY_TAG_SUFFIX
+from stacks.storage.repository import GATEWAY_TAG_SUFFIX
 
 TEST_COMMAND = "make test"
 
@@ -67,11 +67,11 @@ def _build_and_push(dockerfile: str, suffix: str) -> str:
 
 
 # The first release of a model version also tags its model image COMPILE_TAG
-# (`compile-<version>`, stacks/model_storage/repository.py), inside ECR: the documented
+# (`compile-<version>`, stacks/storage/repository.py), inside ECR: the documented
 # retag is batch-get-image of the manifest, then put-image of it under the new tag (ECR
 # user guide, "Retagging an image in Amazon ECR", image-retag.html, for Docker Image
 # Manifest V2 Schema 2 images, what `docker build` pushes). Later releases of the version find the tag and keep
-# it, so the compile Job's manifest does not change (k8s_charts/workload/compile_job.py).
+# it, so the compile Job's manifest does not change (stacks/workload/serving/compile_job.py).
 TAG_COMPILE_IMAGE = (
     'if aws ecr describe-images --repository-name "$REPOSITORY_NAME" --image-ids imageTag="$COMPILE_TAG" >/dev/null 2>&1; then'
     ' echo "$COMPILE_TAG exists: this model version compiles with the image that first carried it";'

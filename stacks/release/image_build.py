@@ -8,9 +8,9 @@ dependent stack after the whole step group of its dependency.
 """
 from aws_cdk import Aws, Duration, Stack, aws_codebuild as codebuild, aws_iam as iam, pipelines
 
-from k8s_charts.workload.spec import compile_inputs
+from stacks.workload.serving.spec import compile_inputs
 from sd21.artifact import artifact_version
-from stacks.model_storage.repository import compile_tag, repository_name
+from stacks.storage.repository import compile_tag, repository_name
 from stacks.release.commands import IMAGE_BUILD_COMMANDS
 from stacks.settings import Settings
 

@@ -1,4 +1,4 @@
-"""The pipeline's Preflight step: `python -m stacks.preflight` before the first change
+"""The pipeline's Preflight step: `python -m tools.preflight` before the first change
 set, with read-only permissions, in a small venv of requirements-preflight.txt. It reads
 the Build step's cloud assembly (`--assembly cdk.out`) for what the release will pull and
 run: that venv has no aws-cdk-lib to synthesize with."""
@@ -12,7 +12,7 @@ PREFLIGHT_COMMANDS = (
     "python3 -m venv /tmp/preflight",
     "/tmp/preflight/bin/pip install -q -r requirements-preflight.txt",
     "/tmp/preflight/bin/pip install -q --no-deps ./model_image",
-    "/tmp/preflight/bin/python -m stacks.preflight --assembly cdk.out",
+    "/tmp/preflight/bin/python -m tools.preflight --assembly cdk.out",
 )
 
 

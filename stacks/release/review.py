@@ -5,7 +5,7 @@ A change set shows every Kubernetes object as one JSON string per custom resourc
 a NodePool limit, a Job re-creation and an RBAC widening all read `Modify`. The
 RenderDiff step prints, for the stack it precedes, every Kubernetes object and Helm
 release added, removed or changed between the deployed template and the proposed one
-(`python -m k8s_charts.rendering diff`), as unified YAML diffs in its build log.
+(`python -m tools.rendering diff`), as unified YAML diffs in its build log.
 """
 from urllib.parse import quote
 
@@ -42,7 +42,7 @@ def diff_step(pipeline_stack: Stack, stage: Stage, stack: Stack, source: pipelin
         commands=[
             "python3 -m venv /tmp/review",
             "/tmp/review/bin/pip install -q -r requirements-preflight.txt",
-            f"/tmp/review/bin/python -m k8s_charts.rendering diff --deployed-stack {stack.stack_name} {proposed}",
+            f"/tmp/review/bin/python -m tools.rendering diff --deployed-stack {stack.stack_name} {proposed}",
         ],
         build_environment=codebuild.BuildEnvironment(build_image=codebuild.LinuxBuildImage.STANDARD_7_0),
         role_policy_statements=[iam.PolicyStatement(

@@ -9,7 +9,7 @@ stable values (the cluster's name, security group and subnets).
 from aws_cdk import aws_ec2 as ec2, aws_eks_v2 as eks
 from constructs import Construct
 
-from stacks.cluster.kubectl_layers import acknowledge_kubectl_provider, kubectl_layer
+from stacks.cluster.eks.kubectl_layers import acknowledge_kubectl_provider, kubectl_layer
 from stacks.settings import Settings
 
 

@@ -41,7 +41,7 @@ def tiny_end_to_end(workdir: Path) -> None:
     import numpy as np
     from PIL import Image
 
-    from sd21 import localstack
+    from tools.dev import localstack
     from sd21.pipeline import GenerationParams, TracedPipeline
     from sd21.server import API_PATH, create_app
     from sd21.service import GenerationService, ServiceSettings
@@ -136,7 +136,7 @@ def main() -> int:
     os.environ.update({"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"})
     os.environ.pop("AWS_ENDPOINT_URL_S3", None)
-    from sd21 import localstack
+    from tools.dev import localstack
 
     with mock_aws(), tempfile.TemporaryDirectory(prefix="sd21-cuda-") as workdir:
         import boto3

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from k8s_charts import rendering
+from tools import rendering
 
 
 @pytest.fixture(scope="session")

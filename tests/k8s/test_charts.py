@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from k8s_charts.imports.aws.k8s.karpenter import Ec2NodeClass
-from k8s_charts.karpenter.node_class import NodeClassChart
-from k8s_charts.karpenter.node_pool import NodePoolChart
+from stacks.cluster.karpenter.node_class import NodeClassChart
+from stacks.cluster.karpenter.node_pool import NodePoolChart
 from tests.k8s import validation
 
 
@@ -38,7 +38,7 @@ def test_device_plugin_daemon_set(find, application):
     host_paths = {v["name"]: v["hostPath"]["path"] for v in spec["volumes"]}
     assert mounts == host_paths == {"device-plugin": "/var/lib/kubelet/device-plugins", "run": "/run",
                                     "aws-config": "/opt/aws"}
-    # As the Neuron Helm chart mounts it (k8s_charts/neuron/device_plugin.py): read-only.
+    # As the Neuron Helm chart mounts it (stacks/cluster/neuron/device_plugin.py): read-only.
     assert [m.get("readOnly") for m in container["volumeMounts"] if m["name"] == "aws-config"] == [True]
 
 

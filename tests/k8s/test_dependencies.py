@@ -8,7 +8,7 @@ import dataclasses
 import re
 from pathlib import Path
 
-from k8s_charts.workload.spec import WorkloadSettings
+from stacks.workload.serving.spec import WorkloadSettings
 from stacks.settings import Settings
 
 CHARTS = Path(__file__).resolve().parents[2] / "k8s_charts"

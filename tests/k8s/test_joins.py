@@ -7,8 +7,8 @@ scheduler version, the system-node label and the deployment order.
 import yaml
 from aws_cdk import CfnElement
 
-from k8s_charts.neuron.hardware import INF2_FAMILY
-from stacks.cluster.eks import SYSTEM_NODE_LABEL
+from stacks.cluster.neuron.hardware import INF2_FAMILY
+from stacks.cluster.eks.cluster import SYSTEM_NODE_LABEL
 
 
 def _resources(template, type_):

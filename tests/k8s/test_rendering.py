@@ -1,4 +1,4 @@
-"""k8s_charts.rendering: tokens become placeholders; the CLI writes readable YAML in deploy order."""
+"""tools.rendering: tokens become placeholders; the CLI writes readable YAML in deploy order."""
 import json
 import re
 import subprocess
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from k8s_charts import rendering
+from tools import rendering
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,7 +29,7 @@ def test_tokens_become_readable_placeholders():
 
 
 def test_cli_writes_every_object_as_yaml(synthesized, tmp_path):
-    result = subprocess.run([sys.executable, "-m", "k8s_charts.rendering", str(synthesized.outdir), str(tmp_path)],
+    result = subprocess.run([sys.executable, "-m", "tools.rendering", str(synthesized.outdir), str(tmp_path)],
                             cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     files = sorted(tmp_path.glob("*.yaml"))
@@ -51,7 +51,7 @@ def test_cli_writes_every_object_as_yaml(synthesized, tmp_path):
 
 
 def test_cli_explains_a_missing_synth(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "k8s_charts.rendering", str(tmp_path), str(tmp_path / "out")],
+    result = subprocess.run([sys.executable, "-m", "tools.rendering", str(tmp_path), str(tmp_path / "out")],
                             cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "cdk synth" in result.stderr
 

@@ -14,7 +14,7 @@ MODEL_IMAGE = ROOT / "model_image"
 if str(MODEL_IMAGE) not in sys.path:
     sys.path.insert(0, str(MODEL_IMAGE))
 
-from sd21.localstack import free_port, serving  # noqa: E402,F401 - shared with the tests
+from tools.dev.localstack import free_port, serving  # noqa: E402,F401 - shared with the tests
 
 from tests.conftest import TEST_BUCKET as BUCKET  # noqa: E402 - one bucket name for every test
 MODEL_NAME = "tiny"

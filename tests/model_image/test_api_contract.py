@@ -19,7 +19,7 @@ from schemathesis.checks import load_all_checks, not_a_server_error
 
 from sd21.api import ERROR_TYPES
 from sd21.headers import MAX_BODY_BYTES
-from sd21.localstack import serving
+from tools.dev.localstack import serving
 from sd21.server import API_PATH, create_app
 from sd21.service import GenerationService, ServiceSettings
 

@@ -14,7 +14,7 @@ import pytest
 
 from sd21.faults import InjectedDeviceError, inject, parse
 from sd21.health import DeviceHealth, HealthSettings
-from sd21.localstack import serving
+from tools.dev.localstack import serving
 from sd21.pipeline import GenerationCancelled
 from sd21.server import API_PATH, create_app
 from sd21.service import GenerationService, ServiceSettings

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from sd21.headers import MAX_BODY_BYTES
-from sd21.localstack import serving
+from tools.dev.localstack import serving
 from sd21.server import create_app
 from sd21.service import GenerationService, ServiceSettings
 

@@ -59,7 +59,7 @@ MODULES = {
                           "tests/stacks/test_observability.py::test_bad_observability_settings_name_themselves "
                           "-k 'not synth_fails and not app_exits'",
     # The charts rendered by cdk8s alone across the settings' range (seconds; no synth per mutant).
-    "k8s_charts/workload/spec.py": "tests/workload/test_joins_across_settings.py tests/k8s/test_dependencies.py",
+    "stacks/workload/serving/spec.py": "tests/workload/test_joins_across_settings.py tests/k8s/test_dependencies.py",
 }
 
 

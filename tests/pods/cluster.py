@@ -7,7 +7,7 @@ import io
 import httpx
 from PIL import Image
 
-from sd21.localstack import free_port
+from tools.dev.localstack import free_port
 from tests.pods.kubelet import Container, Pod, find_container
 
 

@@ -9,10 +9,10 @@ import signal
 import subprocess
 import sys
 
-from k8s_charts import rendering
+from tools import rendering
 from tests.conftest import job_resources
 from tests.pods.cluster import env_of
-from sd21.localstack import free_port
+from tools.dev.localstack import free_port
 from tests.pods.iam import RoleProxies
 from tests.pods.kubelet import Adaptations, Pod, bubblewrap_available, find_container, pod_spec
 
@@ -100,7 +100,7 @@ def zero_roles(zero, s3_env):
 @pytest.fixture(scope="session")
 def mirror_roles(weights_mirror, s3_env, tmp_path_factory):
     """The roles of the app deployed with `weightsSource` = the test mirror: the compile role may read
-    the mirror only then (stacks/model_storage/access.py), and the harness gives the Job that source."""
+    the mirror only then (stacks/storage/access.py), and the harness gives the Job that source."""
     import aws_cdk as cdk
 
     import app as cdk_app

@@ -167,7 +167,7 @@ def evaluate(statements: Iterable[Statement], request: Request) -> Decision:
 # --- the synthesized output ------------------------------------------------------------
 
 Ref = tuple[str, str]  # (stack name, logical id)
-PLACEHOLDER = re.compile(r"^\$\{(Ref|ImportValue):([^}]+)\}$")  # k8s_charts.rendering.placeholder
+PLACEHOLDER = re.compile(r"^\$\{(Ref|ImportValue):([^}]+)\}$")  # tools.rendering.placeholder
 
 
 class Templates:

@@ -78,7 +78,7 @@ class Image:
 
 def image_for(container: dict) -> Image:
     """Which of our Dockerfiles built this container's image (by its tag)."""
-    from stacks.model_storage.repository import GATEWAY_TAG_SUFFIX
+    from stacks.storage.repository import GATEWAY_TAG_SUFFIX
 
     dockerfile = "Dockerfile.gateway" if container["image"].endswith(GATEWAY_TAG_SUFFIX) else "Dockerfile"
     return Image.from_dockerfile(MODEL_IMAGE / dockerfile)

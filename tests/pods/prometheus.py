@@ -10,7 +10,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from sd21.localstack import free_port
+from tools.dev.localstack import free_port
 
 
 class FakePrometheus:

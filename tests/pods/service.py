@@ -15,7 +15,7 @@ import time
 
 import httpx
 
-from sd21.localstack import free_port
+from tools.dev.localstack import free_port
 from tests.pods.kubelet import Container
 
 

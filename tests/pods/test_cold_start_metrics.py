@@ -9,7 +9,7 @@ import time
 import boto3
 import pytest
 
-from k8s_charts import rendering
+from tools import rendering
 from sd21 import metric_names as names
 from tests.pods.prometheus import FakePrometheus
 

@@ -12,7 +12,7 @@ import httpx
 
 from sd21 import metric_names as names
 from sd21.api import ERROR_TYPES
-from stacks.observability import render
+from tools import dashboard as render
 from tests.pods.cluster import generate, start_server, url_of
 from tests.pods.prometheus import FakePrometheus
 from tests.pods.service import Service

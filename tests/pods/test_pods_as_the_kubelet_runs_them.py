@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from sd21.localstack import free_port
+from tools.dev.localstack import free_port
 from tests.pods.cluster import env_of, generate, start_server, url_of
 from tests.pods.kubelet import MODEL_IMAGE, Image, Pod, find_container, image_for, pod_spec
 

@@ -137,7 +137,7 @@ def test_every_application_stack_is_prepared_approved_then_deployed(deploy_actio
         link = json.dumps(config["ExternalEntityLink"])
         assert f"codebuild/projects/{project_name}/history" in link and stack.stack_name in project_name
         spec = json.dumps(resources[project_id]["Properties"]["Source"]["BuildSpec"])
-        assert f"-m k8s_charts.rendering diff --deployed-stack {stack.stack_name} " in spec
+        assert f"-m tools.rendering diff --deployed-stack {stack.stack_name} " in spec
         assert stack.template_file in spec
         assert config["NotificationArn"] == {"Ref": topic_id}
 
@@ -205,7 +205,7 @@ def test_image_build_pushes_the_commit_id_to_the_storage_repository(project, rel
 def test_the_image_build_gives_the_compile_job_its_tag_once_per_model_version(project, release, synthesized):
     """The compile Job of the deployed stage runs <repository>:compile-<version>; the image build
     tags the commit's image so (in ECR, after both pushes) unless the tag exists already."""
-    from k8s_charts import rendering
+    from tools import rendering
 
     resource = project(release.image_build.project)
     variables = {v["Name"]: v["Value"] for v in resource["Properties"]["Environment"]["EnvironmentVariables"]}
@@ -352,7 +352,7 @@ def test_source_may_use_a_codeconnections_connection(resources, application):
 def test_every_tool_the_pipeline_installs_is_pinned(resources):
     import re
 
-    from stacks.pipeline_stack import CDK_ASSETS_VERSION, CDK_CLI_VERSION
+    from stacks.release.stack import CDK_ASSETS_VERSION, CDK_CLI_VERSION
 
     specs = [json.dumps(r["Properties"]["Source"].get("BuildSpec")) for r in resources.values()
              if r["Type"] == "AWS::CodeBuild::Project"]
@@ -377,7 +377,7 @@ def test_preflight_runs_before_the_permissions_check_and_every_change_set(deploy
                         for s in release.stage.application.stacks)
     assert preflight["RunOrder"] < check < first_prepare
     spec = json.dumps(project(release.preflight.project)["Properties"]["Source"]["BuildSpec"])
-    assert "-m stacks.preflight --assembly cdk.out" in spec and "requirements-preflight.txt" in spec
+    assert "-m tools.preflight --assembly cdk.out" in spec and "requirements-preflight.txt" in spec
     # Read-only: describe, quota and connection reads.
     role_id = project(release.preflight.project)["Properties"]["ServiceRole"]["Fn::GetAtt"][0]
     actions = {a for r in resources.values() if r["Type"] == "AWS::IAM::Policy"

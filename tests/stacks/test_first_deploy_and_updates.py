@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from k8s_charts import rendering
-from stacks.load_balancing.controller import IMAGE_REPOSITORY
+from tools import rendering
+from stacks.cluster.load_balancing.controller import IMAGE_REPOSITORY
 from tests.conftest import logical_id
 
 HELM = "Custom::AWSCDK-EKS-HelmChart"

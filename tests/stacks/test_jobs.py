@@ -6,7 +6,7 @@ import json
 
 from aws_cdk.assertions import Match
 
-from stacks.jobs.queue import visibility_seconds
+from stacks.workload.jobs.queue import visibility_seconds
 from tests.conftest import logical_id
 
 
@@ -38,7 +38,7 @@ def test_queue_dead_letters_and_topic(synthesized, application):
 
 def test_pods_are_told_the_queue_they_use(synthesized, application):
     """The env the server reads names the very queue, dead-letter queue and topic created."""
-    from k8s_charts import rendering
+    from tools import rendering
 
     jobs = application.workload.jobs
     objects = rendering.all_objects(rendering.from_template_file(synthesized.template_file(application.workload)))

@@ -3,7 +3,7 @@ import json
 
 from aws_cdk.assertions import Match
 
-from stacks.karpenter.interruption import INTERRUPTION_EVENTS
+from stacks.cluster.karpenter.interruption import INTERRUPTION_EVENTS
 from tests.conftest import logical_id
 
 

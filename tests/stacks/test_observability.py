@@ -10,8 +10,8 @@ from aws_cdk.assertions import Match
 
 from sd21 import metric_names as names
 from sd21.api import ERROR_TYPES
-from stacks.observability import render
-from stacks.observability.metrics import SERVER_FAILURES
+from tools import dashboard as render
+from stacks.workload.observability.metrics import SERVER_FAILURES
 from tests.conftest import logical_id
 from tests.workload.conftest import export_value
 
@@ -129,7 +129,7 @@ def test_the_readme_shows_the_dashboard_as_synthesized(synthesized, application)
     expected = render.render_dashboard(render.dashboard_body(template)) + "\n\n" + render.render_alarms(template)
     text = README.read_text()
     match = re.search(r"<!-- dashboard:begin -->\n```text\n(.*?)\n```\n<!-- dashboard:end -->", text, re.S)
-    assert match, "README.md lacks the dashboard block (python -m stacks.observability.render ...)"
+    assert match, "README.md lacks the dashboard block (python -m tools.dashboard ...)"
     assert match.group(1) == expected
 
 

@@ -1,6 +1,6 @@
 """The preflight against loopback stand-ins: moto (EC2, S3), a fake AWS endpoint
 (Service Quotas, CodeConnections, SSM, Lambda) and a fake registry speaking the OCI token
-flow, Helm index.yaml and the hub's revision API. Run as `python -m stacks.preflight` is
+flow, Helm index.yaml and the hub's revision API. Run as `python -m tools.preflight` is
 run, on the session's synthesized app (--assembly). Below them, each new check on its own
 with botocore's Stubber or small fakes: no network, no sleeps."""
 from __future__ import annotations
@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from stacks import external_artifacts
-from stacks.preflight import assembly, checks, parallelism
-from stacks.preflight.registries import Registries, Unknown, split_image
+from tools.preflight import assembly, checks, parallelism
+from tools.preflight.registries import Registries, Unknown, split_image
 from tests.conftest import ROOT
 
 AMI_PARAMETER = ("/aws/service/eks/optimized-ami/1.35/amazon-linux-2023/x86_64/neuron/"
@@ -135,7 +135,7 @@ def preflight(fakes, s3_env, synthesized):
                **{f"AWS_ENDPOINT_URL_{service}": fakes.aws_url
                   for service in ("SERVICE_QUOTAS", "CODECONNECTIONS", "SSM", "LAMBDA")}}
         overrides = [arg for host in HOSTS for arg in ("--registry", f"{host}={fakes.registry_url}")]
-        return subprocess.run([sys.executable, "-m", "stacks.preflight", "--assembly", str(synthesized.outdir),
+        return subprocess.run([sys.executable, "-m", "tools.preflight", "--assembly", str(synthesized.outdir),
                                *overrides, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     return run
 
@@ -205,7 +205,7 @@ def test_without_a_synthesized_app_the_checks_that_read_it_fail_saying_so(prefli
 def test_bad_settings_and_no_credentials_fail_in_one_line(preflight):
     result = preflight("-c", "azCount=0")
     assert result.returncode == 2 and "Invalid setting 'azCount'" in result.stderr
-    no_credentials = subprocess.run([sys.executable, "-m", "stacks.preflight", "--skip", "artifacts"], cwd=ROOT,
+    no_credentials = subprocess.run([sys.executable, "-m", "tools.preflight", "--skip", "artifacts"], cwd=ROOT,
                                     env={"PATH": "/usr/bin:/bin", "AWS_EC2_METADATA_DISABLED": "true",
                                          "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": "/nonexistent",
                                          "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"},
@@ -441,7 +441,7 @@ def test_the_apps_stacks_need_what_trying_every_set_of_resources_finds(synthesiz
 
 def test_where_the_app_cannot_be_synthesized_the_preflight_asks_for_its_cdk_out(monkeypatch, tmp_path):
     """The pipeline's Preflight venv has no aws-cdk-lib: it must be handed the synth step's cdk.out."""
-    from stacks.preflight import __main__ as cli
+    from tools.preflight import __main__ as cli
 
     monkeypatch.setattr(cli.importlib.util, "find_spec", lambda name: None)
     assert cli.synthesize({}, tmp_path) == ("aws-cdk-lib is not installed here: pass --assembly with the synth "

@@ -111,7 +111,7 @@ def test_synth_fails_with_a_clear_message(context, setting):
 def _readme_reference() -> dict[str, tuple[str, str]]:
     text = (ROOT / "README.md").read_text()
     block = re.search(r"<!-- settings:begin -->\n(.*?)<!-- settings:end -->", text, re.S)
-    assert block, "README.md lacks the settings reference (python -m stacks.settings_reference)"
+    assert block, "README.md lacks the settings reference (python -m tools.settings_reference)"
     rows = {}
     for line in block.group(1).splitlines()[2:]:
         key, default, accepted = (cell.strip() for cell in line.strip("|").split(" | "))
@@ -120,7 +120,7 @@ def _readme_reference() -> dict[str, tuple[str, str]]:
 
 
 def test_readme_settings_reference_is_the_command_output():
-    result = subprocess.run([sys.executable, "-m", "stacks.settings_reference"], cwd=ROOT, capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "tools.settings_reference"], cwd=ROOT, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     block = re.search(r"<!-- settings:begin -->\n(.*?)<!-- settings:end -->", (ROOT / "README.md").read_text(), re.S)

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from k8s_charts import rendering
+from tools import rendering
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +31,7 @@ def workload(workload_objects):
     """workload(kind) -> the one object of that kind of the endpoint itself (compile Job,
     inference Deployment, ...); workload(kind, name) -> the one so named, e.g. the
     cold-start metrics pod's (an observability add-on beside the endpoint)."""
-    from k8s_charts.workload.cold_start_metrics import NAME as COLD_START_METRICS
+    from stacks.workload.cold_start.metrics_chart import NAME as COLD_START_METRICS
 
     def one(kind: str, name: str | None = None) -> dict:
         matches = [o for o in workload_objects if o["kind"] == kind and (

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from app import default_context
-from k8s_charts.workload.spec import IMAGE_USER, SERVE_PORT
+from stacks.workload.serving.spec import IMAGE_USER, SERVE_PORT
 from stacks.settings import Settings, SettingsError
 from tests.conftest import ROOT
 
@@ -38,7 +38,7 @@ def test_a_minimum_of_zero_replicas_needs_cold_starts_accepted():
 
 
 def test_idle_cost_at_zero_replicas_is_zero_for_inf2():
-    from stacks.workload.cost import cost_lines
+    from tools.cost import cost_lines
 
     settings = Settings.from_context({**default_context(), "minReplicas": 0, "acceptColdStarts": True})
     assert "idle cost with minReplicas=0: $0.000/h, $0/month" in "\n".join(cost_lines(settings))
@@ -53,7 +53,7 @@ def test_internet_facing_needs_allow_list_and_certificate():
 
 
 def test_readme_cost_block_is_the_cost_command_output():
-    result = subprocess.run([sys.executable, "-m", "stacks.workload.cost"], cwd=ROOT, capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "tools.cost"], cwd=ROOT, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     readme = (ROOT / "README.md").read_text()
@@ -74,7 +74,7 @@ def test_image_declares_the_sdk_of_its_base_and_compile_enforces_it(monkeypatch,
 
 
 def test_cost_names_its_source_and_prices_spot_when_given():
-    from stacks.workload.cost import cost_lines
+    from tools.cost import cost_lines
 
     default = "\n".join(cost_lines(Settings.from_context(default_context())))
     assert "0.596 images/s at 50 steps (the Neuron 2.21.0 benchmark row; 2.18.0 gave 0.604)" in default

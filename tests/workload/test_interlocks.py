@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from k8s_charts import rendering
+from tools import rendering
 from tests.workload.test_manifests import container, env, pod_spec
 
 

@@ -1,5 +1,5 @@
 """The workload's joins hold across the range of settings, not only for the two
-synthesized modes: the charts rendered by cdk8s alone (stacks/workload/manifests.py
+synthesized modes: the charts rendered by cdk8s alone (stacks/workload/serving/manifests.py
 workload_charts, from the stack's own workload_spec; seconds, no synth), each figure read
 back from the objects and, where a process uses it, through that process's own code."""
 from __future__ import annotations
@@ -14,9 +14,9 @@ from types import SimpleNamespace
 import pytest
 
 import app as cdk_app
-from stacks.cluster.eks import SYSTEM_NODE_LABEL
+from stacks.cluster.eks.cluster import SYSTEM_NODE_LABEL
 from stacks.settings import Settings
-from stacks.workload.manifests import workload_charts, workload_spec
+from stacks.workload.serving.manifests import workload_charts, workload_spec
 from tests.workload.test_interlocks import alb_idle_seconds, deregistration_seconds
 from tests.workload.test_manifests import container, env, pod_spec
 

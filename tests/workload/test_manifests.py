@@ -2,11 +2,11 @@
 import re
 
 
-from k8s_charts.karpenter.node_pool import NEURON_TAINT, NODE_POOL_NAME
-from k8s_charts.neuron.hardware import NEURON_DEVICE
-from k8s_charts.workload.spec import DEREGISTRATION_DELAY_SECONDS
-from k8s_charts.workload.cold_start_metrics import NAME as COLD_START_METRICS
-from stacks.workload.autoscaling import KEDA_NAMESPACE
+from stacks.cluster.karpenter.node_pool import NEURON_TAINT, NODE_POOL_NAME
+from stacks.cluster.neuron.hardware import NEURON_DEVICE
+from stacks.workload.serving.spec import DEREGISTRATION_DELAY_SECONDS
+from stacks.workload.cold_start.metrics_chart import NAME as COLD_START_METRICS
+from stacks.workload.autoscaling.autoscaling import KEDA_NAMESPACE
 from sd21.artifact import artifact_version
 from tests.conftest import logical_id
 from tests.k8s.validation import validate_all
@@ -71,7 +71,7 @@ def test_pod_identity_associations_point_at_real_service_accounts(workload_templ
 def test_the_cold_start_metrics_pod_runs_on_system_nodes_and_may_only_publish_metrics(
         workload, workload_objects, workload_template, application):
     """One small pod with no Kubernetes token whose role may only put metrics (in our namespace)."""
-    from stacks.cluster.eks import SYSTEM_NODE_LABEL
+    from stacks.cluster.eks.cluster import SYSTEM_NODE_LABEL
 
     deployment = workload("Deployment", COLD_START_METRICS)
     pod = pod_spec(deployment)
@@ -173,9 +173,9 @@ def test_compile_job_and_deployment_agree_on_the_model_version(workload, applica
 def _compile_job(settings, image: str = "repo:tag", compile_image: str | None = None) -> dict:
     import cdk8s
 
-    from k8s_charts.workload.compile_job import CompileJobChart
-    from k8s_charts.workload.identities import WorkloadIdentities
-    from k8s_charts.workload.spec import WorkloadSpec, compile_inputs
+    from stacks.workload.serving.compile_job import CompileJobChart
+    from stacks.workload.serving.identities import WorkloadIdentities
+    from stacks.workload.serving.spec import WorkloadSpec, compile_inputs
 
     spec = WorkloadSpec(settings=settings, image=image, gateway_image="g", bucket_name="bucket",
                         model_version=artifact_version(compile_inputs(settings)), system_node_label=("k", "v"),
@@ -222,7 +222,7 @@ def test_every_compile_input_changes_the_compile_jobs_name(application):
 
 def test_the_compile_pod_starts_with_the_compiler_environment_the_version_hashes(workload, application):
     """Set in the pod spec, not by sd21-compile after diffusers has imported torch_xla."""
-    from k8s_charts.workload.spec import compile_inputs
+    from stacks.workload.serving.spec import compile_inputs
 
     compile_env = env(container(workload("Job"), "compile"))
     hashed = dict(compile_inputs(application.settings).compiler_env)
@@ -402,8 +402,8 @@ def test_ingress_health_check_and_draining_line_up(workload, application):
 
 def test_internet_facing_ingress_is_https_with_an_allow_list():
     from app import default_context
-    from k8s_charts.workload.inference import ingress_annotations
-    from k8s_charts.workload.spec import WorkloadSpec
+    from stacks.workload.serving.inference import ingress_annotations
+    from stacks.workload.serving.spec import WorkloadSpec
     from stacks.settings import Settings
 
     settings = Settings.from_context({

@@ -6,11 +6,11 @@ import json
 import re
 
 
-from k8s_charts.workload.gateway import METRICS_PORT
-from k8s_charts.workload.spec import HEALTH_PATH
+from stacks.workload.serving.gateway import METRICS_PORT
+from stacks.workload.serving.spec import HEALTH_PATH
 from sd21.metric_names import GATEWAY_RECEIVED, INFLIGHT_REQUESTS
-from stacks.cluster.eks import SYSTEM_NODE_LABEL
-from stacks.workload.autoscaling import KEDA_NAMESPACE
+from stacks.cluster.eks.cluster import SYSTEM_NODE_LABEL
+from stacks.workload.autoscaling.autoscaling import KEDA_NAMESPACE
 from tests.conftest import logical_id
 from tests.k8s.validation import validate_all, validate_keda
 from tests.workload.conftest import export_value

@@ -1,0 +1,1 @@
+"""Autoscaling of the inference Deployment: Prometheus and KEDA, and the ScaledObject chart."""
