@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine (Python 3.11, Node 20, no AWS account):
 #   make synth   synthesize the whole app with default settings, offline  -> cdk.out/
 #   make test    the whole test suite (what CI runs via .ci/run)
+#   make check   the fast unit layer only (tests/unit: no synth, no subprocess, no sleep)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -10,7 +11,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 CDK := npx --no-install cdk --no-notices --no-version-reporting
 
-.PHONY: setup synth test test-tools diff manifests imports demo bench mirror-weights preflight compile-tag mutants cuda-check clean
+.PHONY: setup synth test check test-tools diff manifests imports demo bench mirror-weights preflight compile-tag mutants cuda-check clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -36,6 +37,9 @@ diff: setup
 
 test: setup test-tools
 	$(PY) -m pytest -q
+
+check: setup
+	$(PY) -m pytest -q tests/unit
 
 # Debian packages the tests run: bubblewrap (bwrap) runs our containers as the kubelet
 # would (tests/pods), Chromium the headless-browser test of the web UI.

@@ -14,19 +14,17 @@ from stacks.release.stack import PipelineStack  # noqa: E402
 from stacks.settings import Settings, SettingsError, default_context  # noqa: E402,F401 - default_context: tests
 
 
-def build_release(scope: cdk.App, application: Application, prefix: str = "Sd21") -> PipelineStack:
+def build_release(scope: cdk.App, settings: Settings, prefix: str = "Sd21") -> PipelineStack:
     """The release pipeline stack; its deploy stage builds the application stacks again."""
-    application.release = PipelineStack(
-        scope, f"{prefix}-Release", settings=application.settings,
-        description="sd21: release pipeline (CDK Pipelines, change-set approvals)",
-    )
-    return application.release
+    return PipelineStack(scope, f"{prefix}-Release", settings=settings,
+                         description="sd21: release pipeline (CDK Pipelines, change-set approvals)")
 
 
 def build(app: cdk.App) -> Application:
+    """The application stacks and, beside them in `app`, the release pipeline stack."""
     settings = Settings.from_context(app.node.get_all_context())
     application = build_application(app, settings)
-    build_release(app, application)
+    build_release(app, settings)
     check_compliance(app)
     return application
 

@@ -1,7 +1,7 @@
 """The application stacks, wired together. Used by app.py (sandbox `cdk deploy`)
-and by the release pipeline's deploy stage, so both deploy the same thing."""
+and by the release pipeline's deploy stage, so both deploy the same thing. It knows
+nothing of the release: the pipeline deploys an Application, not the other way round."""
 from dataclasses import dataclass
-from typing import Any
 
 from constructs import Construct
 
@@ -19,10 +19,6 @@ class Application:
     network: NetworkStack
     cluster: ClusterStack
     workload: WorkloadStack
-    # The release pipeline stack (stacks.release.stack.PipelineStack), set by app.py's
-    # build_release; not one of `stacks`: it deploys them, in its own stage (which builds
-    # an Application of its own, so this module may not import the pipeline).
-    release: Any = None
 
     @property
     def stacks(self) -> list:

@@ -21,7 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:  # SettingsError included
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(compile_tag(artifact_version(compile_inputs(settings))))
+    inputs = compile_inputs(model_id=settings.model.model_id, model_revision=settings.model.model_revision,
+                            neuron_sdk=settings.model.neuron_sdk)
+    print(compile_tag(artifact_version(inputs)))
     return 0
 
 

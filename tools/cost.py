@@ -25,8 +25,10 @@ def _per_thousand(hourly_usd: float, images_per_second: float) -> float:
     return hourly_usd / (images_per_second * 3600) * 1000
 
 
-def cost_lines(settings) -> list[str]:
-    on_demand, spot = settings.inf2_xlarge_hourly_usd, settings.inf2_xlarge_spot_hourly_usd
+def cost_lines(*, on_demand: float, spot: float | None, min_replicas: int, system_nodes: int,
+               system_instance_type: str) -> list[str]:
+    """The figures, from inf2.xlarge's hourly prices (USD; spot unset: None) and the replicas
+    and system nodes that run when idle."""
     estimated = BENCHMARK_IMAGES_PER_SECOND * BENCHMARK_STEPS / DEFAULT_STEPS
     prices = [("on-demand", on_demand)] + ([("spot", spot)] if spot else [])
     lines = [f"inf2.xlarge: ${on_demand:.3f}/h on-demand" + (f", ${spot:.3f}/h spot (a setting: spot prices move)"
@@ -37,11 +39,11 @@ def cost_lines(settings) -> list[str]:
         lines.append(f"$ per 1000 images at full load, {name}: ${_per_thousand(price, BENCHMARK_IMAGES_PER_SECOND):.3f} "
                      f"at {BENCHMARK_STEPS} steps, ~${_per_thousand(price, estimated):.3f} at {DEFAULT_STEPS} steps "
                      "(estimate)")
-    idle = on_demand * settings.min_replicas
-    lines.append(f"idle cost with minReplicas={settings.min_replicas}: ${idle:.3f}/h, "
+    idle = on_demand * min_replicas
+    lines.append(f"idle cost with minReplicas={min_replicas}: ${idle:.3f}/h, "
                  f"${idle * HOURS_PER_MONTH:,.0f}/month on-demand (inf2 nodes only; add the system node group: "
-                 f"{settings.system_node_desired_size} x {settings.system_node_instance_type})")
-    if not settings.scales_to_zero:
+                 f"{system_nodes} x {system_instance_type})")
+    if min_replicas:  # not at zero already: what zero would cost
         lines.append("idle cost with minReplicas=0 (scale to zero): $0/h for inf2; the system nodes and the gateway "
                      "stay")
     return lines
@@ -56,7 +58,10 @@ def main() -> int:
     except SettingsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print("\n".join(cost_lines(settings)))
+    print("\n".join(cost_lines(
+        on_demand=settings.endpoint.inf2_xlarge_hourly_usd, spot=settings.endpoint.inf2_xlarge_spot_hourly_usd,
+        min_replicas=settings.endpoint.min_replicas, system_nodes=settings.cluster.system_node_desired_size,
+        system_instance_type=settings.cluster.system_node_instance_type)))
     return 0
 
 

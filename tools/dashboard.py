@@ -1,4 +1,4 @@
-"""The dashboard and alarms as text, read from a synthesized template (the README shows it):
+"""The dashboard and alarms as text, read from a synthesized template (docs/operating.md shows it):
 
     python -m tools.dashboard cdk.out/Sd21-Workload.template.json
 """

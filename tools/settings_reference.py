@@ -1,13 +1,13 @@
-"""The settings reference in the README: every setting, its default (cdk.json) and
-what it accepts (the parser's own words). Run: python -m tools.settings_reference
-A test keeps the README's copy equal to this output, and drives every numeric
-setting to the edges the README states."""
+"""The settings reference (docs/settings.md): every setting by group, its default (cdk.json),
+what it accepts (the parser's own words) and what it does (the field's doc in
+stacks/settings/groups.py). Run: python -m tools.settings_reference
+A test keeps the docs' copy equal to this output, and drives every numeric setting to the
+edges it states."""
 from __future__ import annotations
 
 import json
-from dataclasses import fields
 
-from stacks.settings import Settings, allowed, camel
+from stacks.settings import GROUPS, allowed, camel, doc, setting_fields
 
 
 def _cell(text: str) -> str:
@@ -22,10 +22,16 @@ def _shown(value) -> str:
 
 
 def reference_lines(context: dict) -> list[str]:
-    lines = ["| setting | default | allowed |", "|---|---|---|"]
-    for field in fields(Settings):
-        key = camel(field.name)
-        lines.append(f"| `{key}` | {_shown(context.get(key))} | {_cell(allowed(field.name))} |")
+    lines: list[str] = []
+    headings = {group: heading for group, _, heading in GROUPS}
+    current = None
+    for group, item in setting_fields():
+        if group != current:
+            current = group
+            lines += ([""] if lines else []) + [f"#### {headings[group]}", "",
+                                                "| setting | default | allowed | what it does |", "|---|---|---|---|"]
+        key = camel(item.name)
+        lines.append(f"| `{key}` | {_shown(context.get(key))} | {_cell(allowed(item.name))} | {_cell(doc(item.name))} |")
     return lines
 
 

@@ -11,7 +11,8 @@ import collections
 import statistics
 import time
 
-from .env import env_default
+from .contract import DEFAULT_STEPS, BenchmarkEnv
+from .env import read
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -67,11 +68,10 @@ def report(result: dict) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="sd21-benchmark", description=__doc__)
-    parser.add_argument("--url", default=env_default("SD21_BENCH_URL", "http://127.0.0.1:8080"),
-                        help="base URL of the endpoint")
+    parser.add_argument("--url", default=read(BenchmarkEnv).url, help="base URL of the endpoint")
     parser.add_argument("--concurrency", "-c", type=int, default=8)
     parser.add_argument("--requests", "-n", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     parser.add_argument("--prompt", default="a photo of an astronaut riding a horse on mars")
     parser.add_argument("--timeout", type=float, default=300)
     args = parser.parse_args(argv)

@@ -19,6 +19,7 @@ from typing import Callable, Optional
 
 from prometheus_client import CollectorRegistry
 
+from .contract import CloudWatchEnv
 from .env import progress
 from .metric_names import CLOUDWATCH_CLUSTER_DIMENSION, CLOUDWATCH_KIND_DIMENSION
 
@@ -36,7 +37,7 @@ class Mapping:
 
 class CloudWatchPublisher:
     def __init__(self, registry: CollectorRegistry, mappings: list[Mapping], namespace: str, cluster: str,
-                 period_s: float = 60.0, client=None, clock: Callable[[], float] = time.time):
+                 period_s: float = CloudWatchEnv.period_s, client=None, clock: Callable[[], float] = time.time):
         self.registry, self.mappings, self.namespace = registry, mappings, namespace
         self.dimensions = [{"Name": CLOUDWATCH_CLUSTER_DIMENSION, "Value": cluster}]
         self.period_s, self._clock = period_s, clock
@@ -121,17 +122,17 @@ class CloudWatchPublisher:
         self._stop.set()
 
 
-def from_env(registry: CollectorRegistry, mappings: list[Mapping]) -> Optional[CloudWatchPublisher]:
-    """Started when SD21_CLOUDWATCH_CLUSTER is set (the chart sets it); None otherwise."""
-    from .env import env_default, env_float
+def from_env(registry: CollectorRegistry, mappings: list[Mapping], environ=None) -> Optional[CloudWatchPublisher]:
+    """Started when the environment names a cluster (sd21.contract.CloudWatchEnv; the chart
+    sets it); None otherwise. A bad value raises ContractError (the entrypoints, which parse
+    their whole environment first, have refused it already)."""
+    import os
+
     from .metric_names import CLOUDWATCH_NAMESPACE
 
-    cluster = env_default("SD21_CLOUDWATCH_CLUSTER")
-    if not cluster:
+    env = CloudWatchEnv.from_env(os.environ if environ is None else environ)
+    if not env.cluster:
         return None
-    period = env_float("SD21_CLOUDWATCH_PERIOD_S", 60.0)
-    if period <= 0:
-        raise SystemExit("error: SD21_CLOUDWATCH_PERIOD_S must be > 0")
     progress(f"publishing metrics to CloudWatch namespace {CLOUDWATCH_NAMESPACE}, {CLOUDWATCH_CLUSTER_DIMENSION}="
-             f"{cluster}, every {period:g}s")
-    return CloudWatchPublisher(registry, mappings, CLOUDWATCH_NAMESPACE, cluster, period).start()
+             f"{env.cluster}, every {env.period_s:g}s")
+    return CloudWatchPublisher(registry, mappings, CLOUDWATCH_NAMESPACE, env.cluster, env.period_s).start()

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import threading
 import time
 from typing import Callable, Optional
@@ -37,7 +36,8 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from . import metric_names as names
 from .cloudwatch import CloudWatchPublisher, Mapping
-from .env import env_default, env_float, progress
+from .contract import ColdStartMetricsEnv
+from .env import progress, read
 
 GAUGE = "sd21_cluster_cold_start_seconds"
 NODECLAIM_TRANSITIONS = "operator_nodeclaim_status_condition_transition_seconds"
@@ -142,21 +142,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--once", action="store_true", help="one period now, print what was seen, and exit")
     args = parser.parse_args(argv)
-    prometheus_url = env_default("SD21_PROMETHEUS_URL")
-    node_pool = env_default("SD21_NODE_POOL")
-    cluster = env_default("SD21_CLOUDWATCH_CLUSTER")
-    missing = [name for name, value in (("SD21_PROMETHEUS_URL", prometheus_url), ("SD21_NODE_POOL", node_pool),
-                                        ("SD21_CLOUDWATCH_CLUSTER", cluster)) if not value]
-    if missing:
-        print(f"error: {', '.join(missing)} must be set", file=sys.stderr)
-        return 2
-    if not prometheus_url.startswith(("http://", "https://")):
-        print(f"error: SD21_PROMETHEUS_URL must be an http(s) URL, not {prometheus_url!r}", file=sys.stderr)
-        return 2
-    period = env_float("SD21_CLOUDWATCH_PERIOD_S", 60.0)
-    if period <= 0:
-        print("error: SD21_CLOUDWATCH_PERIOD_S must be > 0", file=sys.stderr)
-        return 2
+    env = read(ColdStartMetricsEnv)  # all three names required; one line and exit 2 otherwise
+    prometheus_url, node_pool, cluster, period = env.prometheus_url, env.node_pool, env.cluster, env.period_s
 
     def publisher(registry, mappings):
         return CloudWatchPublisher(registry, mappings, names.CLOUDWATCH_NAMESPACE, cluster, period)

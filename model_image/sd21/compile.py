@@ -29,6 +29,7 @@ from pathlib import Path
 from . import s3
 from .artifact import (
     ARCHIVE_NAME,
+    BACKENDS,
     MANIFEST_NAME,
     TRACED_PARTS,
     CompileInputs,
@@ -39,26 +40,31 @@ from .artifact import (
     validate_bucket,
     validate_model_name,
 )
-from .env import env_default, fail, progress
+from .contract import CompileEnv
+from .env import fail, progress, read
 from .weights import WeightsMismatch, fetch_mirror
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def parse_args(argv=None, environ=None) -> argparse.Namespace:
+    """The flags, defaulting to the environment (sd21.contract.CompileEnv, kept as `args.env`)."""
+    env = read(CompileEnv, environ)
     parser = argparse.ArgumentParser(prog="sd21-compile", description=__doc__)
-    parser.add_argument("--backend", default=env_default("SD21_BACKEND", "neuron"), choices=("neuron", "cuda", "cpu"))
-    parser.add_argument("--bucket", default=env_default("SD21_BUCKET"))
-    parser.add_argument("--model-name", default=env_default("SD21_MODEL_NAME", "sd21-512"))
-    parser.add_argument("--expected-version", default=env_default("SD21_MODEL_VERSION"),
+    parser.add_argument("--backend", default=env.backend, choices=BACKENDS)
+    parser.add_argument("--bucket", default=env.bucket)
+    parser.add_argument("--model-name", default=env.model_name)
+    parser.add_argument("--expected-version", default=env.model_version,
                         help="fail unless the computed artifact version equals this")
-    parser.add_argument("--model-id", default=env_default("SD21_MODEL_ID", CompileInputs.model_id))
-    parser.add_argument("--model-revision", default=env_default("SD21_MODEL_REVISION", CompileInputs.model_revision))
-    parser.add_argument("--weights-source", default=env_default("SD21_WEIGHTS_SOURCE"),
+    parser.add_argument("--model-id", default=env.model_id)
+    parser.add_argument("--model-revision", default=env.model_revision)
+    parser.add_argument("--weights-source", default=env.weights_source,
                         help="hub id, s3:// prefix of mirrored weights, or a local directory (default: model id)")
-    parser.add_argument("--neuron-sdk", default=env_default("SD21_NEURON_SDK", CompileInputs.neuron_sdk))
-    parser.add_argument("--workdir", default=env_default("SD21_WORKDIR"), help="scratch space (default: temp dir)")
+    parser.add_argument("--neuron-sdk", default=env.neuron_sdk)
+    parser.add_argument("--workdir", default=env.workdir, help="scratch space (default: temp dir)")
     parser.add_argument("--print-version", action="store_true",
                         help="print the artifact version these inputs hash to, and exit")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.env = env
+    return args
 
 
 def library_versions() -> dict[str, str]:
@@ -224,22 +230,23 @@ def run(args: argparse.Namespace) -> int:
             print(artifact_version(inputs))
             return 0
         if not args.bucket:
-            return fail("no bucket: set SD21_BUCKET or --bucket")
+            return fail(f"no bucket: set {CompileEnv.var('bucket').name} or --bucket")
         name = validate_model_name(args.model_name)
         bucket = validate_bucket(args.bucket)
     except ValueError as error:
         return fail(str(error))
-    image_sdk = os.environ.get("SD21_IMAGE_NEURON_SDK")
+    image_sdk = args.env.image_neuron_sdk
     if inputs.backend == "neuron" and image_sdk and image_sdk != inputs.neuron_sdk:
-        return fail(f"SD21_NEURON_SDK={inputs.neuron_sdk} but this image carries Neuron SDK {image_sdk}: "
-                    "the artifact version would name a compiler that did not build it")
+        return fail(f"{CompileEnv.var('neuron_sdk').name}={inputs.neuron_sdk} but this image carries Neuron SDK "
+                    f"{image_sdk}: the artifact version would name a compiler that did not build it")
     mismatch = inputs.compiler_env_mismatch(os.environ)
     if mismatch:
         return fail(compile_env_refusal(mismatch))
     version = artifact_version(inputs)
     if args.expected_version and args.expected_version != version:
         return fail(
-            f"compile inputs hash to version {version} but SD21_MODEL_VERSION={args.expected_version}: "
+            f"compile inputs hash to version {version} but {CompileEnv.var('model_version').name}="
+            f"{args.expected_version}: "
             f"the deployment and this compile job disagree on model, revision, backend, SDK or compiler "
             f"settings ({inputs.canonical_json()})"
         )

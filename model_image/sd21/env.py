@@ -1,31 +1,22 @@
-"""Command-line flags that default from environment variables (Kubernetes passes env)."""
+"""What every entrypoint does with its environment and its output."""
 from __future__ import annotations
 
 import os
 import sys
+from typing import Mapping, Optional, TypeVar
+
+from .contract import ContractError, Env
+
+E = TypeVar("E", bound=Env)
 
 
-def env_default(name: str, default=None):
-    value = os.environ.get(name)
-    return value if value not in (None, "") else default
-
-
-def _env_number(name: str, default, parse, kind: str):
-    value = env_default(name)
-    if value is None:
-        return default
+def read(contract: type[E], environ: Optional[Mapping[str, str]] = None) -> E:
+    """The process's environment (sd21.contract), parsed: a bad value ends the process
+    with one line naming the variable and exit status 2, never a traceback."""
     try:
-        return parse(value)
-    except ValueError:
-        raise SystemExit(f"error: {name}={value!r} is not {kind}")
-
-
-def env_int(name: str, default: int) -> int:
-    return _env_number(name, default, int, "an integer")
-
-
-def env_float(name: str, default: float) -> float:
-    return _env_number(name, default, float, "a number")
+        return contract.from_env(os.environ if environ is None else environ)
+    except ContractError as error:
+        raise SystemExit(fail(str(error)))
 
 
 def progress(message: str) -> None:

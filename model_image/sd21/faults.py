@@ -1,4 +1,4 @@
-"""SD21_CPU_FAULT: a test facility that makes the cpu backend fail like a broken device.
+"""A test facility that makes the cpu backend fail like a broken device (ServerEnv.cpu_fault).
 
 Honoured by the cpu backend only (other backends ignore it and say so):
 - `error-after:N`  every generation after the N-th raises (a NeuronCore that fails);
@@ -14,10 +14,11 @@ from typing import Callable, Optional
 
 import torch
 
+from .contract import ServerEnv
 from .env import progress
 
-ENV = "SD21_CPU_FAULT"
-KINDS = ("error-after", "hang-after")
+FAULT = ServerEnv.var("cpu_fault")
+ENV = FAULT.name
 
 
 class InjectedDeviceError(RuntimeError):
@@ -25,9 +26,8 @@ class InjectedDeviceError(RuntimeError):
 
 
 def parse(spec: str) -> tuple[str, int]:
-    kind, _, count = spec.partition(":")
-    if kind not in KINDS or not count.isdigit():
-        raise ValueError(f"{ENV}={spec!r}: expected one of {', '.join(k + ':N' for k in KINDS)} (N >= 0)")
+    """(kind, N); a ValueError naming the variable for anything else (the contract checks the form)."""
+    kind, _, count = FAULT.parse(spec).partition(":")
     return kind, int(count)
 
 
@@ -54,7 +54,7 @@ class _Faults:
 
 
 def inject(backend: str, parts: dict, last_part: str, environ: Optional[dict] = None) -> dict:
-    """The parts, with the fault of SD21_CPU_FAULT applied when the backend is cpu."""
+    """The parts, with the fault the environment names (ENV) applied when the backend is cpu."""
     spec = (environ if environ is not None else os.environ).get(ENV, "")
     if not spec:
         return parts

@@ -33,10 +33,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from .env import env_default, env_float, env_int, progress
+from .contract import GatewayEnv
+from .env import progress, read
 from .errors import allowed_methods, error_response as _error
 from .headers import REFUSED_HEADER
-from .slow_clients import BODY_TIMEOUT_S, HEAD_TIMEOUT_S, slow_client_protocol
+from .slow_clients import slow_client_protocol
 from .request_checks import GENERATIONS_PATH, HTTP_ERROR_TYPES, BodyLimit, Refused, read_generation
 from .metric_names import (
     CW_COLD_REQUESTS, CW_COLD_START_TOTAL, CW_GATEWAY_REQUESTS, CW_HELD_REQUESTS, GATEWAY_COLD, GATEWAY_HELD,
@@ -57,17 +58,18 @@ RETRIES_ELSEWHERE = 2
 
 @dataclass(frozen=True)
 class GatewaySettings:
+    # The defaults are the environment's (sd21.contract.GatewayEnv), but for the model.
     upstream: str  # e.g. http://sd21-inference.sd21.svc:80
     request_timeout_s: int
-    cold_retry_after_s: int = 60
+    cold_retry_after_s: int = GatewayEnv.cold_retry_after_s
     # While no replica is ready, hold up to hold_requests requests for up to hold_s seconds
     # each (0: answer 503 at once); the first in line tries the upstream every hold_poll_s.
-    hold_requests: int = 0
-    hold_s: float = 0.0
+    hold_requests: int = GatewayEnv.hold_requests
+    hold_s: float = GatewayEnv.hold_s
     hold_poll_s: float = 1.0
-    cold_start_s: int = 300  # what a cold start is expected to take (the README's budget)
-    # The model clients may name (the server's SD21_MODEL_NAME); None: not checked here,
-    # the replica refuses another (a job, queued here, is then not checked for it).
+    cold_start_s: int = GatewayEnv.cold_start_s  # what a cold start is expected to take (the README's budget)
+    # The model clients may name (the servers' model); None: not checked here, the
+    # replica refuses another (a job, queued here, is then not checked for it).
     served_model: Optional[str] = None
     # A held request that a replica has not refused within this long counts as admitted,
     # and the next one goes: a replica refuses at once (429), but admits silently (its
@@ -463,26 +465,27 @@ def keep_alive_seconds(hold_s: int, request_timeout_s: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
+    env = read(GatewayEnv)
+    upstream = GatewayEnv.var("upstream").name
     parser = argparse.ArgumentParser(prog="sd21-gateway", description=__doc__.splitlines()[0])
-    parser.add_argument("--upstream", default=env_default("SD21_UPSTREAM"),
-                        help="base URL of the inference Service (env SD21_UPSTREAM)")
-    parser.add_argument("--port", type=int, default=env_int("SD21_PORT", 8080))
-    parser.add_argument("--metrics-port", type=int, default=env_int("SD21_METRICS_PORT", 9090))
-    parser.add_argument("--host", default=env_default("SD21_HOST", "0.0.0.0"))
-    parser.add_argument("--request-timeout", type=int, default=env_int("SD21_REQUEST_TIMEOUT_S", 300))
-    parser.add_argument("--cold-retry-after", type=int, default=env_int("SD21_COLD_RETRY_AFTER_S", 60))
-    parser.add_argument("--hold-requests", type=int, default=env_int("SD21_HOLD_REQUESTS", 0),
+    parser.add_argument("--upstream", default=env.upstream,
+                        help=f"base URL of the inference Service (env {upstream})")
+    parser.add_argument("--port", type=int, default=env.port)
+    parser.add_argument("--metrics-port", type=int, default=env.metrics_port)
+    parser.add_argument("--host", default=env.host)
+    parser.add_argument("--request-timeout", type=int, default=env.request_timeout_s)
+    parser.add_argument("--cold-retry-after", type=int, default=env.cold_retry_after_s)
+    parser.add_argument("--hold-requests", type=int, default=env.hold_requests,
                         help="requests held at most while no replica is ready (0: answer 503 at once)")
-    parser.add_argument("--hold-seconds", type=int, default=env_int("SD21_HOLD_S", 0),
+    parser.add_argument("--hold-seconds", type=int, default=env.hold_s,
                         help="how long each is held before the 503")
-    parser.add_argument("--cold-start-seconds", type=int, default=env_int("SD21_COLD_START_S", 300),
+    parser.add_argument("--cold-start-seconds", type=int, default=env.cold_start_s,
                         help="the expected cold start, shown to people waiting")
-    parser.add_argument("--model-name", default=env_default("SD21_MODEL_NAME"),
-                        help="the model clients may name, as the server's (env SD21_MODEL_NAME); "
-                             "unset: another model is refused by the replica, not here")
+    parser.add_argument("--model-name", default=env.model_name,
+                        help="the model clients may name, as the servers'")
     args = parser.parse_args(argv)
     if not args.upstream or not args.upstream.startswith(("http://", "https://")):
-        parser.error("--upstream (or SD21_UPSTREAM) must be an http(s):// URL")
+        parser.error(f"--upstream (or {upstream}) must be an http(s):// URL")
     for name in ("request_timeout", "cold_retry_after", "cold_start_seconds"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1 second")
@@ -496,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
     registry = CollectorRegistry()
     from .jobs import JobsApi, JobsSettings
 
-    jobs_settings = JobsSettings.from_env()
+    jobs_settings = JobsSettings.of(env.jobs)
     app = create_app(settings, registry, jobs=JobsApi(jobs_settings) if jobs_settings else None)
     start_http_server(args.metrics_port, addr=args.host, registry=registry)
     from .cloudwatch import Mapping, from_env
@@ -510,8 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     # Read deadlines as the server's: the front door is the first thing a slow client reaches.
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=args.request_timeout,
                 timeout_keep_alive=keep_alive_seconds(args.hold_seconds, args.request_timeout), server_header=False,
-                date_header=False, http=slow_client_protocol(env_float("SD21_HEAD_TIMEOUT_S", HEAD_TIMEOUT_S),
-                                                               env_float("SD21_BODY_TIMEOUT_S", BODY_TIMEOUT_S)))
+                date_header=False, http=slow_client_protocol(env.head_timeout_s, env.body_timeout_s))
     return 0
 
 

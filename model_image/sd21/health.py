@@ -18,15 +18,18 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+from .contract import ServerEnv
+
 # The server's exit status when the device is unhealthy (1-7 are taken: see server.py).
 EXIT_UNHEALTHY = 8
 
 
 @dataclass(frozen=True)
 class HealthSettings:
-    max_consecutive_failures: int = 3   # failed generations in a row that mark the device broken
-    watchdog_factor: float = 10.0       # bound = factor x measured seconds per step x steps ...
-    watchdog_min_s: float = 30.0        # ... but never below this
+    # Defaults: the environment's (sd21.contract.ServerEnv).
+    max_consecutive_failures: int = ServerEnv.max_consecutive_failures  # failed generations in a row: broken
+    watchdog_factor: float = ServerEnv.watchdog_factor  # bound = factor x measured seconds per step x steps ...
+    watchdog_min_s: float = ServerEnv.watchdog_min_s    # ... but never below this
     watchdog_poll_s: float = 0.5
 
     def __post_init__(self) -> None:

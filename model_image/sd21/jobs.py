@@ -12,9 +12,8 @@ to the dead-letter queue; the pods mark such jobs failed. GET /v1/images/jobs/<i
 reads the status, with a short-lived presigned URL once the image exists.
 
 The enqueuing side (`JobsApi`) runs in the server, and in the gateway at scale to
-zero; the worker side (`JobWorker`) runs in the server. Configured by env:
-SD21_JOBS_QUEUE_URL (off when unset), SD21_JOBS_DLQ_URL, SD21_JOBS_TOPIC_ARN,
-SD21_BUCKET, SD21_JOBS_MAX_ATTEMPTS, SD21_JOBS_VISIBILITY_S, SD21_JOBS_URL_EXPIRES_S.
+zero; the worker side (`JobWorker`) runs in the server. Configured by env
+(sd21.contract.JobsEnv): off while no queue is named.
 """
 from __future__ import annotations
 
@@ -29,8 +28,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from .contract import DEFAULT_GUIDANCE_SCALE, DEFAULT_STEPS, JOBS_PREFIX
-from .env import env_default, env_int, progress
+from .contract import JOBS_PREFIX, JobsEnv
+from .env import progress
 from .s3 import is_access_denied, is_not_found
 
 PREFIX = JOBS_PREFIX
@@ -44,25 +43,17 @@ class JobsSettings:
     dead_letter_url: Optional[str]
     topic_arn: Optional[str]
     bucket: str
-    max_attempts: int = 3
-    visibility_s: int = 180
-    url_expires_s: int = 900
+    max_attempts: int = JobsEnv.max_attempts
+    visibility_s: int = JobsEnv.visibility_s
+    url_expires_s: int = JobsEnv.url_expires_s
 
     @classmethod
-    def from_env(cls) -> Optional["JobsSettings"]:
-        queue = env_default("SD21_JOBS_QUEUE_URL")
-        if not queue:
+    def of(cls, env: JobsEnv) -> Optional["JobsSettings"]:
+        """None while no queue is named (JobsEnv.from_env checked the rest: a queue has a bucket)."""
+        if not env.queue_url:
             return None
-        bucket = env_default("SD21_BUCKET")
-        if not bucket:
-            raise SystemExit("error: SD21_JOBS_QUEUE_URL needs SD21_BUCKET (where requests and results go)")
-        settings = cls(queue, env_default("SD21_JOBS_DLQ_URL"), env_default("SD21_JOBS_TOPIC_ARN"), bucket,
-                       env_int("SD21_JOBS_MAX_ATTEMPTS", 3), env_int("SD21_JOBS_VISIBILITY_S", 180),
-                       env_int("SD21_JOBS_URL_EXPIRES_S", 900))
-        if settings.max_attempts < 1 or settings.visibility_s < 2 or not 60 <= settings.url_expires_s <= 604800:
-            raise SystemExit("error: SD21_JOBS_MAX_ATTEMPTS >= 1, SD21_JOBS_VISIBILITY_S >= 2 and "
-                             "SD21_JOBS_URL_EXPIRES_S 60..604800")
-        return settings
+        return cls(env.queue_url, env.dead_letter_url, env.topic_arn, env.bucket, env.max_attempts,
+                   env.visibility_s, env.url_expires_s)
 
 
 def presigning_s3_client():
@@ -251,10 +242,7 @@ class JobWorker:
             return
         self.store.set_status(job_id, "running", attempt=attempt)
         fields = request["request"]
-        params = GenerationParams(prompt=fields["prompt"], negative_prompt=fields.get("negative_prompt", ""),
-                                  steps=fields.get("steps", DEFAULT_STEPS),
-                                  guidance_scale=float(fields.get("guidance_scale", DEFAULT_GUIDANCE_SCALE)),
-                                  seed=fields["seed"])
+        params = GenerationParams.of(fields, fields["seed"])
         heartbeat = threading.Event()
         threading.Thread(target=self._keep_invisible, args=(receipt, heartbeat), daemon=True).start()
         try:

@@ -12,7 +12,7 @@ import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import torch
 
@@ -32,6 +32,14 @@ class GenerationParams:
     steps: int = DEFAULT_STEPS
     guidance_scale: float = DEFAULT_GUIDANCE_SCALE
     seed: int = 0
+
+    @classmethod
+    def of(cls, request: Mapping[str, Any], seed: int) -> "GenerationParams":
+        """A generation request's parameters (the API's fields, as validated, or as a job stored
+        them): what it leaves out takes the API's defaults; the seed is the one chosen for it."""
+        return cls(prompt=request["prompt"], negative_prompt=request.get("negative_prompt", ""),
+                   steps=request.get("steps", DEFAULT_STEPS),
+                   guidance_scale=float(request.get("guidance_scale", DEFAULT_GUIDANCE_SCALE)), seed=seed)
 
 
 class TracedPipeline:

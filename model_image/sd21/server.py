@@ -17,7 +17,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse,
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .api import ErrorResponse, GenerationRequest, GenerationResponse
-from .env import env_default, env_float, env_int, fail, progress
+from .artifact import BACKENDS
+from .contract import ServerEnv
+from .env import fail, progress, read
 from . import metric_names as names
 from .cloudwatch import Mapping, from_env as cloudwatch_from_env
 from .errors import allowed_methods, describe_validation as _describe_validation, error_response as _error
@@ -146,8 +148,7 @@ def create_app(service: Optional[GenerationService] = None, with_ui: bool = True
         if refused is not None:
             return refused
         seed = body.seed if body.seed is not None else random.randrange(2**32)
-        params = GenerationParams(prompt=body.prompt, negative_prompt=body.negative_prompt, steps=body.steps,
-                                  guidance_scale=float(body.guidance_scale), seed=seed)
+        params = GenerationParams.of(body.model_dump(), seed)
         try:
             image = await service.generate(params)
         except Rejected as rejection:
@@ -216,36 +217,35 @@ def openapi_document() -> dict:
     return create_app(service=None, with_ui=False).openapi()
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def parse_args(argv=None, environ=None) -> argparse.Namespace:
+    """The flags, defaulting to the environment (sd21.contract.ServerEnv, kept as `args.env`)."""
+    env = read(ServerEnv, environ)
     parser = argparse.ArgumentParser(prog="sd21-serve", description=__doc__)
-    parser.add_argument("--backend", default=env_default("SD21_BACKEND", "neuron"), choices=("neuron", "cuda", "cpu"))
-    parser.add_argument("--model-dir", default=env_default("SD21_MODEL_DIR", "/model"))
-    parser.add_argument("--model-version", default=env_default("SD21_MODEL_VERSION"))
-    parser.add_argument("--model-name", default=env_default("SD21_MODEL_NAME", "sd21-512"),
-                        help="the name clients pass as `model` (OpenAI-style)")
-    parser.add_argument("--host", default=env_default("SD21_HOST", "0.0.0.0"))
-    parser.add_argument("--port", type=int, default=env_int("SD21_PORT", 8080))
-    parser.add_argument("--queue-size", type=int, default=env_int("SD21_QUEUE_SIZE", 4))
-    parser.add_argument("--request-timeout-s", type=float, default=env_float("SD21_REQUEST_TIMEOUT_S", 120.0))
-    parser.add_argument("--drain-grace-s", type=float, default=env_float("SD21_DRAIN_GRACE_S", 90.0))
-    parser.add_argument("--no-ui", action="store_true", default=env_default("SD21_UI", "1") == "0")
-    defaults = HealthSettings()
-    parser.add_argument("--max-consecutive-failures", type=int,
-                        default=env_int("SD21_MAX_CONSECUTIVE_FAILURES", defaults.max_consecutive_failures),
+    parser.add_argument("--backend", default=env.backend, choices=BACKENDS)
+    parser.add_argument("--model-dir", default=env.model_dir)
+    parser.add_argument("--model-version", default=env.model_version)
+    parser.add_argument("--model-name", default=env.model_name, help="the name clients pass as `model` (OpenAI-style)")
+    parser.add_argument("--host", default=env.host)
+    parser.add_argument("--port", type=int, default=env.port)
+    parser.add_argument("--queue-size", type=int, default=env.queue_size)
+    parser.add_argument("--request-timeout-s", type=float, default=env.request_timeout_s)
+    parser.add_argument("--drain-grace-s", type=float, default=env.drain_grace_s)
+    parser.add_argument("--no-ui", action="store_true", default=not env.ui)
+    parser.add_argument("--max-consecutive-failures", type=int, default=env.max_consecutive_failures,
                         help="failed generations in a row after which the device counts as broken")
-    parser.add_argument("--watchdog-factor", type=float,
-                        default=env_float("SD21_WATCHDOG_FACTOR", defaults.watchdog_factor),
+    parser.add_argument("--watchdog-factor", type=float, default=env.watchdog_factor,
                         help="a generation running longer than this many times its measured duration is hung")
-    parser.add_argument("--watchdog-min-s", type=float, default=env_float("SD21_WATCHDOG_MIN_S", defaults.watchdog_min_s),
+    parser.add_argument("--watchdog-min-s", type=float, default=env.watchdog_min_s,
                         help="the hang bound is never below this")
-    parser.add_argument("--unhealthy-exit-delay-s", type=float,
-                        default=env_float("SD21_UNHEALTHY_EXIT_DELAY_S", 1.0),
+    parser.add_argument("--unhealthy-exit-delay-s", type=float, default=env.unhealthy_exit_delay_s,
                         help="time to answer what was held with 503 before exiting when the device breaks")
-    parser.add_argument("--head-timeout-s", type=float, default=env_float("SD21_HEAD_TIMEOUT_S", HEAD_TIMEOUT_S),
+    parser.add_argument("--head-timeout-s", type=float, default=env.head_timeout_s,
                         help="a request head must arrive within this (a new connection: of its opening)")
-    parser.add_argument("--body-timeout-s", type=float, default=env_float("SD21_BODY_TIMEOUT_S", BODY_TIMEOUT_S),
+    parser.add_argument("--body-timeout-s", type=float, default=env.body_timeout_s,
                         help="a request body must arrive within this after its head")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.env = env
+    return args
 
 
 def settings_from_args(args: argparse.Namespace) -> ServiceSettings:
@@ -326,7 +326,7 @@ def main(argv=None) -> int:
     service = GenerationService(settings)
     from .jobs import JobsApi, JobsSettings, JobWorker
 
-    jobs_settings = JobsSettings.from_env()
+    jobs_settings = JobsSettings.of(args.env.jobs)
     jobs = JobsApi(jobs_settings, count=lambda kind: service.metrics.errors.labels(kind).inc()) if jobs_settings \
         else None
     app = create_app(service, with_ui=not args.no_ui, jobs=jobs)

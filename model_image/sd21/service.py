@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from .env import progress
 from .health import DeviceHealth, HealthSettings
-from .contract import DEFAULT_STEPS
+from .contract import DEFAULT_STEPS, ServerEnv
 from .metric_names import INFLIGHT_REQUESTS
 
 
@@ -38,15 +38,17 @@ class Rejected(Exception):
 
 @dataclass(frozen=True)
 class ServiceSettings:
+    """What sd21-serve's flags and environment give; the defaults are the environment's
+    (sd21.contract.ServerEnv), but for the backend: in-process users are tests and tools."""
     backend: str = "cpu"
-    model_dir: Path = Path("/model")
+    model_dir: Path = Path(ServerEnv.model_dir)
     model_version: Optional[str] = None
-    queue_size: int = 4
-    request_timeout_s: float = 120.0
-    drain_grace_s: float = 90.0
+    queue_size: int = ServerEnv.queue_size
+    request_timeout_s: float = ServerEnv.request_timeout_s
+    drain_grace_s: float = ServerEnv.drain_grace_s
     warmup_steps: int = 2
     health: HealthSettings = field(default_factory=HealthSettings)
-    served_model: str = "sd21-512"  # what OpenAI-style clients name as `model` (SD21_MODEL_NAME)
+    served_model: str = ServerEnv.model_name  # what OpenAI-style clients name as `model`
 
 
 class Metrics:

@@ -3,12 +3,15 @@ from __future__ import annotations
 
 from typing import Optional
 
+from .contract import ServerEnv
+
 
 # A slow client's bounds: the request head must arrive within HEAD_TIMEOUT_S of its first
 # byte (of the connection, for a new one), the body (at most 1 MiB) within BODY_TIMEOUT_S of
-# the head; about 35 KB/s at the least, far below any real client of this API.
-HEAD_TIMEOUT_S = 10.0
-BODY_TIMEOUT_S = 30.0
+# the head; about 35 KB/s at the least, far below any real client of this API. Both are the
+# environment's defaults (sd21.contract: SD21_HEAD_TIMEOUT_S, SD21_BODY_TIMEOUT_S).
+HEAD_TIMEOUT_S = ServerEnv.head_timeout_s
+BODY_TIMEOUT_S = ServerEnv.body_timeout_s
 _TIMED_OUT = (b'{"error": {"type": "timeout", "message": "the request was not received in time"}}')
 
 

@@ -1,4 +1,4 @@
-"""sd21-stage (initContainer): stream one artifact version from S3 into SD21_MODEL_DIR.
+"""sd21-stage (initContainer): stream one artifact version from S3 into the model directory.
 
 Parallel ranged GETs feed the tar extractor directly (no archive copy on disk),
 every file's sha256 is checked against the manifest, and the version directory
@@ -27,27 +27,30 @@ from typing import Optional
 
 from . import s3
 from .artifact import (
-    MANIFEST_NAME, artifact_prefix, validate_bucket, validate_model_name, validate_version,
+    BACKENDS, MANIFEST_NAME, artifact_prefix, validate_bucket, validate_model_name, validate_version,
 )
+from .contract import StageEnv
 from .devices import DeviceUnavailable, check_neuron_driver
-from .env import env_default, env_int, fail, progress
+from .env import fail, progress, read
 
 
 class CorruptArtifact(Exception):
     pass
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def parse_args(argv=None, environ=None) -> argparse.Namespace:
+    """The flags, defaulting to the environment (sd21.contract.StageEnv)."""
+    env = read(StageEnv, environ)
     parser = argparse.ArgumentParser(prog="sd21-stage", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backend", default=env_default("SD21_BACKEND", "neuron"), choices=("neuron", "cuda", "cpu"),
+    parser.add_argument("--backend", default=env.backend, choices=BACKENDS,
                         help="neuron: check the node's Neuron driver before downloading anything")
-    parser.add_argument("--bucket", default=env_default("SD21_BUCKET"))
-    parser.add_argument("--model-name", default=env_default("SD21_MODEL_NAME", "sd21-512"))
-    parser.add_argument("--version", default=env_default("SD21_MODEL_VERSION"))
-    parser.add_argument("--dest", default=env_default("SD21_MODEL_DIR", "/model"))
-    parser.add_argument("--workers", type=int, default=env_int("SD21_STAGE_WORKERS", 8))
-    parser.add_argument("--chunk-mib", type=int, default=env_int("SD21_STAGE_CHUNK_MIB", 8))
+    parser.add_argument("--bucket", default=env.bucket)
+    parser.add_argument("--model-name", default=env.model_name)
+    parser.add_argument("--version", default=env.model_version)
+    parser.add_argument("--dest", default=env.model_dir)
+    parser.add_argument("--workers", type=int, default=env.workers)
+    parser.add_argument("--chunk-mib", type=int, default=env.chunk_mib)
     return parser.parse_args(argv)
 
 
@@ -332,7 +335,8 @@ def stage(client, bucket: str, name: str, version: str, dest: Path, workers: int
 def main(argv=None) -> int:
     args = parse_args(argv)
     if not args.bucket or not args.version:
-        return fail("set SD21_BUCKET and SD21_MODEL_VERSION (or --bucket and --version)")
+        return fail(f"set {StageEnv.var('bucket').name} and {StageEnv.var('model_version').name} "
+                    "(or --bucket and --version)")
     try:
         bucket = validate_bucket(args.bucket)
         name = validate_model_name(args.model_name)

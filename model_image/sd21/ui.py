@@ -20,15 +20,13 @@ import time
 from pathlib import Path
 
 from .api import MAX_PROMPT_CHARS, is_visible
+from .contract import DEFAULT_GUIDANCE_SCALE, DEFAULT_STEPS, ServerEnv
 from .errors import error_response
 from .service import GenerationService, Rejected
 
 MAX_SEED = 2**32 - 1  # as the API's seed
-# Images are fetched by the browser right after they are made: 5 minutes is plenty. The
-# device makes at most one image a second or so (~0.5 MB of PNG), so the cache holds well
-# under 200 MB by age alone; the budget is the bound whatever the pace.
-CACHE_SWEEP_S = 60
-CACHE_MAX_AGE_S = 300
+# The cache is deleted on a schedule (sd21.contract.ServerEnv: why its default age is
+# enough); the byte budget is the bound whatever the pace.
 CACHE_MAX_BYTES = 256 << 20
 UPLOAD_PATHS = ("/gradio_api/upload", "/gradio_api/process_recording")
 
@@ -44,9 +42,9 @@ def build_blocks(service: GenerationService):
         if seed is not None and not -1 <= seed <= MAX_SEED:
             raise gr.Error(f"The seed must be between 0 and {MAX_SEED}, or -1 for a random one.")
         seed_value = int(seed) if seed is not None and seed >= 0 else random.randrange(MAX_SEED + 1)
-        params = GenerationParams(prompt=prompt[:MAX_PROMPT_CHARS],
-                                  negative_prompt=(negative_prompt or "")[:MAX_PROMPT_CHARS],
-                                  steps=int(steps), guidance_scale=float(guidance), seed=seed_value)
+        params = GenerationParams.of({"prompt": prompt[:MAX_PROMPT_CHARS],
+                                      "negative_prompt": (negative_prompt or "")[:MAX_PROMPT_CHARS],
+                                      "steps": int(steps), "guidance_scale": guidance}, seed_value)
         try:
             return await service.generate(params), f"seed {seed_value}"
         except Rejected as rejection:
@@ -59,8 +57,8 @@ def build_blocks(service: GenerationService):
             with gr.Column():
                 prompt = gr.Textbox(label="Prompt", elem_id="prompt", max_length=MAX_PROMPT_CHARS)
                 negative = gr.Textbox(label="Negative prompt", elem_id="negative", max_length=MAX_PROMPT_CHARS)
-                steps = gr.Slider(1, 100, value=25, step=1, label="Steps", elem_id="steps")
-                guidance = gr.Slider(0, 30, value=7.5, step=0.5, label="Guidance scale")
+                steps = gr.Slider(1, 100, value=DEFAULT_STEPS, step=1, label="Steps", elem_id="steps")
+                guidance = gr.Slider(0, 30, value=DEFAULT_GUIDANCE_SCALE, step=0.5, label="Guidance scale")
                 seed = gr.Number(value=-1, precision=0, minimum=-1, maximum=MAX_SEED, label="Seed (-1: random)")
                 button = gr.Button("Generate", elem_id="generate", variant="primary")
             with gr.Column():
@@ -72,8 +70,7 @@ def build_blocks(service: GenerationService):
 
 def _cache_schedule() -> tuple[int, int]:
     """(sweep every, delete older than) in seconds; the environment may shorten them (tests)."""
-    return (int(os.environ.get("SD21_UI_CACHE_SWEEP_S", CACHE_SWEEP_S)),
-            int(os.environ.get("SD21_UI_CACHE_MAX_AGE_S", CACHE_MAX_AGE_S)))
+    return (ServerEnv.var("ui_cache_sweep_s").read(os.environ), ServerEnv.var("ui_cache_max_age_s").read(os.environ))
 
 
 def mount_ui(app, service: GenerationService, path: str):

@@ -18,9 +18,9 @@ import tempfile
 from pathlib import Path
 
 from . import s3
-from .contract import WEIGHTS_MANIFEST
-from .artifact import DEFAULT_MODEL_ID, DEFAULT_MODEL_REVISION, describe_files, sha256_file
-from .env import env_default, fail, progress
+from .contract import WEIGHTS_MANIFEST, MirrorWeightsEnv
+from .artifact import describe_files, sha256_file
+from .env import fail, progress, read
 
 MANIFEST = WEIGHTS_MANIFEST
 # What StableDiffusionPipeline.from_pretrained reads in float32: the diffusers layout's
@@ -123,8 +123,9 @@ def upload_mirror(directory: Path, manifest: dict, dest: str) -> bool:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="sd21-mirror-weights", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-id", default=env_default("SD21_MODEL_ID", DEFAULT_MODEL_ID))
-    parser.add_argument("--revision", default=env_default("SD21_MODEL_REVISION", DEFAULT_MODEL_REVISION),
+    env = read(MirrorWeightsEnv)
+    parser.add_argument("--model-id", default=env.model_id)
+    parser.add_argument("--revision", default=env.model_revision,
                         help="the 40-hex hub commit to mirror")
     parser.add_argument("--dest", required=True, help="s3://bucket/prefix/ of the mirror (the weightsSource setting)")
     parser.add_argument("--from-dir", help="mirror a local copy of that revision instead of downloading it")

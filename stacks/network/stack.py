@@ -7,9 +7,10 @@ from stacks.settings import Settings
 
 class NetworkStack(Stack):
     def __init__(self, scope: Construct, id: str, *, settings: Settings, **kwargs) -> None:
-        self._az_count = settings.az_count
+        self._az_count = settings.network.az_count
         super().__init__(scope, id, **kwargs)
-        self.network = ClusterNetwork(self, "Network", settings=settings)
+        self.network = ClusterNetwork(self, "Network", vpc_cidr=settings.network.vpc_cidr, az_count=settings.network.az_count,
+                                      nat_gateways=settings.network.nat_gateways, discovery_tag=settings.cluster.discovery_tag)
         self.vpc = self.network.vpc
 
     @property

@@ -2,21 +2,20 @@
 from aws_cdk import RemovalPolicy, Tags, aws_ec2 as ec2, aws_logs as logs
 from constructs import Construct
 
-from stacks.settings import Settings
-
 
 class ClusterNetwork(Construct):
     """VPC over `azCount` AZs with flow logs, an S3 gateway endpoint and the
     subnet tags that the AWS Load Balancer Controller and Karpenter look for."""
 
-    def __init__(self, scope: Construct, id: str, *, settings: Settings) -> None:
+    def __init__(self, scope: Construct, id: str, *, vpc_cidr: str, az_count: int, nat_gateways: int,
+                 discovery_tag: tuple[str, str]) -> None:
         super().__init__(scope, id)
         self.vpc = ec2.Vpc(
             self,
             "Vpc",
-            ip_addresses=ec2.IpAddresses.cidr(settings.vpc_cidr),
-            max_azs=settings.az_count,
-            nat_gateways=settings.nat_gateways,
+            ip_addresses=ec2.IpAddresses.cidr(vpc_cidr),
+            max_azs=az_count,
+            nat_gateways=nat_gateways,
             subnet_configuration=[
                 ec2.SubnetConfiguration(name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24),
                 # /19 leaves room for one IP per pod (VPC CNI) on many nodes.
@@ -40,7 +39,7 @@ class ClusterNetwork(Construct):
             destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_log_group),
             traffic_type=ec2.FlowLogTrafficType.ALL,
         )
-        discovery_key, discovery_value = settings.discovery_tag
+        discovery_key, discovery_value = discovery_tag
         for subnet in self.vpc.private_subnets:
             Tags.of(subnet).add("kubernetes.io/role/internal-elb", "1")
             Tags.of(subnet).add(discovery_key, discovery_value)

@@ -8,11 +8,7 @@ dependent stack after the whole step group of its dependency.
 """
 from aws_cdk import Aws, Duration, Stack, aws_codebuild as codebuild, aws_iam as iam, pipelines
 
-from stacks.workload.serving.spec import compile_inputs
-from sd21.artifact import artifact_version
-from stacks.storage.repository import compile_tag, repository_name
 from stacks.release.commands import IMAGE_BUILD_COMMANDS
-from stacks.settings import Settings
 
 # Everything `docker push`, the "tag already pushed?" check and the compile tag's copy
 # (BatchGetImage reads the manifest, PutImage writes it under the new tag) need.
@@ -29,11 +25,13 @@ PUSH_ACTIONS = (
 
 class ImageTarget:
     """The model image repository as the pipeline stack sees it: by its fixed name
-    in the pipeline's own account and region (where the deploy stage deploys it)."""
+    (stacks.storage.repository.repository_name) in the pipeline's own account and region
+    (where the deploy stage deploys it); `compile_tag` is the tag the release gives the
+    model image for the compile Job (stacks.storage.repository.compile_tag)."""
 
-    def __init__(self, stack: Stack, settings: Settings) -> None:
-        self.name = repository_name(settings)
-        self.compile_tag = compile_tag(artifact_version(compile_inputs(settings)))
+    def __init__(self, stack: Stack, *, repository_name: str, compile_tag: str) -> None:
+        self.name = repository_name
+        self.compile_tag = compile_tag
         self.arn = stack.format_arn(service="ecr", resource="repository", resource_name=self.name)
         self.registry = f"{Aws.ACCOUNT_ID}.dkr.ecr.{Aws.REGION}.{Aws.URL_SUFFIX}"
         self.uri = f"{self.registry}/{self.name}"

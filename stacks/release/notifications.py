@@ -2,11 +2,9 @@
 from aws_cdk import aws_kms as kms, aws_sns as sns, aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
-from stacks.settings import Settings
-
 
 class ApprovalNotifications(Construct):
-    def __init__(self, scope: Construct, id: str, *, settings: Settings, key: kms.IKey) -> None:
+    def __init__(self, scope: Construct, id: str, *, key: kms.IKey, email: str | None) -> None:
         super().__init__(scope, id)
         self.topic = sns.Topic(
             self,
@@ -15,5 +13,5 @@ class ApprovalNotifications(Construct):
             master_key=key,
             enforce_ssl=True,
         )
-        if settings.approval_notification_email:
-            self.topic.add_subscription(subscriptions.EmailSubscription(settings.approval_notification_email))
+        if email:
+            self.topic.add_subscription(subscriptions.EmailSubscription(email))

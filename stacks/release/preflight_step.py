@@ -5,7 +5,6 @@ run: that venv has no aws-cdk-lib to synthesize with."""
 from aws_cdk import Aws, Duration, aws_codebuild as codebuild, aws_iam as iam, pipelines
 
 from stacks.release.commands import SYNTH_IMAGE
-from stacks.settings import Settings
 
 PREFLIGHT_COMMANDS = (
     "apt-get update -qq && apt-get install -y -qq python3 python3-venv",
@@ -16,33 +15,32 @@ PREFLIGHT_COMMANDS = (
 )
 
 
-def preflight_statements(settings: Settings) -> list[iam.PolicyStatement]:
+def preflight_statements(*, connection_arn: str, weights_source: str) -> list[iam.PolicyStatement]:
     statements = [
         # Describe and quota reads have no resource-level permissions.
         iam.PolicyStatement(actions=["ec2:DescribeAvailabilityZones", "ec2:DescribeInstanceTypeOfferings",
                                      "servicequotas:GetServiceQuota"], resources=["*"]),
-        iam.PolicyStatement(actions=[f"{settings.pipeline_connection_arn.split(':')[2]}:GetConnection"],
-                            resources=[settings.pipeline_connection_arn]),
+        iam.PolicyStatement(actions=[f"{connection_arn.split(':')[2]}:GetConnection"], resources=[connection_arn]),
         # The node AMI Karpenter will resolve: public parameters of the deploy region.
         iam.PolicyStatement(actions=["ssm:GetParameter"], resources=[
             f"arn:{Aws.PARTITION}:ssm:{Aws.REGION}::parameter/aws/service/eks/optimized-ami/*"]),
         # The account's Lambda concurrency: an account-level read, no resource to name.
         iam.PolicyStatement(actions=["lambda:GetAccountSettings"], resources=["*"]),
     ]
-    return statements + weights_statements(settings)
+    return statements + weights_statements(weights_source)
 
 
-def weights_statements(settings: Settings) -> list[iam.PolicyStatement]:
+def weights_statements(weights_source: str) -> list[iam.PolicyStatement]:
     """Reading an S3 weights mirror's manifest (none with weightsSource hub)."""
-    if not settings.weights_source.startswith("s3://"):
+    if not weights_source.startswith("s3://"):
         return []
-    bucket, _, prefix = settings.weights_source.removeprefix("s3://").partition("/")
+    bucket, _, prefix = weights_source.removeprefix("s3://").partition("/")
     return [iam.PolicyStatement(actions=["s3:GetObject"], resources=[f"arn:aws:s3:::{bucket}/{prefix.rstrip('/')}/*"]),
             iam.PolicyStatement(actions=["s3:ListBucket"], resources=[f"arn:aws:s3:::{bucket}"])]
 
 
-def preflight_step(settings: Settings, source: pipelines.IFileSetProducer,
-                   assembly: pipelines.FileSet) -> pipelines.CodeBuildStep:
+def preflight_step(source: pipelines.IFileSetProducer, assembly: pipelines.FileSet, *, connection_arn: str,
+                   weights_source: str) -> pipelines.CodeBuildStep:
     return pipelines.CodeBuildStep(
         "Preflight",
         input=source,
@@ -50,6 +48,6 @@ def preflight_step(settings: Settings, source: pipelines.IFileSetProducer,
         commands=list(PREFLIGHT_COMMANDS),
         build_environment=codebuild.BuildEnvironment(
             build_image=codebuild.LinuxBuildImage.from_docker_registry(SYNTH_IMAGE)),
-        role_policy_statements=preflight_statements(settings),
+        role_policy_statements=preflight_statements(connection_arn=connection_arn, weights_source=weights_source),
         timeout=Duration.minutes(15),
     )

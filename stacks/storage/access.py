@@ -9,22 +9,23 @@ from sd21.contract import JOBS_PREFIX
 
 from stacks.compliance import acknowledge_all, wildcard_findings
 from stacks.pod_identity import pod_identity_role
-from stacks.settings import Settings
 
 MODELS_PREFIX = "models/"
 
 
 class ModelAccessRoles(Construct):
-    def __init__(self, scope: Construct, id: str, *, settings: Settings, bucket: s3.IBucket) -> None:
+    def __init__(self, scope: Construct, id: str, *, bucket: s3.IBucket, model_name: str, weights_source: str,
+                 with_gateway: bool) -> None:
         super().__init__(scope, id)
         self.compile_role = pod_identity_role(self, "CompileRole", "sd21 compile Job: weights in, artifacts out")
         self.serve_role = pod_identity_role(self, "ServeRole", "sd21 inference pods: read their model, do jobs")
-        grants = [(self.compile_role, compile_statements(settings, bucket)),
-                  (self.serve_role, serve_statements(settings, bucket) + job_statements(bucket, "enqueue")
-                   + job_statements(bucket, "work"))]
+        grants = [(self.compile_role, compile_statements(bucket, model_name=model_name,
+                                                         weights_source=weights_source)),
+                  (self.serve_role, serve_statements(bucket, model_name=model_name)
+                   + job_statements(bucket, "enqueue") + job_statements(bucket, "work"))]
         # At scale to zero the gateway accepts jobs (and publishes its counters, stacks/observability).
         self.gateway_role = None
-        if settings.scales_to_zero:
+        if with_gateway:
             self.gateway_role = pod_identity_role(self, "GatewayRole", "sd21 gateway: enqueue jobs, publish counters")
             grants.append((self.gateway_role, job_statements(bucket, "enqueue")))
         for role, statements in grants:
@@ -36,7 +37,7 @@ class ModelAccessRoles(Construct):
                             "names each side writes; ListBucket to the same s3:prefix).")
 
 
-def compile_statements(settings: Settings, bucket: s3.IBucket) -> list[iam.PolicyStatement]:
+def compile_statements(bucket: s3.IBucket, *, model_name: str, weights_source: str) -> list[iam.PolicyStatement]:
     """Read the weights source; write only under models/ (never delete a finished artifact)."""
     statements = [
         iam.PolicyStatement(sid="ListModels", actions=["s3:ListBucket"], resources=[bucket.bucket_arn],
@@ -45,10 +46,10 @@ def compile_statements(settings: Settings, bucket: s3.IBucket) -> list[iam.Polic
                             resources=[bucket.arn_for_objects(f"{MODELS_PREFIX}*")]),
         # Only the temporary upload keys may be deleted, after they are copied to the final name.
         iam.PolicyStatement(sid="CleanUploads", actions=["s3:DeleteObject"],
-                            resources=[bucket.arn_for_objects(f"{MODELS_PREFIX}{settings.model_name}/.uploads/*")]),
+                            resources=[bucket.arn_for_objects(f"{MODELS_PREFIX}{model_name}/.uploads/*")]),
     ]
-    if settings.weights_source.startswith("s3://"):
-        source_bucket, _, prefix = settings.weights_source[len("s3://"):].partition("/")
+    if weights_source.startswith("s3://"):
+        source_bucket, _, prefix = weights_source[len("s3://"):].partition("/")
         prefix = prefix.rstrip("/")
         objects = f"{prefix}/*" if prefix else "*"
         statements += [
@@ -74,9 +75,9 @@ def job_statements(bucket: s3.IBucket, side: str) -> list[iam.PolicyStatement]:
                                 resources=[objects("*/status.json"), objects("*/image.png")])]
 
 
-def serve_statements(settings: Settings, bucket: s3.IBucket) -> list[iam.PolicyStatement]:
+def serve_statements(bucket: s3.IBucket, *, model_name: str) -> list[iam.PolicyStatement]:
     """Read (and list) this model's artifacts only."""
-    prefix = f"{MODELS_PREFIX}{settings.model_name}/"
+    prefix = f"{MODELS_PREFIX}{model_name}/"
     return [
         iam.PolicyStatement(sid="ListModel", actions=["s3:ListBucket"], resources=[bucket.bucket_arn],
                             conditions={"StringLike": {"s3:prefix": f"{prefix}*"}}),

@@ -4,11 +4,11 @@ from constructs import Construct
 from sd21.contract import JOBS_PREFIX
 
 from stacks.access_logs import access_log_bucket
-from stacks.settings import Settings
 
 
 class ModelBucket(Construct):
-    def __init__(self, scope: Construct, id: str, *, settings: Settings) -> None:
+    def __init__(self, scope: Construct, id: str, *, model_name: str, noncurrent_version_days: int,
+                 job_result_days: int) -> None:
         super().__init__(scope, id)
         self.access_logs = access_log_bucket(self, "AccessLogs", logs_of="the model bucket")
         self.bucket = s3.Bucket(
@@ -22,13 +22,13 @@ class ModelBucket(Construct):
             server_access_logs_prefix="models-bucket/",
             lifecycle_rules=[
                 s3.LifecycleRule(
-                    noncurrent_version_expiration=Duration.days(settings.model_noncurrent_version_days),
+                    noncurrent_version_expiration=Duration.days(noncurrent_version_days),
                     abort_incomplete_multipart_upload_after=Duration.days(7),
                 ),
                 # A compile that crashed mid-upload leaves its temporary keys here.
-                s3.LifecycleRule(prefix=f"models/{settings.model_name}/.uploads/", expiration=Duration.days(7)),
+                s3.LifecycleRule(prefix=f"models/{model_name}/.uploads/", expiration=Duration.days(7)),
                 # Async jobs' requests, status and images (sd21.contract.JOBS_PREFIX) are short-lived.
-                s3.LifecycleRule(prefix=JOBS_PREFIX, expiration=Duration.days(settings.job_result_days),
+                s3.LifecycleRule(prefix=JOBS_PREFIX, expiration=Duration.days(job_result_days),
                                  noncurrent_version_expiration=Duration.days(1)),
             ],
             # Compiled artifacts take an hour of compute each: never drop them with the stack.

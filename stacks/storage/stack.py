@@ -13,8 +13,13 @@ class StorageStack(Stack):
 
     def __init__(self, scope: Construct, id: str, *, settings: Settings, **kwargs) -> None:
         super().__init__(scope, id, **kwargs)
-        self.models = ModelBucket(self, "ModelBucket", settings=settings)
-        self.images = ModelImageRepository(self, "ModelImage", settings=settings)
+        self.models = ModelBucket(self, "ModelBucket", model_name=settings.model.model_name,
+                                  noncurrent_version_days=settings.storage.model_noncurrent_version_days,
+                                  job_result_days=settings.endpoint.job_result_days)
+        self.images = ModelImageRepository(self, "ModelImage", cluster_name=settings.cluster.cluster_name,
+                                           images_kept=settings.storage.ecr_images_kept)
         self.bucket = self.models.bucket
         self.repository = self.images.repository
-        self.access = ModelAccessRoles(self, "ModelAccess", settings=settings, bucket=self.bucket)
+        self.access = ModelAccessRoles(self, "ModelAccess", bucket=self.bucket, model_name=settings.model.model_name,
+                                       weights_source=settings.model.weights_source,
+                                       with_gateway=settings.endpoint.scales_to_zero)

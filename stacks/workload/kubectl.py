@@ -10,18 +10,17 @@ from aws_cdk import aws_ec2 as ec2, aws_eks_v2 as eks
 from constructs import Construct
 
 from stacks.cluster.eks.kubectl_layers import acknowledge_kubectl_provider, kubectl_layer
-from stacks.settings import Settings
 
 
 class WorkloadKubectl(Construct):
-    def __init__(self, scope: Construct, id: str, *, settings: Settings, cluster: eks.ICluster) -> None:
+    def __init__(self, scope: Construct, id: str, *, cluster: eks.ICluster, kubernetes_version: str) -> None:
         super().__init__(scope, id)
         private = cluster.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS).subnets
         by_name = eks.Cluster.from_cluster_attributes(
             self, "ClusterByName", cluster_name=cluster.cluster_name, vpc=cluster.vpc,
             cluster_security_group_id=cluster.cluster_security_group_id)
         self.provider = eks.KubectlProvider(
-            self, "Provider", cluster=by_name, kubectl_layer=kubectl_layer(self, settings.kubernetes_version),
+            self, "Provider", cluster=by_name, kubectl_layer=kubectl_layer(self, kubernetes_version),
             # A private endpoint is only reachable from inside the VPC.
             private_subnets=private, security_groups=[by_name.cluster_security_group])
         acknowledge_kubectl_provider(self.provider)

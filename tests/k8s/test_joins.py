@@ -46,7 +46,7 @@ def test_subnet_selector_matches_exactly_the_private_subnets(find, network_templ
     selected = {lid for lid, s in subnets.items() if wanted.items() <= _tags(s).items()}
     private = {lid for lid, s in subnets.items() if _tags(s).get("aws-cdk:subnet-type") == "Private"}
     assert selected == private
-    assert len(selected) == application.settings.az_count
+    assert len(selected) == application.settings.network.az_count
 
 
 def test_security_group_selector_matches_exactly_the_node_security_group(find, cluster_template, application):
@@ -54,7 +54,7 @@ def test_security_group_selector_matches_exactly_the_node_security_group(find, c
     groups = _resources(cluster_template, "AWS::EC2::SecurityGroup")
     selected = [lid for lid, g in groups.items() if wanted.items() <= _tags(g).items()]
     assert selected == [_logical_id(application.cluster, application.cluster.eks.node_security_group)]
-    assert wanted == dict([application.settings.discovery_tag])
+    assert wanted == dict([application.settings.cluster.discovery_tag])
 
 
 def test_my_scheduler_extender_is_the_extension_service(find):

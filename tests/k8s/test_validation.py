@@ -11,11 +11,11 @@ from tests.k8s import validation
 def test_every_rendered_object_validates(objects, application):
     kinds = {o["kind"] for o in objects}
     assert {"DaemonSet", "Deployment", "Service", "ConfigMap", "ClusterRole", "EC2NodeClass", "NodePool"} <= kinds
-    assert validation.validate_all(objects, application.settings.kubernetes_version) == []
+    assert validation.validate_all(objects, application.settings.cluster.kubernetes_version) == []
 
 
 def test_builtin_kinds_use_the_schema_of_the_cluster_version(objects, application):
-    version = application.settings.kubernetes_version
+    version = application.settings.cluster.kubernetes_version
     used = {validation.validate_builtin(o, version) for o in objects if not validation.is_custom_resource(o)}
     assert used == {version}, "kubernetes-validate lacks this version's schemas: it fell back to an older one"
 
@@ -24,7 +24,7 @@ def test_unknown_field_in_a_builtin_object_is_an_error(find, application):
     deployment = copy.deepcopy(find("Deployment", "my-scheduler"))
     deployment["spec"]["template"]["spec"]["containers"][0]["livenesProbe"] = {}
     with pytest.raises(validation.ManifestError, match="livenesProbe"):
-        validation.validate(deployment, application.settings.kubernetes_version)
+        validation.validate(deployment, application.settings.cluster.kubernetes_version)
 
 
 @pytest.mark.parametrize("kind, mutate, message", [
@@ -35,10 +35,10 @@ def test_unknown_field_in_a_builtin_object_is_an_error(find, application):
 ])
 def test_karpenter_objects_are_checked_against_the_crd(find, application, kind, mutate, message):
     obj = copy.deepcopy(find(kind, "inf2"))
-    validation.validate(obj, application.settings.kubernetes_version)
+    validation.validate(obj, application.settings.cluster.kubernetes_version)
     mutate(obj)
     with pytest.raises(validation.ManifestError, match=message):
-        validation.validate(obj, application.settings.kubernetes_version)
+        validation.validate(obj, application.settings.cluster.kubernetes_version)
 
 
 def test_vendored_crds_are_unmodified_and_of_the_pinned_karpenter_minor():

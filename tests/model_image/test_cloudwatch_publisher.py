@@ -110,12 +110,10 @@ def test_the_calls_are_valid_cloudwatch_requests(s3_env):
     assert sum(p["Sum"] for p in stats["Datapoints"]) == 7
 
 
-def test_publishing_is_off_unless_the_chart_names_the_cluster(monkeypatch):
+def test_publishing_is_off_unless_the_chart_names_the_cluster():
     from sd21.cloudwatch import from_env
+    from sd21.contract import CloudWatchEnv, ContractError
 
-    monkeypatch.delenv("SD21_CLOUDWATCH_CLUSTER", raising=False)
-    assert from_env(CollectorRegistry(), MAPPINGS) is None
-    monkeypatch.setenv("SD21_CLOUDWATCH_CLUSTER", "c1")
-    monkeypatch.setenv("SD21_CLOUDWATCH_PERIOD_S", "0")
-    with pytest.raises(SystemExit, match="SD21_CLOUDWATCH_PERIOD_S"):
-        from_env(CollectorRegistry(), MAPPINGS)
+    assert from_env(CollectorRegistry(), MAPPINGS, environ={}) is None
+    with pytest.raises(ContractError, match="SD21_CLOUDWATCH_PERIOD_S"):
+        from_env(CollectorRegistry(), MAPPINGS, environ=CloudWatchEnv(cluster="c1", period_s=0).to_env())

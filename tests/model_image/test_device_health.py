@@ -191,7 +191,7 @@ def test_health_settings_are_frozen_and_default_to_what_is_deployed():
     deployed = Settings.from_context(default_context())
     defaults = HealthSettings()
     assert (defaults.max_consecutive_failures, defaults.watchdog_factor, defaults.watchdog_min_s) == (
-        deployed.device_failures_before_restart, deployed.hang_factor, deployed.hang_minimum_seconds)
+        deployed.endpoint.device_failures_before_restart, deployed.endpoint.hang_factor, deployed.endpoint.hang_minimum_seconds)
     with pytest.raises(dataclasses.FrozenInstanceError):
         defaults.watchdog_factor = 2
 
@@ -211,7 +211,7 @@ def test_the_exit_status_is_the_documented_one():
 
     from sd21 import health, server
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "docs" / "operating.md").read_text()
     assert health.EXIT_UNHEALTHY == 8 and "exits with code 8" in readme
     assert "8 the device turned unhealthy" in Path(server.__file__).read_text()
 

@@ -15,13 +15,19 @@ def env_of(container: dict) -> dict[str, str]:
     return {item["name"]: item["value"] for item in container.get("env", [])}
 
 
-def start_server(pod: Pod, version: str, adapt, extra_env: dict | None = None, jobs: dict | None = None) -> Container:
-    """The pod's server container on a free loopback port, ready by its own readinessProbe."""
+def start_server(pod: Pod, version: str, adapt, extra_env: dict | None = None, jobs: dict | None = None,
+                 wait: bool = True) -> Container:
+    """The pod's server container on a free loopback port, ready by its own readinessProbe
+    (wait=False: started only; `until_ready` then waits, so that a start overlaps other work)."""
     port = find_container(pod.spec, "server")["ports"][0]["containerPort"]
     changes = {"jobs": jobs} if jobs else {}
     container = pod.container("server", adapt(ports={port: free_port()}, **changes,
                                               extra_env={"SD21_MODEL_VERSION": version, **(extra_env or {})}))
     container.start()
+    return until_ready(container) if wait else container
+
+
+def until_ready(container: Container) -> Container:
     try:
         container.wait_http("readinessProbe", timeout=240)
     except BaseException:

@@ -191,6 +191,18 @@ def staged(inference_pod, compiled, adapt) -> str:
     return compiled
 
 
+@pytest.fixture(scope="session")
+def serving(inference_pod, staged, adapt):
+    """One healthy server replica from its spec, shared by the tests that only send it requests
+    (each start costs seconds: torch, the model, the warm-up); tests that break, drain, kill or
+    configure a server start their own."""
+    from tests.pods.cluster import start_server
+
+    container = start_server(inference_pod, staged, adapt)
+    yield container
+    container.kill()
+
+
 @pytest.fixture
 def gateway_before(zero, zero_roles, adapt, pods_root):
     """The scale-to-zero gateway from its spec. The inference Service's DNS name resolves to the

@@ -126,6 +126,9 @@ class Service:
             except OSError:
                 client.close()
                 continue
+            # The 5 s is for connecting only: kept on the socket, every generation slower than
+            # that (a loaded machine) was cut off mid-answer and reached the client as a 502.
+            upstream.settimeout(None)
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(target=_pump, args=(source, sink), daemon=True).start()
 

@@ -10,6 +10,7 @@ import time
 import httpx
 from PIL import Image
 
+from sd21.metric_names import GATEWAY_HELD
 from tests.pods.cluster import env_of, metrics_url_of, start_server, url_of
 from tests.pods.service import Service
 
@@ -31,7 +32,10 @@ def test_a_request_at_zero_is_held_and_answered_once_a_replica_is_ready(inferenc
 
     waiting = threading.Thread(target=client)
     waiting.start()
-    time.sleep(1.0)
+    deadline = time.monotonic() + 30
+    while f"{GATEWAY_HELD} 1.0" not in httpx.get(metrics_url_of(gateway)).text:  # the gateway holds it
+        assert waiting.is_alive() and time.monotonic() < deadline, answer
+        time.sleep(0.05)
     assert waiting.is_alive(), answer  # held, not refused
     started = time.monotonic()
     server = start_server(inference_pod, staged, adapt)  # a replica starts (ready by its probe)

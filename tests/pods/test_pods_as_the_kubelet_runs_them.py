@@ -14,11 +14,9 @@ from tests.pods.cluster import env_of, generate, start_server, url_of
 from tests.pods.kubelet import MODEL_IMAGE, Image, Pod, find_container, image_for, pod_spec
 
 
-@pytest.fixture(scope="module")
-def server(inference_pod, staged, adapt):
-    container = start_server(inference_pod, staged, adapt)
-    yield container
-    container.kill()
+@pytest.fixture
+def server(serving):
+    return serving
 
 
 def test_compile_stage_serve_from_the_synthesized_specs_yield_a_png(server):

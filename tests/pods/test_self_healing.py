@@ -56,10 +56,13 @@ def assert_one_line_reason(container, reason: str) -> str:
 
 
 def test_a_hung_device_answers_everyone_held_and_exits(inference_pod, staged, adapt):
-    """hang-after:1 (the warm-up passes, the first request hangs) with a 3 s floor instead
-    of the spec's, to keep the test short; everything else is the pod spec's."""
+    """hang-after:1 (the warm-up passes, the first request hangs) with a 3 s floor and a factor
+    of 1 instead of the spec's (timing values only), to keep the test short; everything else is
+    the pod spec's. The factor matters: the warm-up's step is the machine's slowest (first-call
+    work), and on a loaded machine 10 x that x 2 steps was a bound of 50-85 s."""
     server = start_server(inference_pod, staged, adapt, extra_env={"SD21_CPU_FAULT": "hang-after:1",
-                                                                   "SD21_WATCHDOG_MIN_S": "3"})
+                                                                   "SD21_WATCHDOG_MIN_S": "3",
+                                                                   "SD21_WATCHDOG_FACTOR": "1"})
     try:
         start = time.monotonic()
         watch = Watch(server, start)
@@ -79,8 +82,14 @@ def test_a_hung_device_answers_everyone_held_and_exits(inference_pod, staged, ad
         watch.join(timeout=5)
         assert code == EXIT_UNHEALTHY
         reason = assert_one_line_reason(server, "the device is hung")
-        # The bound follows the step time measured at warm-up, never below the 3 s floor.
-        bound = float(re.search(r"over the ([0-9.]+)s bound", reason).group(1))
+        # The bound follows the step time measured at warm-up, never below the 3 s floor:
+        # factor x seconds per step x the request's steps, as the reason itself reports them.
+        found = re.search(r"over the ([0-9.]+)s bound \(([0-9.]+) x ([0-9.]+)s per step measured here, "
+                          r"at least ([0-9.]+)s\)", reason)
+        assert found, reason
+        bound, factor, step, floor = map(float, found.groups())
+        assert (factor, floor) == (1, 3), reason
+        assert abs(bound - max(floor, factor * step * BODY["steps"])) <= 0.1, reason
         assert 3 <= bound < 30, reason
         for index, (seconds, response) in sorted(results.items()):
             assert response.status_code == 503, response.text
@@ -96,10 +105,11 @@ def test_a_hung_device_answers_everyone_held_and_exits(inference_pod, staged, ad
 
 
 def test_a_failing_device_leaves_the_service_and_traffic_moves_to_the_healthy_replica(
-        inference_pod, staged, adapt, gateway_before):
-    """error-after:3: the warm-up and two requests pass, then every generation raises."""
+        inference_pod, staged, adapt, gateway_before, serving):
+    """error-after:3: the warm-up and two requests pass, then every generation raises. The
+    healthy replica is the session's (only sent requests)."""
     failing = start_server(inference_pod, staged, adapt, extra_env={"SD21_CPU_FAULT": "error-after:3"})
-    healthy = start_server(inference_pod, staged, adapt)
+    healthy = serving
     service = Service([failing, healthy])
     try:
         service.wait_ready(2, timeout=30)
@@ -153,4 +163,3 @@ def test_a_failing_device_leaves_the_service_and_traffic_moves_to_the_healthy_re
     finally:
         service.close()
         failing.kill()
-        healthy.kill()

@@ -3,12 +3,15 @@ its template, and the pipeline's stages as rendered in that template."""
 import pytest
 
 from stacks.release.acknowledgments import logical_id
+from stacks.release.stack import PipelineStack
 
 
 @pytest.fixture(scope="session")
-def release(application):
-    assert application.release is not None, "app.build() must create the release pipeline stack"
-    return application.release
+def release(application) -> PipelineStack:
+    """The release pipeline stack app.build() creates beside the application stacks (one)."""
+    app = application.storage.node.root
+    (release,) = [c for c in app.node.children if isinstance(c, PipelineStack)]
+    return release
 
 
 @pytest.fixture(scope="session")

@@ -61,9 +61,9 @@ def test_source_is_a_codeconnections_checkout_from_settings(stages, release_temp
     assert source["ActionTypeId"] == {"Category": "Source", "Owner": "AWS",
                                       "Provider": "CodeStarSourceConnection", "Version": "1"}
     assert source["Configuration"] == {
-        "ConnectionArn": settings.pipeline_connection_arn,
-        "FullRepositoryId": settings.pipeline_repository,
-        "BranchName": settings.pipeline_branch,
+        "ConnectionArn": settings.release.pipeline_connection_arn,
+        "FullRepositoryId": settings.release.pipeline_repository,
+        "BranchName": settings.release.pipeline_branch,
         "DetectChanges": True,
     }
     # No token anywhere: no parameters, no outputs, no OAuth configuration.
@@ -238,7 +238,7 @@ def test_synth_tag_and_pushed_tag_are_the_same_variable(project, release, stages
 def test_a_commit_id_is_a_valid_image_tag(application):
     context = {k[:1].lower() + k[1:]: v for k, v in _context().items()}
     context["imageTag"] = "0123456789abcdef0123456789abcdef01234567"
-    assert Settings.from_context(context).image_tag == context["imageTag"]
+    assert Settings.from_context(context).release.image_tag == context["imageTag"]
 
 
 def _context() -> dict:
@@ -278,50 +278,27 @@ def _list(value) -> list:
 
 # --- storage and notifications ------------------------------------------------------
 
-def test_artifacts_are_kms_encrypted_and_tls_only(resources, release, release_template):
+def test_the_pipeline_keeps_its_artifacts_in_the_store_and_encrypts_with_its_key(resources, release):
+    """The store itself (KMS, TLS only, logged): tests/unit/stacks/release/test_artifacts.py."""
     (pipeline,) = [r for r in resources.values() if r["Type"] == "AWS::CodePipeline::Pipeline"]
     store = pipeline["Properties"]["ArtifactStore"]
     key_id = logical_id(release.artifacts.key)
     assert store["EncryptionKey"] == {"Id": {"Fn::GetAtt": [key_id, "Arn"]}, "Type": "KMS"}
-    assert resources[key_id]["Properties"]["EnableKeyRotation"] is True
-    bucket = resources[logical_id(release.artifacts.bucket)]["Properties"]
-    rule = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
-    assert rule["SSEAlgorithm"] == "aws:kms"
-    assert bucket["LoggingConfiguration"]["DestinationBucketName"]
-    policies = [r for r in resources.values() if r["Type"] == "AWS::S3::BucketPolicy"
-                and r["Properties"]["Bucket"] == {"Ref": logical_id(release.artifacts.bucket)}]
-    assert any(s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
-               for p in policies for s in p["Properties"]["PolicyDocument"]["Statement"])
+    assert store["Location"] == {"Ref": logical_id(release.artifacts.bucket)}
     # Every CodeBuild project of the pipeline encrypts with the same key.
     projects = [r for r in resources.values() if r["Type"] == "AWS::CodeBuild::Project"]
     assert projects and all(p["Properties"]["EncryptionKey"] == {"Fn::GetAtt": [key_id, "Arn"]} for p in projects)
 
 
-def test_approval_topic_is_encrypted_and_tls_only_without_subscription_by_default(resources, application):
-    assert application.settings.approval_notification_email is None
+def test_no_one_is_subscribed_to_approvals_by_default(resources, application, release):
+    """The topic itself (encrypted with the artifacts' key, TLS only, e-mail when set):
+    tests/unit/stacks/release/test_notifications.py."""
+    assert application.settings.release.approval_notification_email is None
     (topic_id,) = [k for k, r in resources.items() if r["Type"] == "AWS::SNS::Topic"]
-    assert resources[topic_id]["Properties"]["KmsMasterKeyId"]
-    (policy,) = [r for r in resources.values() if r["Type"] == "AWS::SNS::TopicPolicy"]
-    assert any(s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
-               for s in policy["Properties"]["PolicyDocument"]["Statement"])
+    assert topic_id == logical_id(release.notifications.topic)
+    assert resources[topic_id]["Properties"]["KmsMasterKeyId"] == {"Fn::GetAtt": [logical_id(release.artifacts.key),
+                                                                                  "Arn"]}
     assert not [r for r in resources.values() if r["Type"] == "AWS::SNS::Subscription"]
-
-
-def test_approval_topic_subscribes_the_configured_email(application):
-    """A small stack of its own: the notifications construct alone, with an address set."""
-    import dataclasses
-
-    import aws_cdk as cdk
-    from aws_cdk import aws_kms as kms
-    from aws_cdk.assertions import Template
-
-    from stacks.release.notifications import ApprovalNotifications
-
-    settings = dataclasses.replace(application.settings, approval_notification_email="ops@example.com")
-    stack = cdk.Stack(cdk.App(), "Notifications")
-    ApprovalNotifications(stack, "Approvals", settings=settings, key=kms.Key(stack, "Key"))
-    Template.from_stack(stack).has_resource_properties(
-        "AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "ops@example.com"})
 
 
 # --- lint ----------------------------------------------------------------------------
@@ -340,7 +317,7 @@ def test_pipeline_template_is_cfn_lint_clean(synthesized, release):
 
 def test_source_may_use_a_codeconnections_connection(resources, application):
     """A codeconnections: ARN needs codeconnections:UseConnection (landing-zone-accelerator#828)."""
-    arn = application.settings.pipeline_connection_arn
+    arn = application.settings.release.pipeline_connection_arn
     granted = [(s["Action"], s["Resource"]) for r in resources.values() if r["Type"] == "AWS::IAM::Policy"
                for s in r["Properties"]["PolicyDocument"]["Statement"]
                if "UseConnection" in json.dumps(s["Action"])]
@@ -407,13 +384,15 @@ def test_a_release_reading_an_s3_weights_mirror_synthesizes_with_every_finding_a
 
     import app as cdk_app
     from stacks.compliance import fail_on_any_finding
+    from stacks.release.stack import PipelineStack
 
     app = cdk.App(context={**cdk_app.default_context(), "weightsSource": "s3://weights-mirror-example/sd21/"},
                   outdir=str(tmp_path))
-    application = cdk_app.build(app)
+    cdk_app.build(app)
     app.synth()
     fail_on_any_finding(str(tmp_path))
-    template = json.loads((tmp_path / application.release.template_file).read_text())
+    (release,) = [c for c in app.node.children if isinstance(c, PipelineStack)]
+    template = json.loads((tmp_path / release.template_file).read_text())
     granted = [s for r in template["Resources"].values() if r["Type"] == "AWS::IAM::Policy"
                for s in r["Properties"]["PolicyDocument"]["Statement"]
                if s.get("Resource") == "arn:aws:s3:::weights-mirror-example/sd21/*"]

@@ -55,7 +55,7 @@ def test_every_helm_release_fails_fast_and_lbc_pulls_from_a_regional_registry(sy
         timeout = chart["Properties"].get("Timeout")
         assert timeout and int(timeout.removesuffix("s")) < KUBECTL_LAMBDA_SECONDS / 2, chart["Properties"]["Chart"]
     lbc = json.loads(_values(cluster_resources[logical_id(application.cluster.alb_controller.chart)]))
-    assert lbc["image"] == {"repository": IMAGE_REPOSITORY, "tag": application.settings.alb_controller_version}
+    assert lbc["image"] == {"repository": IMAGE_REPOSITORY, "tag": application.settings.versions.alb_controller_version}
     assert IMAGE_REPOSITORY.startswith("public.ecr.aws/")
 
 
@@ -213,7 +213,7 @@ def test_what_would_take_the_workload_or_the_nodes_down_survives_its_removal(syn
 def test_groups_the_load_balancer_controller_writes_to_have_no_inline_rules(synthesized, application):
     """LBC adds ingress rules to the node group tagged kubernetes.io/cluster/<name>: owned.
     Inline rules are rewritten whole by CloudFormation, revoking LBC's (cfn-language-discussion#157)."""
-    tag = f"kubernetes.io/cluster/{application.settings.cluster_name}"
+    tag = f"kubernetes.io/cluster/{application.settings.cluster.cluster_name}"
     groups = []
     for template in app_templates(synthesized):
         for resource_id, resource in json.loads(template.read_text())["Resources"].items():

@@ -1,10 +1,10 @@
-"""The async-job parts in AWS, as synthesized: queue, dead-letter queue, topic, the
-lifecycle of jobs/, and who may do what (least privilege on each side)."""
+"""The async-job parts in the synthesized app: the queue's figures from the settings, the
+env the pods read, and who may do what (least privilege on each side). The queue, its
+dead letters and topic alone: tests/unit/stacks/workload/jobs; the lifecycle of jobs/:
+tests/unit/stacks/storage."""
 from __future__ import annotations
 
 import json
-
-from aws_cdk.assertions import Match
 
 from stacks.workload.jobs.queue import visibility_seconds
 from tests.conftest import logical_id
@@ -16,24 +16,14 @@ def _policies_of(template: dict, role_fragment: str) -> list[dict]:
             for s in r["Properties"]["PolicyDocument"]["Statement"]]
 
 
-def test_queue_dead_letters_and_topic(synthesized, application):
+def test_the_queue_takes_its_figures_from_the_settings(synthesized, application):
+    """The queue's own shape (encryption, TLS only, dead letters, topic): tests/unit/stacks/workload/jobs."""
     settings = application.settings
     jobs = application.workload.jobs
-    template = synthesized.template(application.workload)
-    queue = template.to_json()["Resources"][logical_id(jobs.queue)]["Properties"]
-    assert queue["SqsManagedSseEnabled"] is True
-    assert queue["VisibilityTimeout"] == visibility_seconds(settings) > settings.request_timeout_seconds
-    assert queue["RedrivePolicy"] == {"deadLetterTargetArn": {"Fn::GetAtt": [logical_id(jobs.dead_letters), "Arn"]},
-                                      "maxReceiveCount": settings.job_max_attempts}
-    dead = template.to_json()["Resources"][logical_id(jobs.dead_letters)]["Properties"]
-    assert dead["MessageRetentionPeriod"] == 14 * 24 * 3600 and dead["SqsManagedSseEnabled"] is True
-    for queue_resource in (jobs.queue, jobs.dead_letters):  # TLS only
-        template.has_resource_properties("AWS::SQS::QueuePolicy", {
-            "Queues": [{"Ref": logical_id(queue_resource)}],
-            "PolicyDocument": {"Statement": Match.array_with([Match.object_like(
-                {"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}})])}})
-    topic = template.to_json()["Resources"][logical_id(jobs.topic)]["Properties"]
-    assert topic["KmsMasterKeyId"] == {"Fn::GetAtt": [logical_id(jobs.key), "Arn"]}
+    queue = synthesized.template(application.workload).to_json()["Resources"][logical_id(jobs.queue)]["Properties"]
+    assert queue["VisibilityTimeout"] == visibility_seconds(settings.endpoint.request_timeout_seconds)
+    assert queue["VisibilityTimeout"] > settings.endpoint.request_timeout_seconds
+    assert queue["RedrivePolicy"]["maxReceiveCount"] == settings.endpoint.job_max_attempts
 
 
 def test_pods_are_told_the_queue_they_use(synthesized, application):
@@ -49,18 +39,10 @@ def test_pods_are_told_the_queue_they_use(synthesized, application):
     for name, construct in (("SD21_JOBS_QUEUE_URL", jobs.queue), ("SD21_JOBS_DLQ_URL", jobs.dead_letters),
                             ("SD21_JOBS_TOPIC_ARN", jobs.topic)):
         assert logical_id(construct) in env[name], (name, env[name])
-    assert env["SD21_JOBS_MAX_ATTEMPTS"] == str(application.settings.job_max_attempts)
+    assert env["SD21_JOBS_MAX_ATTEMPTS"] == str(application.settings.endpoint.job_max_attempts)
     # The worker extends a message by what the queue itself says its visibility timeout is.
     queue = json.loads(template)["Resources"][logical_id(jobs.queue)]["Properties"]
     assert env["SD21_JOBS_VISIBILITY_S"] == str(queue["VisibilityTimeout"])
-
-
-def test_job_results_expire(synthesized, application):
-    rules = synthesized.template(application.storage).find_resources("AWS::S3::Bucket")
-    (bucket,) = [b for b in rules.values() if "LifecycleConfiguration" in b["Properties"]
-                 and any(r.get("Prefix") == "jobs/" for r in b["Properties"]["LifecycleConfiguration"]["Rules"])]
-    (rule,) = [r for r in bucket["Properties"]["LifecycleConfiguration"]["Rules"] if r.get("Prefix") == "jobs/"]
-    assert rule["ExpirationInDays"] == application.settings.job_result_days
 
 
 def test_the_worker_side_may_only_receive_delete_extend_and_announce(synthesized, application):

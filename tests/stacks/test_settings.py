@@ -19,9 +19,9 @@ def settings_with(**overrides) -> Settings:
 
 def test_defaults_are_valid():
     settings = settings_with()
-    assert settings.kubernetes_version == "1.35"
-    assert settings.az_count >= 2
-    assert settings.kube_scheduler_image.startswith("registry.k8s.io/kube-scheduler:v1.35.")
+    assert settings.cluster.kubernetes_version == "1.35"
+    assert settings.network.az_count >= 2
+    assert settings.cluster.kube_scheduler_image.startswith("registry.k8s.io/kube-scheduler:v1.35.")
 
 
 @pytest.mark.parametrize(
@@ -62,7 +62,7 @@ def test_public_endpoint_needs_an_allow_list():
     with pytest.raises(SettingsError, match="publicAccessCidrs"):
         settings_with(endpointAccess="public", publicAccessCidrs=[])
     settings = settings_with(endpointAccess="public", publicAccessCidrs="203.0.113.0/24, 198.51.100.7/32")
-    assert settings.public_access_cidrs == ("203.0.113.0/24", "198.51.100.7/32")
+    assert settings.cluster.public_access_cidrs == ("203.0.113.0/24", "198.51.100.7/32")
 
 
 def test_public_endpoint_never_open_to_the_internet():
@@ -77,12 +77,12 @@ def test_keys_the_cdk_itself_adds_are_not_settings():
 
 def test_replica_limits_follow_the_node_pool():
     assert settings_with(maxReplicas=20, nodePoolNeuronLimit=21, nodePoolCpuLimit=112,
-                         nodePoolMemoryGibLimit=448).max_replicas == 20
+                         nodePoolMemoryGibLimit=448).endpoint.max_replicas == 20
 
 
 def test_command_line_strings_are_parsed():
     settings = settings_with(azCount="3", natGateways="3", nodeCapacityTypes="on-demand,spot")
-    assert settings.az_count == 3 and settings.node_capacity_types == ("on-demand", "spot")
+    assert settings.network.az_count == 3 and settings.node_pool.node_capacity_types == ("on-demand", "spot")
 
 
 @pytest.mark.parametrize(
@@ -106,16 +106,17 @@ def test_synth_fails_with_a_clear_message(context, setting):
     assert "Traceback" not in result.stderr
 
 
-# --- the README's settings reference: the documented edges are the enforced ones ------
+# --- the settings reference (docs/settings.md): the documented edges are the enforced ones ------
 
 def _readme_reference() -> dict[str, tuple[str, str]]:
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "settings.md").read_text()
     block = re.search(r"<!-- settings:begin -->\n(.*?)<!-- settings:end -->", text, re.S)
-    assert block, "README.md lacks the settings reference (python -m tools.settings_reference)"
+    assert block, "docs/settings.md lacks the settings reference (python -m tools.settings_reference)"
     rows = {}
-    for line in block.group(1).splitlines()[2:]:
-        key, default, accepted = (cell.strip() for cell in line.strip("|").split(" | "))
-        rows[key.strip("`")] = (default, accepted)
+    for line in block.group(1).splitlines():
+        if line.startswith("| `"):  # a setting's row (the groups' headings and table heads are not)
+            key, default, accepted, _ = (cell.strip() for cell in line.strip("|").split(" | "))
+            rows[key.strip("`")] = (default, accepted)
     return rows
 
 
@@ -123,7 +124,7 @@ def test_readme_settings_reference_is_the_command_output():
     result = subprocess.run([sys.executable, "-m", "tools.settings_reference"], cwd=ROOT, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    block = re.search(r"<!-- settings:begin -->\n(.*?)<!-- settings:end -->", (ROOT / "README.md").read_text(), re.S)
+    block = re.search(r"<!-- settings:begin -->\n(.*?)<!-- settings:end -->", (ROOT / "docs" / "settings.md").read_text(), re.S)
     assert block.group(1) == result.stdout
 
 
@@ -154,7 +155,7 @@ def test_every_setting_is_in_the_reference_with_its_default():
 def test_replicas_must_fit_the_node_pool_by_every_resource():
     """inf2.xlarge: 4 vCPU, 16 GiB, 1 Neuron device (the EC2 instance type's published size)."""
     roomy = {"nodePoolNeuronLimit": 100, "nodePoolMemoryGibLimit": 10000}
-    assert settings_with(maxReplicas=16, nodePoolCpuLimit=64, **roomy).max_replicas == 16  # 16 x 4 = 64
+    assert settings_with(maxReplicas=16, nodePoolCpuLimit=64, **roomy).endpoint.max_replicas == 16  # 16 x 4 = 64
     with pytest.raises(SettingsError) as refused:
         settings_with(maxReplicas=17, nodePoolCpuLimit=64, **roomy)
     assert ("'maxReplicas': 17 replicas need 17 inf2.xlarge nodes (68 of nodePoolCpuLimit), "
@@ -163,13 +164,13 @@ def test_replicas_must_fit_the_node_pool_by_every_resource():
 
 def test_min_replicas_may_equal_max_replicas():
     settings = settings_with(minReplicas=4, maxReplicas=4)
-    assert (settings.min_replicas, settings.max_replicas) == (4, 4)
+    assert (settings.endpoint.min_replicas, settings.endpoint.max_replicas) == (4, 4)
     with pytest.raises(SettingsError, match=r"'minReplicas': must be at most maxReplicas \(3\)"):
         settings_with(minReplicas=4, maxReplicas=3)
 
 
 def test_gp3_throughput_is_at_most_a_quarter_of_the_iops():
-    assert settings_with(nodeRootVolumeIops=3000, nodeRootVolumeThroughputMibps=750).node_root_volume_iops == 3000
+    assert settings_with(nodeRootVolumeIops=3000, nodeRootVolumeThroughputMibps=750).node_pool.node_root_volume_iops == 3000
     with pytest.raises(SettingsError) as refused:
         settings_with(nodeRootVolumeIops=3000, nodeRootVolumeThroughputMibps=751)
     assert "3000 IOPS allow 750 MiB/s" in str(refused.value)
@@ -179,7 +180,7 @@ def test_gp3_throughput_is_at_most_a_quarter_of_the_iops():
                                              ("10.0.0.0/15", False), ("10.0.0.0/21", False)])
 def test_vpc_cidr_is_a_slash_16_to_20(cidr, accepted):
     if accepted:
-        assert settings_with(vpcCidr=cidr).vpc_cidr == cidr
+        assert settings_with(vpcCidr=cidr).network.vpc_cidr == cidr
     else:
         with pytest.raises(SettingsError, match="'vpcCidr'.*/16 to /20"):
             settings_with(vpcCidr=cidr)
@@ -187,23 +188,23 @@ def test_vpc_cidr_is_a_slash_16_to_20(cidr, accepted):
 
 def test_durations_are_karpenter_durations_or_never():
     never = "".join(["Ne", "ver"])  # a string built at run time, as a parsed context value is
-    assert settings_with(nodeExpireAfter=never).node_expire_after == "Never"
-    assert settings_with(nodeExpireAfter="720h").node_expire_after == "720h"
+    assert settings_with(nodeExpireAfter=never).node_pool.node_expire_after == "Never"
+    assert settings_with(nodeExpireAfter="720h").node_pool.node_expire_after == "720h"
     for bad in ("Later", "never", "", "5 m"):
         with pytest.raises(SettingsError, match="'nodeExpireAfter'"):
             settings_with(nodeExpireAfter=bad)
 
 
 def test_the_system_node_group_desired_size_may_sit_at_either_bound():
-    assert settings_with(systemNodeMinSize=2, systemNodeDesiredSize=4, systemNodeMaxSize=4).system_node_desired_size == 4
-    assert settings_with(systemNodeMinSize=2, systemNodeDesiredSize=2, systemNodeMaxSize=4).system_node_desired_size == 2
+    assert settings_with(systemNodeMinSize=2, systemNodeDesiredSize=4, systemNodeMaxSize=4).cluster.system_node_desired_size == 4
+    assert settings_with(systemNodeMinSize=2, systemNodeDesiredSize=2, systemNodeMaxSize=4).cluster.system_node_desired_size == 2
     for low, desired, high in ((3, 2, 4), (2, 5, 4)):
         with pytest.raises(SettingsError, match="'systemNodeDesiredSize'"):
             settings_with(systemNodeMinSize=low, systemNodeDesiredSize=desired, systemNodeMaxSize=high)
 
 
 def test_prices_are_positive_and_below_a_thousand():
-    assert settings_with(inf2XlargeHourlyUsd="999.99").inf2_xlarge_hourly_usd == 999.99
+    assert settings_with(inf2XlargeHourlyUsd="999.99").endpoint.inf2_xlarge_hourly_usd == 999.99
     for bad, message in (("0", "out of range"), ("1000", "out of range"), ("1500", "out of range"),
                          ("abc", "'abc' is not a price in USD")):
         with pytest.raises(SettingsError) as refused:
@@ -213,12 +214,12 @@ def test_prices_are_positive_and_below_a_thousand():
 
 def test_booleans_are_read_from_text_as_cdk_passes_them():
     yes, no = "".join(["TR", "UE"]), " false "  # built at run time, as -c values are
-    assert settings_with(nodeRepair=yes).node_repair is True
-    assert settings_with(nodeRepair=no).node_repair is False
+    assert settings_with(nodeRepair=yes).cluster.node_repair is True
+    assert settings_with(nodeRepair=no).cluster.node_repair is False
 
 
 def test_an_addon_version_must_look_like_an_eks_build():
-    assert settings_with(addonVersions='{"coredns": "v1.12.1-eksbuild.2"}').addon_versions == {
+    assert settings_with(addonVersions='{"coredns": "v1.12.1-eksbuild.2"}').cluster.addon_versions == {
         "coredns": "v1.12.1-eksbuild.2"}
     with pytest.raises(SettingsError, match="coredns version '1.12.1' must look like v1.2.3-eksbuild.1"):
         settings_with(addonVersions='{"coredns": "1.12.1"}')
@@ -248,7 +249,7 @@ def test_settings_cannot_change_once_read():
 
     settings = settings_with()
     with pytest.raises(dataclasses.FrozenInstanceError):
-        settings.queue_size = 99
+        settings.endpoint.queue_size = 99
 
 
 def test_endpoint_access_rules_hold_for_values_read_at_run_time():
@@ -262,7 +263,7 @@ def test_endpoint_access_rules_hold_for_values_read_at_run_time():
 def test_a_node_pool_exactly_the_size_of_the_compile_node_is_enough():
     """The compile Job's inf2.8xlarge: 32 vCPU, 128 GiB (the EC2 instance type's published size)."""
     settings = settings_with(nodePoolCpuLimit=32, nodePoolMemoryGibLimit=128, maxReplicas=2)
-    assert (settings.node_pool_cpu_limit, settings.node_pool_memory_gib_limit) == (32, 128)
+    assert (settings.node_pool.node_pool_cpu_limit, settings.node_pool.node_pool_memory_gib_limit) == (32, 128)
 
 
 def test_a_price_that_is_not_a_number_at_all_is_named():
@@ -272,7 +273,7 @@ def test_a_price_that_is_not_a_number_at_all_is_named():
 
 def test_karpenter_finds_the_cluster_by_its_discovery_tag():
     """Karpenter's getting-started tags subnets and security groups karpenter.sh/discovery=<cluster>."""
-    assert settings_with(clusterName="team-a").discovery_tag == ("karpenter.sh/discovery", "team-a")
+    assert settings_with(clusterName="team-a").cluster.discovery_tag == ("karpenter.sh/discovery", "team-a")
 
 
 def test_kubernetes_1_36_needs_keda_2_21_or_later():
@@ -281,13 +282,13 @@ def test_kubernetes_1_36_needs_keda_2_21_or_later():
         settings_with(kubernetesVersion="1.36", kedaChartVersion="2.20.2")
     assert str(refused.value) == ("Invalid setting 'kedaChartVersion': KEDA 2.20.2 does not support Kubernetes 1.36; "
                                   "use 2.21.0 or later")
-    assert settings_with(kubernetesVersion="1.36", kedaChartVersion="2.21.0").keda_chart_version == "2.21.0"
-    assert settings_with(kubernetesVersion="1.36", kedaChartVersion="3.0.0").kubernetes_version == "1.36"
-    assert settings_with(kubernetesVersion="1.35", kedaChartVersion="2.20.2").kubernetes_version == "1.35"
+    assert settings_with(kubernetesVersion="1.36", kedaChartVersion="2.21.0").endpoint.keda_chart_version == "2.21.0"
+    assert settings_with(kubernetesVersion="1.36", kedaChartVersion="3.0.0").cluster.kubernetes_version == "1.36"
+    assert settings_with(kubernetesVersion="1.35", kedaChartVersion="2.20.2").cluster.kubernetes_version == "1.35"
 
 
 def test_unknown_registry_answers_are_warnings_unless_the_setting_says_fatal():
-    assert settings_with().preflight_unknown_is_fatal is False
-    assert settings_with(preflightUnknownIsFatal="true").preflight_unknown_is_fatal is True
+    assert settings_with().release.preflight_unknown_is_fatal is False
+    assert settings_with(preflightUnknownIsFatal="true").release.preflight_unknown_is_fatal is True
     with pytest.raises(SettingsError, match="'preflightUnknownIsFatal'"):
         settings_with(preflightUnknownIsFatal="sometimes")

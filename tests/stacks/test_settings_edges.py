@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
 import app as cdk_app
-from stacks.settings import _PARSERS, Settings, SettingsError, camel, parse_setting
+from stacks.settings import PARSERS, Settings, SettingsError, camel, parse_setting
 
 
 def settings_with(**overrides) -> Settings:
@@ -63,7 +63,7 @@ def test_networks_that_together_are_the_whole_internet_are_refused():
     refused("publicAccessCidrs", endpointAccess="public", publicAccessCidrs="0.0.0.0/1,128.0.0.0/1")
     refused("publicAccessCidrs", endpointAccess="public",
             publicAccessCidrs="0.0.0.0/2,64.0.0.0/2,128.0.0.0/2,192.0.0.0/2")
-    assert settings_with(endpointAccess="public", publicAccessCidrs="0.0.0.0/1").public_access_cidrs == ("0.0.0.0/1",)
+    assert settings_with(endpointAccess="public", publicAccessCidrs="0.0.0.0/1").cluster.public_access_cidrs == ("0.0.0.0/1",)
 
 
 @pytest.mark.parametrize("key, value", [
@@ -90,25 +90,25 @@ def test_a_setting_under_a_namespace_is_named_not_ignored():
 def test_a_node_that_expires_at_once_is_refused():
     refused("nodeExpireAfter", nodeExpireAfter="0h")
     refused("nodeExpireAfter", nodeExpireAfter="0h0m0s")
-    assert settings_with(nodeExpireAfter="Never").node_expire_after == "Never"
+    assert settings_with(nodeExpireAfter="Never").node_pool.node_expire_after == "Never"
 
 
 def test_scale_up_by_load_must_be_reachable_by_one_replica():
     defaults = settings_with()
     error = refused("targetPendingPerReplica", queueSize=4, targetPendingPerReplica=6)
     assert "queueSize + 1 = 5" in str(error)
-    assert settings_with(queueSize=4, targetPendingPerReplica=5).target_pending_per_replica == 5
-    assert defaults.target_pending_per_replica <= defaults.queue_size + 1
+    assert settings_with(queueSize=4, targetPendingPerReplica=5).endpoint.target_pending_per_replica == 5
+    assert defaults.endpoint.target_pending_per_replica <= defaults.endpoint.queue_size + 1
 
 
 def test_a_result_link_may_not_outlive_the_result():
     refused("jobUrlExpiresSeconds", jobResultDays=1, jobUrlExpiresSeconds=86401)
-    assert settings_with(jobResultDays=1, jobUrlExpiresSeconds=86400).job_url_expires_seconds == 86400
+    assert settings_with(jobResultDays=1, jobUrlExpiresSeconds=86400).endpoint.job_url_expires_seconds == 86400
 
 
 def test_a_latency_objective_the_timeout_cuts_off_is_refused():
     refused("latencySloSeconds", requestTimeoutSeconds=60, latencySloSeconds=60)
-    assert settings_with(requestTimeoutSeconds=60, latencySloSeconds=59).latency_slo_seconds == 59
+    assert settings_with(requestTimeoutSeconds=60, latencySloSeconds=59).alarms.latency_slo_seconds == 59
 
 
 # --- every parser under generated input ---------------------------------------------
@@ -121,11 +121,11 @@ TEXT = st.one_of(
     st.integers(-5, 2000).map(str).flatmap(lambda n: st.sampled_from([n, n + "\n", "+" + n, n + " ", n.replace("1", "١")])),
     st.integers(1, 4000).map(lambda depth: "[" * depth + "]" * depth),
 )
-SETTINGS = sorted(_PARSERS)
+SETTINGS = sorted(PARSERS)
 
 
 def documented_shape(name: str, parsed) -> bool:
-    """What the README's settings table promises of an accepted value: text settings are
+    """What the settings table (docs/settings.md) promises of an accepted value: text settings are
     printable ASCII without whitespace at either end, numbers are numbers."""
     values = parsed if isinstance(parsed, (tuple, list)) else \
         list(parsed.values()) if isinstance(parsed, dict) else [parsed]
@@ -150,7 +150,7 @@ def test_any_text_given_to_any_setting_is_a_one_line_refusal_or_a_documented_val
 @hypothesis_settings(max_examples=40, deadline=None)
 @given(value=st.integers(-10**6, 10**6).map(str) | TEXT)
 def test_every_number_setting_accepts_exactly_ascii_digits_in_its_range(value):
-    for name, parse in _PARSERS.items():
+    for name, parse in PARSERS.items():
         match = re.fullmatch(r"(\d+) to (\d+)", parse.allowed)
         if not match:
             continue
@@ -176,5 +176,5 @@ def test_the_gateways_hold_no_more_than_the_endpoint_admits_at_once():
     zero = {"minReplicas": 0, "acceptColdStarts": True, "maxReplicas": 4, "queueSize": 4}
     error = refused("coldStartHoldRequests", **zero, coldStartHoldRequests=11)
     assert "at most 10" in str(error) and "22 in all" in str(error)
-    assert settings_with(**zero, coldStartHoldRequests=10).cold_start_hold_requests == 10
+    assert settings_with(**zero, coldStartHoldRequests=10).endpoint.cold_start_hold_requests == 10
     assert settings_with(minReplicas=1, maxReplicas=4, queueSize=4, coldStartHoldRequests=11)

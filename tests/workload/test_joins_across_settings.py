@@ -1,7 +1,8 @@
 """The workload's joins hold across the range of settings, not only for the two
 synthesized modes: the charts rendered by cdk8s alone (stacks/workload/serving/manifests.py
-workload_charts, from the stack's own workload_spec; seconds, no synth), each figure read
-back from the objects and, where a process uses it, through that process's own code."""
+workload_charts, from the stack's own workload_spec, stacks/workload/stack.py; seconds, no
+synth), each figure read back from the objects and, where a process uses it, through that
+process's own code."""
 from __future__ import annotations
 
 import contextlib
@@ -14,15 +15,15 @@ from types import SimpleNamespace
 import pytest
 
 import app as cdk_app
-from stacks.cluster.eks.cluster import SYSTEM_NODE_LABEL
 from stacks.settings import Settings
-from stacks.workload.serving.manifests import workload_charts, workload_spec
+from stacks.workload.serving.manifests import workload_charts
+from stacks.workload.stack import workload_spec
 from tests.workload.test_interlocks import alb_idle_seconds, deregistration_seconds
 from tests.workload.test_manifests import container, env, pod_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 ZERO = {"minReplicas": 0, "acceptColdStarts": True}
-# The edges of what the settings accept (README settings reference), in both modes.
+# The edges of what the settings accept (docs/settings.md), in both modes.
 CONTEXTS = {
     "defaults": {},
     "shortest-timeout": {"requestTimeoutSeconds": 6, "hangMinimumSeconds": 5, "latencySloSeconds": 5},
@@ -43,8 +44,8 @@ class _Repository:
 
 def spec_for(settings: Settings):
     """The stack's own workload_spec, with stand-ins for the repository and the bucket."""
-    return workload_spec(settings, _Repository(), SimpleNamespace(bucket_name="sd21-models-example"),
-                         SYSTEM_NODE_LABEL, {})
+    return workload_spec(settings, repository=_Repository(), bucket=SimpleNamespace(bucket_name="sd21-models-example"),
+                         jobs_env={})
 
 
 class Rendered:
@@ -72,7 +73,7 @@ def rendered(request) -> Rendered:
 
 def test_the_alb_outlasts_a_held_request_and_its_generation(rendered):
     gateway = rendered.gateway()
-    assert (gateway is not None) == rendered.settings.scales_to_zero
+    assert (gateway is not None) == rendered.settings.endpoint.scales_to_zero
     hold = float(env(gateway)["SD21_HOLD_S"]) if gateway else 0.0
     timeout = float(env(rendered.server())["SD21_REQUEST_TIMEOUT_S"])
     idle = alb_idle_seconds(rendered.one("Ingress"))
@@ -156,7 +157,7 @@ def test_the_compile_job_fetches_the_weights_the_settings_name(rendered, monkeyp
     args = compile_process.parse_args([])
     source = args.weights_source or args.model_id
     settings = rendered.settings
-    assert source == (settings.model_id if settings.weights_source == "hub" else settings.weights_source)
+    assert source == (settings.model.model_id if settings.model.weights_source == "hub" else settings.model.weights_source)
 
 
 def test_the_model_directory_is_the_volume_both_containers_mount(rendered):
@@ -204,8 +205,8 @@ def test_the_spec_cannot_change_once_the_charts_have_read_it():
 
 
 def readme_timeouts() -> dict[str, tuple[int, ...]]:
-    """The README's timeout table, as numbers."""
-    readme = (ROOT / "README.md").read_text()
+    """The timeout table in docs/operating.md, as numbers."""
+    readme = (ROOT / "docs" / "operating.md").read_text()
     rows = {
         "idle": r"\| ALB idle timeout \| `requestTimeoutSeconds` \+ (\d+) s, plus `coldStartHoldSeconds` at scale to zero \|",
         "keep_alive": r"\| Idle keep-alive of the pods the ALB talks to \| `requestTimeoutSeconds` \+ (\d+) s, plus the hold",
@@ -222,8 +223,8 @@ def test_the_readmes_timeout_table_is_what_is_deployed(rendered):
 
     documented = readme_timeouts()
     settings = rendered.settings
-    timeout = settings.request_timeout_seconds
-    hold = settings.cold_start_hold_seconds if settings.scales_to_zero else 0
+    timeout = settings.endpoint.request_timeout_seconds
+    hold = settings.endpoint.cold_start_hold_seconds if settings.endpoint.scales_to_zero else 0
     ingress = rendered.one("Ingress")
     assert alb_idle_seconds(ingress) == timeout + documented["idle"][0] + hold
     if rendered.gateway() is None:

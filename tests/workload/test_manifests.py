@@ -4,10 +4,8 @@ import re
 
 from stacks.cluster.karpenter.node_pool import NEURON_TAINT, NODE_POOL_NAME
 from stacks.cluster.neuron.hardware import NEURON_DEVICE
-from stacks.workload.serving.spec import DEREGISTRATION_DELAY_SECONDS
 from stacks.workload.cold_start.metrics_chart import NAME as COLD_START_METRICS
 from stacks.workload.autoscaling.autoscaling import KEDA_NAMESPACE
-from sd21.artifact import artifact_version
 from tests.conftest import logical_id
 from tests.k8s.validation import validate_all
 from tests.workload.conftest import export_value
@@ -30,7 +28,7 @@ def test_every_workload_object_validates_strictly(workload_objects, application)
     assert {o["kind"] for o in workload_objects} >= {
         "Namespace", "ServiceAccount", "Job", "Deployment", "Service", "Ingress", "PodDisruptionBudget",
         "ScaledObject"}
-    assert validate_all(workload_objects, application.settings.kubernetes_version) == []
+    assert validate_all(workload_objects, application.settings.cluster.kubernetes_version) == []
 
 
 def test_no_cluster_wide_rbac_for_the_workload(workload_objects):
@@ -70,21 +68,17 @@ def test_pod_identity_associations_point_at_real_service_accounts(workload_templ
 
 def test_the_cold_start_metrics_pod_runs_on_system_nodes_and_may_only_publish_metrics(
         workload, workload_objects, workload_template, application):
-    """One small pod with no Kubernetes token whose role may only put metrics (in our namespace)."""
+    """One small pod (its chart alone: tests/unit/stacks/workload/cold_start) in the workload's
+    namespace, on the cluster's system nodes, whose role may only put metrics (in our namespace)."""
     from stacks.cluster.eks.cluster import SYSTEM_NODE_LABEL
 
     deployment = workload("Deployment", COLD_START_METRICS)
     pod = pod_spec(deployment)
-    assert deployment["spec"]["replicas"] == 1, "two would publish every point twice"
-    assert pod["automountServiceAccountToken"] is False
-    assert workload("ServiceAccount", COLD_START_METRICS)["metadata"]["namespace"] == \
-        deployment["metadata"]["namespace"]
+    assert deployment["metadata"]["namespace"] == workload("Namespace")["metadata"]["name"]
     key, value = SYSTEM_NODE_LABEL
     terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
     assert terms == [{"matchExpressions": [{"key": key, "operator": "In", "values": [value]}]}]
-    (metrics,) = pod["containers"]
-    assert metrics["command"] == ["sd21-cold-start-metrics"]
-    assert metrics["securityContext"]["readOnlyRootFilesystem"] is True
+    assert env(pod["containers"][0])["SD21_CLOUDWATCH_CLUSTER"] == application.settings.cluster.cluster_name
     (association,) = [r["Properties"] for r in workload_template["Resources"].values()
                       if r["Type"] == "AWS::EKS::PodIdentityAssociation"
                       and r["Properties"]["ServiceAccount"] == COLD_START_METRICS]
@@ -111,7 +105,7 @@ def _resource_suffixes(statement) -> list[str]:
 
 
 def test_s3_access_is_scoped_to_model_prefixes_without_wildcard_actions(storage_template, application):
-    name = application.settings.model_name
+    name = application.settings.model.model_name
     access = application.storage.access
     serve = _role_statements(storage_template, application, access.serve_role)
     compile_ = _role_statements(storage_template, application, access.compile_role)
@@ -149,8 +143,8 @@ def test_images_are_the_stack_repository_at_the_image_tag(workload, storage_temp
     job = workload("Job")
     version = job["metadata"]["labels"]["sd21.aws/model-version"]
     for image, tag in ((container(job, "compile")["image"], f"compile-{version}"),
-                       (container(workload("Deployment"), "stage")["image"], application.settings.image_tag),
-                       (container(workload("Deployment"), "server")["image"], application.settings.image_tag)):
+                       (container(workload("Deployment"), "stage")["image"], application.settings.release.image_tag),
+                       (container(workload("Deployment"), "server")["image"], application.settings.release.image_tag)):
         match = re.fullmatch(r".*\.dkr\.ecr\..*/(\$\{ImportValue:[^}]+\}):(.+)", image)
         assert match and match.group(2) == tag, image
         assert export_value(storage_template, match.group(1)) == {"Ref": repository_id}
@@ -170,66 +164,6 @@ def test_compile_job_and_deployment_agree_on_the_model_version(workload, applica
         assert env(c)["SD21_BUCKET"] == env(container(job, "compile"))["SD21_BUCKET"]
 
 
-def _compile_job(settings, image: str = "repo:tag", compile_image: str | None = None) -> dict:
-    import cdk8s
-
-    from stacks.workload.serving.compile_job import CompileJobChart
-    from stacks.workload.serving.identities import WorkloadIdentities
-    from stacks.workload.serving.spec import WorkloadSpec, compile_inputs
-
-    spec = WorkloadSpec(settings=settings, image=image, gateway_image="g", bucket_name="bucket",
-                        model_version=artifact_version(compile_inputs(settings)), system_node_label=("k", "v"),
-                        jobs_env={}, compile_image=compile_image)
-    app = cdk8s.App()
-    chart = CompileJobChart(app, "compile", spec=spec, identities=WorkloadIdentities(app, "ids"))
-    return cdk8s.ApiObject.of(chart.job).to_json()
-
-
-def test_any_change_to_the_compile_pod_template_makes_a_new_job(application):
-    """CloudFormation cannot update a Job's template in place: its name must change with it."""
-    from dataclasses import replace
-
-    settings = application.settings
-    base = _compile_job(settings)
-    assert _compile_job(settings)["metadata"]["name"] == base["metadata"]["name"]
-    for changed in (_compile_job(settings, image="repo:another-commit"),
-                    _compile_job(replace(settings, weights_source="s3://mirror-bucket/weights/")),
-                    _compile_job(replace(settings, model_revision="0" * 40))):
-        assert changed["metadata"]["name"] != base["metadata"]["name"]
-        assert changed["spec"]["template"] != base["spec"]["template"]
-
-
-def test_releases_of_one_version_apply_the_same_compile_job_when_its_image_is_pinned(application):
-    """Same name, same template: `kubectl apply` leaves the Job (running or finished) alone,
-    so a release that keeps the compile inputs neither kills a compile nor starts an inf2 node."""
-    settings = application.settings
-    first = _compile_job(settings, image="repo:commit-a", compile_image="repo:compile-pinned")
-    second = _compile_job(settings, image="repo:commit-b", compile_image="repo:compile-pinned")
-    assert second == first
-    assert container(first, "compile")["image"] == "repo:compile-pinned"
-
-
-def test_every_compile_input_changes_the_compile_jobs_name(application):
-    from dataclasses import replace
-
-    settings = application.settings
-    pinned = "repo:compile-pinned"
-    base = _compile_job(settings, compile_image=pinned)["metadata"]["name"]
-    for changed in (replace(settings, model_id="someone/other-model"), replace(settings, model_revision="0" * 40),
-                    replace(settings, neuron_sdk="2.99.0")):
-        assert _compile_job(changed, compile_image=pinned)["metadata"]["name"] != base
-
-
-def test_the_compile_pod_starts_with_the_compiler_environment_the_version_hashes(workload, application):
-    """Set in the pod spec, not by sd21-compile after diffusers has imported torch_xla."""
-    from stacks.workload.serving.spec import compile_inputs
-
-    compile_env = env(container(workload("Job"), "compile"))
-    hashed = dict(compile_inputs(application.settings).compiler_env)
-    assert hashed and {name: compile_env.get(name) for name in hashed} == hashed
-    assert hashed["PJRT_DEVICE"] == "CPU" and hashed["NEURON_FUSE_SOFTMAX"] == "1"
-
-
 def test_pods_are_created_after_their_pod_identity_associations_take_effect(workload_template, application):
     workload = application.workload
     resources = workload_template["Resources"]
@@ -239,55 +173,6 @@ def test_pods_are_created_after_their_pod_identity_associations_take_effect(work
         assert wait["Type"] == "Custom::PodIdentityPropagation" and wait["Properties"]["Seconds"] >= 10
         assert logical_id(binding.association) in wait["DependsOn"]
         assert logical_id(binding.effective) in resources[logical_id(manifest)]["DependsOn"]
-
-
-def test_serving_is_offline_and_spread_softly(workload):
-    deployment = workload("Deployment")
-    server_env = env(container(deployment, "server"))
-    assert server_env["HF_HUB_OFFLINE"] == "1" and server_env["TRANSFORMERS_OFFLINE"] == "1"
-    assert server_env["GRADIO_ANALYTICS_ENABLED"] == "False"
-    pod = pod_spec(deployment)
-    assert "podAntiAffinity" not in pod.get("affinity", {}), "a hard anti-affinity caps replicas at the AZ count"
-    assert pod["topologySpreadConstraints"] == [{
-        "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway",
-        "labelSelector": {"matchLabels": deployment["spec"]["selector"]["matchLabels"]}}]
-    namespace = workload("Namespace")
-    assert namespace["metadata"]["labels"]["elbv2.k8s.aws/pod-readiness-gate-inject"] == "enabled"
-
-
-def test_compile_job_is_sized_and_protected(workload):
-    job = workload("Job")
-    spec = job["spec"]
-    assert spec["backoffLimit"] >= 1 and spec["activeDeadlineSeconds"] > 0
-    # Kept once finished: a Job deleted by a TTL would be created again by the next release.
-    assert "ttlSecondsAfterFinished" not in spec
-    assert spec["template"]["metadata"]["annotations"]["karpenter.sh/do-not-disrupt"] == "true"
-    compile_ = container(job, "compile")
-    assert compile_["command"] == ["sd21-compile"]
-    memory_mib = int(compile_["resources"]["requests"]["memory"].removesuffix("Mi"))
-    assert memory_mib > 16 * 1024, "16 GiB is known to be too little for the SD2.1 compile"
-    all_resources = {**compile_["resources"].get("requests", {}), **compile_["resources"].get("limits", {})}
-    assert NEURON_DEVICE not in all_resources and "aws.amazon.com/neuroncore" not in all_resources
-    shm = next(v for v in pod_spec(job)["volumes"] if v["name"] == "shm")
-    assert shm["emptyDir"]["medium"] == "Memory"
-    assert {"mountPath": "/dev/shm", "name": "shm"} in compile_["volumeMounts"]
-
-
-def test_compile_has_a_writable_working_directory_tmp_and_var_tmp(workload):
-    """neuronx-cc writes its log to the working directory, work files under /tmp and its
-    cache under /var/tmp; the root filesystem is read-only (run for real in tests/pods)."""
-    compile_ = container(workload("Job"), "compile")
-    assert compile_["securityContext"]["readOnlyRootFilesystem"] is True
-    mounts = {m["mountPath"] for m in compile_["volumeMounts"]}
-    assert {compile_["workingDir"], "/tmp", "/var/tmp"} <= mounts
-    assert env(compile_)["SD21_WORKDIR"] == compile_["workingDir"] and env(compile_)["TMPDIR"] == "/tmp"
-
-
-def test_a_failing_container_reports_its_reason_in_the_pod_status(workload):
-    for kind in ("Job", "Deployment"):
-        pod = pod_spec(workload(kind))
-        for c in pod["containers"] + pod.get("initContainers", []):
-            assert c["terminationMessagePolicy"] == "FallbackToLogsOnError", c["name"]
 
 
 # inf2.xlarge: 1 Inferentia2 device (2 NeuronCores), 4 vCPU, 16 GiB. Allocatable as
@@ -330,89 +215,3 @@ def test_inference_pod_uses_my_scheduler_and_the_inf2_pool(workload, cluster_obj
         terms[0]["matchExpressions"]
     pool = next(o for o in cluster_objects if o["kind"] == "NodePool")
     assert pool["metadata"]["name"] == NODE_POOL_NAME
-
-
-def test_pod_security(workload):
-    for kind in ("Job", "Deployment"):
-        pod = pod_spec(workload(kind))
-        assert pod["securityContext"]["runAsNonRoot"] is True
-        for c in pod["containers"] + pod.get("initContainers", []):
-            context = c["securityContext"]
-            assert context["allowPrivilegeEscalation"] is False and context["readOnlyRootFilesystem"] is True
-            assert context["capabilities"] == {"drop": ["ALL"]} and context["runAsNonRoot"] is True
-
-
-def test_stage_init_container_feeds_the_server_through_an_empty_dir(workload):
-    deployment = workload("Deployment")
-    stage, server = container(deployment, "stage"), container(deployment, "server")
-    assert stage["command"] == ["sd21-stage"] and server["command"] == ["sd21-serve"]
-    model_dir = env(server)["SD21_MODEL_DIR"]
-    stage_mount = next(m for m in stage["volumeMounts"] if m["mountPath"] == model_dir)
-    server_mount = next(m for m in server["volumeMounts"] if m["mountPath"] == model_dir)
-    assert stage_mount["name"] == server_mount["name"] and server_mount.get("readOnly") is True
-    volume = next(v for v in pod_spec(deployment)["volumes"] if v["name"] == stage_mount["name"])
-    assert "emptyDir" in volume
-
-
-def test_probes_exist_in_the_server_openapi_document(workload):
-    from sd21.server import openapi_document
-
-    paths = openapi_document()["paths"]
-    server = container(workload("Deployment"), "server")
-    port = server["ports"][0]["containerPort"]
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        get = server[probe]["httpGet"]
-        assert get["path"] in paths and "get" in paths[get["path"]], probe
-        assert get["port"] == port
-    assert server["readinessProbe"]["httpGet"]["path"] == "/ready"
-    assert server["startupProbe"]["httpGet"]["path"] == "/ready", "a failed load must end in a restart"
-    assert server["livenessProbe"]["httpGet"]["path"] == "/health"
-
-
-def test_service_ingress_and_disruption_budget_join(workload):
-    deployment, service, ingress = workload("Deployment"), workload("Service"), workload("Ingress")
-    labels = deployment["spec"]["template"]["metadata"]["labels"]
-    assert service["spec"]["selector"].items() <= labels.items()
-    assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
-    port = service["spec"]["ports"][0]
-    assert port["targetPort"] == container(deployment, "server")["ports"][0]["containerPort"]
-    backend = ingress["spec"]["defaultBackend"]["service"]
-    assert backend == {"name": service["metadata"]["name"], "port": {"number": port["port"]}}
-    budget = workload("PodDisruptionBudget")
-    assert budget["spec"]["selector"]["matchLabels"].items() <= labels.items()
-    # A drain (drift to a new AMI, consolidation) never evicts the last ready replica.
-    assert budget["spec"]["minAvailable"] == 1 and "maxUnavailable" not in budget["spec"]
-
-
-def test_ingress_health_check_and_draining_line_up(workload, application):
-    deployment, ingress = workload("Deployment"), workload("Ingress")
-    annotations = ingress["metadata"]["annotations"]
-    assert ingress["spec"]["ingressClassName"] == "alb"
-    assert annotations["alb.ingress.kubernetes.io/target-type"] == "ip"
-    assert annotations["alb.ingress.kubernetes.io/scheme"] == "internal"
-    assert annotations["alb.ingress.kubernetes.io/healthcheck-path"] == "/health"
-    delay = int(annotations["alb.ingress.kubernetes.io/target-group-attributes"].split("=")[1])
-    server = container(deployment, "server")
-    assert server["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", str(delay)] == ["sleep", str(
-        DEREGISTRATION_DELAY_SECONDS)]
-    grace = pod_spec(deployment)["terminationGracePeriodSeconds"]
-    assert grace >= application.settings.request_timeout_seconds + delay
-    assert int(env(server)["SD21_DRAIN_GRACE_S"]) + delay < grace
-
-
-def test_internet_facing_ingress_is_https_with_an_allow_list():
-    from app import default_context
-    from stacks.workload.serving.inference import ingress_annotations
-    from stacks.workload.serving.spec import WorkloadSpec
-    from stacks.settings import Settings
-
-    settings = Settings.from_context({
-        **default_context(), "ingressScheme": "internet-facing", "ingressAllowedCidrs": "203.0.113.0/24",
-        "certificateArn": "arn:aws:acm:us-east-1:000000000000:certificate/00000000-0000-0000-0000-000000000000"})
-    spec = WorkloadSpec(settings=settings, image="i", gateway_image="g", bucket_name="b", model_version="v",
-                        system_node_label=("k", "v"), jobs_env={})
-    annotations = ingress_annotations(spec)
-    assert annotations["alb.ingress.kubernetes.io/scheme"] == "internet-facing"
-    assert annotations["alb.ingress.kubernetes.io/inbound-cidrs"] == "203.0.113.0/24"
-    assert annotations["alb.ingress.kubernetes.io/listen-ports"] == '[{"HTTPS": 443}]'
-    assert annotations["alb.ingress.kubernetes.io/certificate-arn"].startswith("arn:aws:acm:")

@@ -10,16 +10,18 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from sd21.env import env_int
+from sd21.contract import ServerEnv
+from sd21.env import read
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.dev.demo", description=__doc__)
-    parser.add_argument("--port", type=int, default=env_int("SD21_PORT", 8080))
+    parser.add_argument("--port", type=int, default=read(ServerEnv).port)
     parser.add_argument("--host", default="127.0.0.1")
     args = parser.parse_args(argv)
 
-    from tools.dev import localstack, server
+    from sd21 import server
+    from tools.dev import localstack
 
     s3 = localstack.start_s3()
     try:

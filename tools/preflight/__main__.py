@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     if "quota" not in args.skip:
         findings += checks.inf_quota(boto3.client("service-quotas"), settings)
     if "connection" not in args.skip:
-        service = settings.pipeline_connection_arn.split(":")[2]  # codeconnections or codestar-connections
+        service = settings.release.pipeline_connection_arn.split(":")[2]  # codeconnections or codestar-connections
         findings.append(checks.connection_available(boto3.client(service), settings))
     if "ami" not in args.skip:
         findings.append(checks.ami_published(boto3.client("ssm"), settings))

@@ -36,7 +36,7 @@ class Finding:
 
 def unknown(check: str, error: Exception, settings: Settings) -> Finding:
     """Neither yes nor no (unreachable, rate-limited, 5xx): a warning unless preflightUnknownIsFatal."""
-    fatal = settings.preflight_unknown_is_fatal
+    fatal = settings.release.preflight_unknown_is_fatal
     return Finding(False, check, f"could not be checked: {error}" + (" (preflightUnknownIsFatal)" if fatal else
                    "; check it by hand, or set preflightUnknownIsFatal to fail on this"), warning=not fatal)
 
@@ -46,7 +46,7 @@ def vpc_zones(ec2, settings: Settings) -> list[str]:
     region's available zones as DescribeAvailabilityZones does)."""
     zones = ec2.describe_availability_zones(Filters=[{"Name": "state", "Values": ["available"]}])
     return sorted(z["ZoneName"] for z in zones["AvailabilityZones"] if z.get("ZoneType", "availability-zone")
-                  == "availability-zone")[:settings.az_count]
+                  == "availability-zone")[:settings.network.az_count]
 
 
 def inf2_offered(ec2, settings: Settings) -> list[Finding]:
@@ -71,21 +71,21 @@ def inf2_offered(ec2, settings: Settings) -> list[Finding]:
 
 def inf_quota(quotas, settings: Settings) -> list[Finding]:
     compile_node, serve_node = workload_nodes()
-    need = compile_node.vcpu + settings.max_replicas * serve_node.vcpu
+    need = compile_node.vcpu + settings.endpoint.max_replicas * serve_node.vcpu
     findings = []
-    for capacity in settings.node_capacity_types:
+    for capacity in settings.node_pool.node_capacity_types:
         code = INF_QUOTAS[capacity]
         value = quotas.get_service_quota(ServiceCode="ec2", QuotaCode=code)["Quota"]["Value"]
         ok = value >= need
         findings.append(Finding(ok, f"Inf {capacity} vCPU quota ({code})",
                                 f"{value:g} vCPU" + ("" if ok else
-                                f", but the compile node ({compile_node.name}) and maxReplicas={settings.max_replicas} "
+                                f", but the compile node ({compile_node.name}) and maxReplicas={settings.endpoint.max_replicas} "
                                 f"{serve_node.name} nodes need {need}: request an increase in Service Quotas")))
     return findings
 
 
 def connection_available(client, settings: Settings) -> Finding:
-    arn = settings.pipeline_connection_arn
+    arn = settings.release.pipeline_connection_arn
     status = client.get_connection(ConnectionArn=arn)["Connection"]["ConnectionStatus"]
     ok = status == "AVAILABLE"
     return Finding(ok, "source connection", f"{arn} is {status}" + ("" if ok else
@@ -129,7 +129,7 @@ def ami_parameter(kubernetes_version: str, alias: str) -> str | None:
 
 
 def ami_published(ssm, settings: Settings) -> Finding:
-    alias, version = settings.node_ami_alias, settings.kubernetes_version
+    alias, version = settings.node_pool.node_ami_alias, settings.cluster.kubernetes_version
     check = f"AMI {alias} for Kubernetes {version}"
     name = ami_parameter(version, alias)
     if name is None:
@@ -161,10 +161,10 @@ def lambda_concurrency(client, needs: dict[str, int]) -> Finding:
 
 
 def weights_exist(settings: Settings, s3, registries: Registries) -> Finding:
-    check = f"weights {settings.model_id}@{settings.model_revision}"
-    if settings.weights_source == "hub":
+    check = f"weights {settings.model.model_id}@{settings.model.model_revision}"
+    if settings.model.weights_source == "hub":
         try:
-            found = registries.hub_revision_exists(settings.model_id, settings.model_revision)
+            found = registries.hub_revision_exists(settings.model.model_id, settings.model.model_revision)
         except Unknown as error:
             return unknown(check, error, settings)
         return Finding(found, check, "on the hub" if found else
@@ -172,13 +172,13 @@ def weights_exist(settings: Settings, s3, registries: Registries) -> Finding:
     from sd21.s3 import parse_url
     from sd21.contract import WEIGHTS_MANIFEST as MANIFEST
 
-    bucket, prefix = parse_url(settings.weights_source.rstrip("/") + "/")
+    bucket, prefix = parse_url(settings.model.weights_source.rstrip("/") + "/")
     listing = s3.list_objects_v2(Bucket=bucket, Prefix=prefix + MANIFEST, MaxKeys=1).get("Contents", [])
     if not listing:
-        return Finding(False, check, f"no {MANIFEST} under {settings.weights_source}: run "
-                                     f"sd21-mirror-weights --dest {settings.weights_source}")
+        return Finding(False, check, f"no {MANIFEST} under {settings.model.weights_source}: run "
+                                     f"sd21-mirror-weights --dest {settings.model.weights_source}")
     manifest = json.loads(s3.get_object(Bucket=bucket, Key=prefix + MANIFEST)["Body"].read())
-    same = (manifest.get("model_id"), manifest.get("revision")) == (settings.model_id, settings.model_revision)
-    return Finding(same, check, f"mirrored in {settings.weights_source}" if same else
-                   f"{settings.weights_source} mirrors {manifest.get('model_id')}@{manifest.get('revision')}: "
+    same = (manifest.get("model_id"), manifest.get("revision")) == (settings.model.model_id, settings.model.model_revision)
+    return Finding(same, check, f"mirrored in {settings.model.weights_source}" if same else
+                   f"{settings.model.weights_source} mirrors {manifest.get('model_id')}@{manifest.get('revision')}: "
                    "mirror this revision to another prefix")

@@ -1,35 +1,40 @@
 """The EKS cluster: native AWS::EKS::Cluster, a small on-demand system node
 group, managed add-ons, control-plane logs, secrets encryption and access entries."""
+from typing import Mapping, Sequence
+
 from aws_cdk import CfnOutput, Fn, Stack, Tags, aws_ec2 as ec2, aws_eks_v2 as eks, aws_kms as kms
 from constructs import Construct
 
 from stacks.cluster.eks.kubectl_layers import acknowledge_kubectl_provider, kubectl_layer
 from stacks.compliance import acknowledge, managed_policy
-from stacks.settings import Settings
 
 SYSTEM_NODE_LABEL = ("sd21.aws/node-role", "system")
 
 
 class EksCluster(Construct):
-    def __init__(self, scope: Construct, id: str, *, settings: Settings, vpc: ec2.IVpc) -> None:
+    def __init__(self, scope: Construct, id: str, *, vpc: ec2.IVpc, cluster_name: str, kubernetes_version: str,
+                 endpoint_access: str, public_access_cidrs: Sequence[str], admin_principal_arn: str | None,
+                 addon_versions: Mapping[str, str], discovery_tag: tuple[str, str],
+                 system_node_instance_type: str, system_node_min_size: int, system_node_desired_size: int,
+                 system_node_max_size: int, system_node_disk_gib: int) -> None:
         super().__init__(scope, id)
         private = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
         secrets_key = kms.Key(
             self,
             "SecretsKey",
-            description=f"Envelope encryption of Kubernetes secrets of {settings.cluster_name}",
+            description=f"Envelope encryption of Kubernetes secrets of {cluster_name}",
             enable_key_rotation=True,
         )
-        if settings.endpoint_access == "private":
+        if endpoint_access == "private":
             endpoint = eks.EndpointAccess.PRIVATE
         else:
-            endpoint = eks.EndpointAccess.PUBLIC_AND_PRIVATE.only_from(*settings.public_access_cidrs)
+            endpoint = eks.EndpointAccess.PUBLIC_AND_PRIVATE.only_from(*public_access_cidrs)
 
         self.cluster = eks.Cluster(
             self,
             "Cluster",
-            cluster_name=settings.cluster_name,
-            version=eks.KubernetesVersion.of(settings.kubernetes_version),
+            cluster_name=cluster_name,
+            version=eks.KubernetesVersion.of(kubernetes_version),
             vpc=vpc,
             vpc_subnets=[private],
             endpoint_access=endpoint,
@@ -49,27 +54,27 @@ class EksCluster(Construct):
                 eks.ClusterLoggingTypes.SCHEDULER,
             ],
             kubectl_provider_options=eks.KubectlProviderOptions(
-                kubectl_layer=kubectl_layer(self, settings.kubernetes_version),
+                kubectl_layer=kubectl_layer(self, kubernetes_version),
                 # A private endpoint is only reachable from inside the VPC.
                 private_subnets=vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS).subnets,
             ),
         )
         self._acknowledge_cdk_managed_parts()
-        self.node_security_group = self._karpenter_node_security_group(settings, vpc)
-        self.operator_security_group = self._operator_access(settings, vpc)
+        self.node_security_group = self._karpenter_node_security_group(vpc, cluster_name, discovery_tag)
+        self.operator_security_group = self._operator_access(vpc, cluster_name)
 
-        networking = [self._addon(name, settings) for name in ("vpc-cni", "kube-proxy", "eks-pod-identity-agent")]
+        networking = [self._addon(name, addon_versions) for name in ("vpc-cni", "kube-proxy", "eks-pod-identity-agent")]
         self.system_nodes = self.cluster.add_nodegroup_capacity(
             "SystemNodes",
             # No fixed name: CloudFormation replaces a node group to change its instance
             # type, which a fixed name would block.
-            instance_types=[ec2.InstanceType(settings.system_node_instance_type)],
+            instance_types=[ec2.InstanceType(system_node_instance_type)],
             ami_type=eks.NodegroupAmiType.AL2023_X86_64_STANDARD,
             capacity_type=eks.CapacityType.ON_DEMAND,
-            min_size=settings.system_node_min_size,
-            desired_size=settings.system_node_desired_size,
-            max_size=settings.system_node_max_size,
-            disk_size=settings.system_node_disk_gib,
+            min_size=system_node_min_size,
+            desired_size=system_node_desired_size,
+            max_size=system_node_max_size,
+            disk_size=system_node_disk_gib,
             labels=dict([SYSTEM_NODE_LABEL]),
             subnets=private,
         )
@@ -79,13 +84,13 @@ class EksCluster(Construct):
         # Nodes only become Ready once the CNI runs; CoreDNS only once nodes exist.
         for addon in networking:
             self.system_nodes.node.add_dependency(addon)
-        self.coredns = self._addon("coredns", settings)
+        self.coredns = self._addon("coredns", addon_versions)
         self.coredns.node.add_dependency(self.system_nodes)
 
-        if settings.admin_principal_arn:
+        if admin_principal_arn:
             self.cluster.grant_access(
                 "AdminAccess",
-                settings.admin_principal_arn,
+                admin_principal_arn,
                 [eks.AccessPolicy.from_access_policy_name(
                     "AmazonEKSClusterAdminPolicy", access_scope_type=eks.AccessScopeType.CLUSTER
                 )],
@@ -96,7 +101,8 @@ class EksCluster(Construct):
                     "The EKS control-plane service role requires this AWS managed policy.")
         acknowledge_kubectl_provider(self.cluster.kubectl_provider)
 
-    def _karpenter_node_security_group(self, settings: Settings, vpc: ec2.IVpc) -> ec2.SecurityGroup:
+    def _karpenter_node_security_group(self, vpc: ec2.IVpc, cluster_name: str,
+                                       discovery_tag: tuple[str, str]) -> ec2.SecurityGroup:
         """Security group for Karpenter-launched nodes, found by the discovery tag.
 
         The EKS-created cluster security group cannot be tagged through
@@ -104,7 +110,7 @@ class EksCluster(Construct):
         """
         group = ec2.SecurityGroup(
             self, "KarpenterNodes", vpc=vpc, allow_all_outbound=True,
-            description=f"Karpenter nodes of {settings.cluster_name}",
+            description=f"Karpenter nodes of {cluster_name}",
             # The load balancer controller adds its own ingress rules to this group. Inline
             # rules are one property that CloudFormation rewrites whole on any change to
             # them, revoking the controller's (cfn-language-discussion#157); rules as
@@ -121,18 +127,18 @@ class EksCluster(Construct):
             ip_protocol="-1",
             description="Karpenter nodes to control plane and system nodes",
         )
-        discovery_key, discovery_value = settings.discovery_tag
+        discovery_key, discovery_value = discovery_tag
         Tags.of(group).add(discovery_key, discovery_value)
         # The load balancer controller opens target ports on the one group so tagged.
-        Tags.of(group).add(f"kubernetes.io/cluster/{settings.cluster_name}", "owned")
+        Tags.of(group).add(f"kubernetes.io/cluster/{cluster_name}", "owned")
         return group
 
-    def _operator_access(self, settings: Settings, vpc: ec2.IVpc) -> ec2.SecurityGroup:
+    def _operator_access(self, vpc: ec2.IVpc, cluster_name: str) -> ec2.SecurityGroup:
         """Operators reach the private API endpoint from inside the VPC: an AWS CloudShell
         VPC environment (or any shell) in a private subnet with this group (README,
         "Operating the cluster"). The group itself accepts nothing."""
         group = ec2.SecurityGroup(self, "OperatorAccess", vpc=vpc, allow_all_outbound=True,
-                                  description=f"Operator shells that run kubectl against {settings.cluster_name}")
+                                  description=f"Operator shells that run kubectl against {cluster_name}")
         ec2.CfnSecurityGroupIngress(
             self, "ApiFromOperators",
             group_id=self.cluster.cluster_security_group_id,
@@ -147,15 +153,15 @@ class EksCluster(Construct):
         CfnOutput(stack, "OperatorSubnetIds", value=Fn.join(",", private),
                   description="Private subnets for that CloudShell VPC environment")
         CfnOutput(stack, "KubeconfigCommand",
-                  value=f"aws eks update-kubeconfig --name {settings.cluster_name} --region {stack.region}",
+                  value=f"aws eks update-kubeconfig --name {cluster_name} --region {stack.region}",
                   description="Run in that environment, as adminPrincipalArn (or a principal with an access entry)")
         return group
 
-    def _addon(self, name: str, settings: Settings) -> eks.Addon:
+    def _addon(self, name: str, versions: Mapping[str, str]) -> eks.Addon:
         return eks.Addon(
             self,
             f"Addon-{name}",
             cluster=self.cluster,
             addon_name=name,
-            addon_version=settings.addon_versions.get(name),
+            addon_version=versions.get(name),
         )

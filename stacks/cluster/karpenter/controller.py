@@ -8,7 +8,6 @@ from stacks.cluster.karpenter import controller_policy as policy
 from stacks.cluster.karpenter.interruption import InterruptionQueue
 from stacks.cluster.karpenter.node_role import KarpenterNodeRole
 from stacks.pod_identity import PodIdentityBinding, pod_identity_role
-from stacks.settings import Settings
 
 NAMESPACE = "kube-system"
 SERVICE_ACCOUNT = "karpenter"
@@ -34,8 +33,9 @@ CONTROLLER_RESOURCES = {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": 
 
 
 class Karpenter(Construct):
-    def __init__(self, scope: Construct, id: str, *, settings: Settings, cluster: eks.Cluster,
-                 system_nodes: eks.Nodegroup, dns: eks.Addon) -> None:
+    def __init__(self, scope: Construct, id: str, *, cluster: eks.Cluster, system_nodes: eks.Nodegroup,
+                 dns: eks.Addon, cluster_name: str, version: str, node_repair: bool,
+                 system_node_min_size: int) -> None:
         super().__init__(scope, id)
         self.node_role = KarpenterNodeRole(self, "NodeRole", cluster=cluster)
         self.interruption = InterruptionQueue(self, "Interruption")
@@ -44,8 +44,8 @@ class Karpenter(Construct):
         self.controller_role = pod_identity_role(self, "ControllerRole",
                                                  "Karpenter controller (Pod Identity kube-system/karpenter)")
         groups = {
-            "NodeLifecycle": policy.node_lifecycle(settings.cluster_name),
-            "IAMIntegration": policy.iam_integration(settings.cluster_name, self.node_role.role),
+            "NodeLifecycle": policy.node_lifecycle(cluster_name),
+            "IAMIntegration": policy.iam_integration(cluster_name, self.node_role.role),
             "EKSIntegration": policy.eks_integration(cluster.cluster_arn),
             "Interruption": policy.interruption(queue.queue_arn),
             "ResourceDiscovery": policy.resource_discovery(),
@@ -71,7 +71,7 @@ class Karpenter(Construct):
             cluster=cluster,
             chart="karpenter-crd",
             repository=CRD_CHART_REPOSITORY,
-            version=settings.karpenter_version,
+            version=version,
             namespace=NAMESPACE,
             release="karpenter-crd",
             create_namespace=False,
@@ -86,7 +86,7 @@ class Karpenter(Construct):
             cluster=cluster,
             chart="karpenter",
             repository=CHART_REPOSITORY,
-            version=settings.karpenter_version,
+            version=version,
             namespace=NAMESPACE,
             release=RELEASE,
             create_namespace=False,
@@ -101,10 +101,10 @@ class Karpenter(Construct):
                              # NodePool is unhealthy. Sources: karpenter-provider-aws website
                              # v1.14 concepts/disruption.md and reference/settings.md (NodeRepair);
                              # chart README "settings.featureGates.nodeRepair".
-                             "featureGates": {"nodeRepair": settings.node_repair}},
+                             "featureGates": {"nodeRepair": node_repair}},
                 "serviceAccount": {"create": True, "name": SERVICE_ACCOUNT},
                 # One replica per system node at most (the chart spreads them by host).
-                "replicas": min(2, settings.system_node_min_size),
+                "replicas": min(2, system_node_min_size),
                 "controller": {"resources": CONTROLLER_RESOURCES, "metrics": {"port": METRICS_PORT}},
             },
         )

@@ -12,34 +12,36 @@ from stacks.cluster.karpenter.node_class import NodeClassChart
 from stacks.cluster.karpenter.node_pool import NodePoolChart
 from stacks.cluster.eks.manifests import attach_chart, keep_when_removed
 from stacks.cluster.karpenter.controller import Karpenter
-from stacks.settings import Settings
 
 
 class Inf2NodePool(Construct):
-    def __init__(self, scope: Construct, id: str, *, settings: Settings, cluster: eks.Cluster,
-                 karpenter: Karpenter) -> None:
+    def __init__(self, scope: Construct, id: str, *, cluster: eks.Cluster, karpenter: Karpenter,
+                 discovery_tag: tuple[str, str], ami_alias: str, volume_gib: int, fast_image_pull: bool,
+                 volume_throughput_mibps: int, volume_iops: int, capacity_types: tuple[str, ...],
+                 cpu_limit: int, memory_gib_limit: int, neuron_limit: int, consolidate_after: str,
+                 disruption_budget: str, expire_after: str) -> None:
         super().__init__(scope, id)
         charts = cdk8s.App()
         self.node_class_chart = NodeClassChart(
             charts, "karpenter-node-class",
             role_name=karpenter.node_role.role.role_name,
-            discovery_tag=settings.discovery_tag,
-            ami_alias=settings.node_ami_alias,
-            volume_gib=settings.node_root_volume_gib,
-            fast_image_pull=settings.fast_image_pull,
-            volume_throughput_mibps=settings.node_root_volume_throughput_mibps,
-            volume_iops=settings.node_root_volume_iops,
+            discovery_tag=discovery_tag,
+            ami_alias=ami_alias,
+            volume_gib=volume_gib,
+            fast_image_pull=fast_image_pull,
+            volume_throughput_mibps=volume_throughput_mibps,
+            volume_iops=volume_iops,
         )
         self.node_pool_chart = NodePoolChart(
             charts, "karpenter-node-pool",
             node_class=self.node_class_chart.node_class,
-            capacity_types=settings.node_capacity_types,
-            cpu_limit=settings.node_pool_cpu_limit,
-            memory_gib_limit=settings.node_pool_memory_gib_limit,
-            neuron_limit=settings.node_pool_neuron_limit,
-            consolidate_after=settings.node_consolidate_after,
-            disruption_budget=settings.node_disruption_budget,
-            expire_after=settings.node_expire_after,
+            capacity_types=capacity_types,
+            cpu_limit=cpu_limit,
+            memory_gib_limit=memory_gib_limit,
+            neuron_limit=neuron_limit,
+            consolidate_after=consolidate_after,
+            disruption_budget=disruption_budget,
+            expire_after=expire_after,
         )
         self.node_class = attach_chart(self, "Inf2NodeClass", cluster, self.node_class_chart)
         self.node_pool = attach_chart(self, "Inf2NodePool", cluster, self.node_pool_chart)

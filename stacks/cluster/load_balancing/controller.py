@@ -19,7 +19,6 @@ from stacks.cluster.eks.manifests import HELM_TIMEOUT
 from stacks.compliance import acknowledge_all
 from stacks.cluster.load_balancing.versions import CHART_VERSIONS, policy_file
 from stacks.pod_identity import PodIdentityBinding, pod_identity_role
-from stacks.settings import Settings
 
 NAMESPACE = "kube-system"
 SERVICE_ACCOUNT = "aws-load-balancer-controller"
@@ -48,10 +47,9 @@ def controller_statements(version: str) -> list[iam.PolicyStatement]:
 
 
 class LoadBalancerController(Construct):
-    def __init__(self, scope: Construct, id: str, *, settings: Settings, cluster: eks.Cluster,
-                 system_nodes: eks.Nodegroup) -> None:
+    def __init__(self, scope: Construct, id: str, *, cluster: eks.Cluster, system_nodes: eks.Nodegroup,
+                 version: str, system_node_min_size: int) -> None:
         super().__init__(scope, id)
-        version = settings.alb_controller_version
         self.role = pod_identity_role(self, "Role", f"AWS Load Balancer Controller (Pod Identity "
                                                     f"{NAMESPACE}/{SERVICE_ACCOUNT})")
         self.policy = iam.Policy(self, "Policy", statements=controller_statements(version), roles=[self.role])
@@ -79,7 +77,7 @@ class LoadBalancerController(Construct):
                 "image": {"repository": IMAGE_REPOSITORY, "tag": version},
                 "enableServiceMutatorWebhook": False,
                 # Two replicas (the chart's default) need two system nodes.
-                "replicaCount": min(2, settings.system_node_min_size),
+                "replicaCount": min(2, system_node_min_size),
             },
         )
         self.chart.node.add_dependency(self.pod_identity, system_nodes)

@@ -1,7 +1,7 @@
 """Attaches the Neuron charts to the cluster: device plugin, scheduler extension, my-scheduler.
 
 The charts get objects, not names: the system-node label of the node group,
-the settings' pinned versions, and (for my-scheduler) the extension's Service.
+the pinned versions, and (for my-scheduler) the extension's Service.
 """
 import cdk8s
 from aws_cdk import aws_eks_v2 as eks
@@ -12,27 +12,27 @@ from stacks.cluster.neuron.my_scheduler import MySchedulerChart
 from stacks.cluster.neuron.scheduler_extension import NeuronSchedulerExtensionChart
 from stacks.cluster.eks.cluster import SYSTEM_NODE_LABEL
 from stacks.cluster.eks.manifests import attach_chart
-from stacks.settings import Settings
 
 
 class NeuronCharts(Construct):
-    def __init__(self, scope: Construct, id: str, *, settings: Settings, cluster: eks.Cluster) -> None:
+    def __init__(self, scope: Construct, id: str, *, cluster: eks.Cluster, device_plugin_version: str,
+                 scheduler_extension_version: str, kube_scheduler_image: str, system_node_min_size: int) -> None:
         super().__init__(scope, id)
         charts = cdk8s.App()
         self.device_plugin_chart = NeuronDevicePluginChart(
-            charts, "neuron-device-plugin", version=settings.neuron_device_plugin_version
+            charts, "neuron-device-plugin", version=device_plugin_version
         )
         self.extension_chart = NeuronSchedulerExtensionChart(
             charts, "neuron-scheduler-extension",
-            version=settings.neuron_scheduler_version, system_node_label=SYSTEM_NODE_LABEL,
+            version=scheduler_extension_version, system_node_label=SYSTEM_NODE_LABEL,
         )
         self.my_scheduler_chart = MySchedulerChart(
             charts, "my-scheduler",
-            image=settings.kube_scheduler_image,
+            image=kube_scheduler_image,
             extension_service=self.extension_chart.service,
             system_node_label=SYSTEM_NODE_LABEL,
             # Standbys via leader election, at most one per system node.
-            replicas=min(2, settings.system_node_min_size),
+            replicas=min(2, system_node_min_size),
         )
         self.device_plugin = attach_chart(self, "NeuronDevicePlugin", cluster, self.device_plugin_chart)
         self.extension = attach_chart(self, "NeuronSchedulerExtension", cluster, self.extension_chart)

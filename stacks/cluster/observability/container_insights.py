@@ -16,7 +16,6 @@ from constructs import Construct
 
 from stacks.compliance import acknowledge, managed_policy
 from stacks.pod_identity import PodIdentityBinding, pod_identity_role
-from stacks.settings import Settings
 
 CLOUDWATCH_OBSERVABILITY = "amazon-cloudwatch-observability"
 AGENT_NAMESPACE, AGENT_SERVICE_ACCOUNT = "amazon-cloudwatch", "cloudwatch-agent"
@@ -34,7 +33,7 @@ CONTAINER_RESTARTS = "pod_number_of_container_restarts"         # by PodName, Na
 
 
 class ContainerInsights(Construct):
-    def __init__(self, scope: Construct, id: str, *, settings: Settings, cluster: eks.ICluster) -> None:
+    def __init__(self, scope: Construct, id: str, *, cluster: eks.ICluster, addon_version: str | None) -> None:
         super().__init__(scope, id)
         role = pod_identity_role(self, "AgentRole", "CloudWatch agent: Container Insights and Neuron metrics")
         role.add_managed_policy(iam.ManagedPolicy.from_aws_managed_policy_name(AGENT_POLICY))
@@ -43,6 +42,6 @@ class ContainerInsights(Construct):
         self.binding = PodIdentityBinding(self, "AgentIdentity", cluster_name=cluster.cluster_name,
                                           namespace=AGENT_NAMESPACE, service_account=AGENT_SERVICE_ACCOUNT, role=role)
         self.addon = eks.Addon(self, "Addon", cluster=cluster, addon_name=CLOUDWATCH_OBSERVABILITY,
-                               addon_version=settings.addon_versions.get(CLOUDWATCH_OBSERVABILITY))
+                               addon_version=addon_version)
         # The agent's pods get credentials only if the association is effective first.
         self.addon.node.add_dependency(self.binding)

@@ -12,13 +12,11 @@ Facts (see stacks/external_artifacts.yaml, addons):
 from aws_cdk import aws_eks_v2 as eks
 from constructs import Construct
 
-from stacks.settings import Settings
-
 NODE_MONITORING_AGENT = "eks-node-monitoring-agent"
 
 
 class NodeMonitoringAgent(Construct):
-    def __init__(self, scope: Construct, id: str, *, settings: Settings, cluster: eks.ICluster) -> None:
+    def __init__(self, scope: Construct, id: str, *, cluster: eks.ICluster, addon_version: str | None) -> None:
         super().__init__(scope, id)
         self.addon = eks.Addon(self, "Addon", cluster=cluster, addon_name=NODE_MONITORING_AGENT,
-                               addon_version=settings.addon_versions.get(NODE_MONITORING_AGENT))
+                               addon_version=addon_version)

@@ -11,13 +11,12 @@ import yaml
 from aws_cdk import Stack, aws_eks_v2 as eks
 from constructs import Construct
 
-from stacks.workload.autoscaling.scaling import ScalingChart
+from stacks.workload.autoscaling.scaling import Replicas, ScalingChart
 from stacks.cluster.eks.cluster import SYSTEM_NODE_LABEL
 from stacks.cluster.eks.manifests import HELM_TIMEOUT, attach_chart
 from stacks.workload.jobs.queue import JobQueue
 from stacks.cluster.karpenter.controller import metrics_url as karpenter_metrics_url
 from stacks.pod_identity import PodIdentityBinding, pod_identity_role
-from stacks.settings import Settings
 from stacks.workload.serving.manifests import WorkloadManifests
 
 NAMESPACE = "monitoring"
@@ -38,12 +37,12 @@ def karpenter_scrape_config() -> str:
 
 
 class Autoscaling(Construct):
-    def __init__(self, scope: Construct, id: str, *, settings: Settings, cluster: eks.ICluster,
-                 manifests: WorkloadManifests, jobs: JobQueue) -> None:
+    def __init__(self, scope: Construct, id: str, *, cluster: eks.ICluster, manifests: WorkloadManifests,
+                 jobs: JobQueue, replicas: Replicas, prometheus_chart_version: str, keda_chart_version: str) -> None:
         super().__init__(scope, id)
         self.on_system_nodes = dict([SYSTEM_NODE_LABEL])
-        self.prometheus = self._prometheus(settings, cluster)
-        self.keda = self._keda(settings, cluster)
+        self.prometheus = self._prometheus(prometheus_chart_version, cluster)
+        self.keda = self._keda(keda_chart_version, cluster)
         # KEDA's operator reads the job queue's depth with its own role.
         keda_role = pod_identity_role(self, "KedaRole", "KEDA operator: read the sd21 job queue's depth")
         jobs.grant(self, "KedaReadsQueueDepth", keda_role, jobs.depth_statements())
@@ -52,15 +51,15 @@ class Autoscaling(Construct):
                                                role=keda_role)
         self.keda.node.add_dependency(self.keda_binding)
         self.scaling_chart = ScalingChart(
-            cdk8s.App(), "sd21-scaling", settings=settings, target=manifests.inference_chart.deployment,
+            cdk8s.App(), "sd21-scaling", replicas=replicas, target=manifests.inference_chart.deployment,
             prometheus_url=PROMETHEUS_URL, job_queue_url=jobs.queue.queue_url, region=Stack.of(self).region)
         self.scaled_object_manifest = attach_chart(self, "ScaledObject", cluster, self.scaling_chart)
         # KEDA's CRDs first; and the Deployment it scales must exist.
         self.scaled_object_manifest.node.add_dependency(self.keda, manifests.inference_manifest)
 
-    def _prometheus(self, settings: Settings, cluster: eks.ICluster) -> eks.HelmChart:
+    def _prometheus(self, version: str, cluster: eks.ICluster) -> eks.HelmChart:
         return _helm(
-            self, "Prometheus", cluster, CHART_REPOSITORY, "prometheus", settings.prometheus_chart_version,
+            self, "Prometheus", cluster, CHART_REPOSITORY, "prometheus", version,
             NAMESPACE, release=PROMETHEUS_RELEASE, values={
                 # Only the server: it keeps hours of samples for the autoscaler, nothing else.
                 "alertmanager": {"enabled": False},
@@ -84,11 +83,11 @@ class Autoscaling(Construct):
             },
         )
 
-    def _keda(self, settings: Settings, cluster: eks.ICluster) -> eks.HelmChart:
+    def _keda(self, version: str, cluster: eks.ICluster) -> eks.HelmChart:
         # Operator, metrics API server and admission webhooks, all on the system nodes.
         # Its operator's ServiceAccount (KEDA_OPERATOR_ACCOUNT) gets a Pod Identity role: the job queue's depth.
         # Waits until they run: the webhook must answer when the ScaledObject is applied.
-        return _helm(self, "Keda", cluster, KEDA_REPOSITORY, "keda", settings.keda_chart_version, KEDA_NAMESPACE,
+        return _helm(self, "Keda", cluster, KEDA_REPOSITORY, "keda", version, KEDA_NAMESPACE,
                      values={"nodeSelector": self.on_system_nodes}, wait=True)
 
 

@@ -19,12 +19,12 @@ KEDA models published on npm (@kubernetes-models/keda).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cdk8s
 import cdk8s_plus_27 as kplus
 from constructs import Construct
 from sd21.metric_names import GATEWAY_RECEIVED, INFLIGHT_REQUESTS
-
-from stacks.workload.serving.spec import WorkloadSettings
 
 API_VERSION = "keda.sh/v1alpha1"
 ACTIVITY_WINDOW = "2m"
@@ -75,8 +75,21 @@ def _job_trigger(queue_url: str, region: str) -> dict:
                          "activationQueueLength": "0", "awsRegion": region}}
 
 
+@dataclass(frozen=True)
+class Replicas:
+    """How many inference replicas KEDA keeps, and on what load."""
+    min_replicas: int  # 0: scale to zero (the gateway's activity wakes the first replica)
+    max_replicas: int
+    target_pending_per_replica: int
+    scale_to_zero_after_seconds: int  # KEDA's cooldownPeriod, read at min_replicas 0 only
+
+    @property
+    def scales_to_zero(self) -> bool:
+        return self.min_replicas == 0
+
+
 class ScalingChart(cdk8s.Chart):
-    def __init__(self, scope: Construct, id: str, *, settings: WorkloadSettings, target: kplus.Deployment,
+    def __init__(self, scope: Construct, id: str, *, replicas: Replicas, target: kplus.Deployment,
                  prometheus_url: str, job_queue_url: str, region: str) -> None:
         super().__init__(scope, id)
         namespace = target.metadata.namespace
@@ -92,18 +105,18 @@ class ScalingChart(cdk8s.Chart):
             metadata=cdk8s.ApiObjectMetadata(name=target.name, namespace=namespace),
         )
         triggers = [
-            _trigger("pending-requests", prometheus_url, load_query(namespace), settings.target_pending_per_replica),
+            _trigger("pending-requests", prometheus_url, load_query(namespace), replicas.target_pending_per_replica),
             # Jobs wait in SQS without any pod: at zero they start the first replica too.
             _job_trigger(job_queue_url, region),
         ]
-        if settings.scales_to_zero:
+        if replicas.scales_to_zero:
             triggers.insert(1, _trigger("recent-requests", prometheus_url, activity_query(namespace), 1))
         self.scaled_object.add_json_patch(cdk8s.JsonPatch.add("/spec", {
             "scaleTargetRef": {"apiVersion": target.api_version, "kind": target.kind, "name": target.name},
-            "minReplicaCount": settings.min_replicas,
-            "maxReplicaCount": settings.max_replicas,
+            "minReplicaCount": replicas.min_replicas,
+            "maxReplicaCount": replicas.max_replicas,
             "pollingInterval": POLLING_SECONDS,
-            **({"cooldownPeriod": settings.scale_to_zero_after_seconds} if settings.scales_to_zero else {}),
+            **({"cooldownPeriod": replicas.scale_to_zero_after_seconds} if replicas.scales_to_zero else {}),
             "triggers": triggers,
             "advanced": {"horizontalPodAutoscalerConfig": {"behavior": {
                 "scaleUp": _rules(SCALE_UP_PODS, SCALE_UP_PERIOD_SECONDS, 0),

@@ -13,14 +13,14 @@ from constructs import Construct
 
 from k8s_charts.common import default_seccomp, drop_all_capabilities, place_on, report_failures_in_status, resources
 from stacks.workload.serving.pod_security import restricted_container, restricted_pod
-from stacks.workload.serving.spec import WorkloadSpec
+from stacks.workload.serving.spec import cloudwatch_env
 
 NAME = "sd21-cold-start-metrics"
 
 
 class ColdStartMetricsChart(cdk8s.Chart):
-    def __init__(self, scope: Construct, id: str, *, spec: WorkloadSpec, namespace: str, prometheus_url: str,
-                 node_pool: str) -> None:
+    def __init__(self, scope: Construct, id: str, *, image: str, namespace: str, cluster_name: str,
+                 system_node_label: tuple[str, str], prometheus_url: str, node_pool: str) -> None:
         super().__init__(scope, id)
         labels = {"app.kubernetes.io/name": NAME}
         metadata = cdk8s.ApiObjectMetadata(name=NAME, namespace=namespace)
@@ -33,17 +33,17 @@ class ColdStartMetricsChart(cdk8s.Chart):
         self.deployment.select(kplus.LabelSelector.of(labels=labels))
         self.deployment.add_container(
             name="cold-start-metrics",
-            image=spec.gateway_image,
+            image=image,
             command=["sd21-cold-start-metrics"],
             env_variables={
                 "SD21_PROMETHEUS_URL": kplus.EnvValue.from_value(prometheus_url),
                 "SD21_NODE_POOL": kplus.EnvValue.from_value(node_pool),
-                **{name: kplus.EnvValue.from_value(value) for name, value in spec.cloudwatch_env().items()},
+                **{name: kplus.EnvValue.from_value(value) for name, value in cloudwatch_env(cluster_name).items()},
             },
             resources=resources(cpu_millis=20, memory_mib=64, memory_limit_mib=128),
             security_context=restricted_container(),
         )
-        place_on(self.deployment, spec.system_node_label)
+        place_on(self.deployment, system_node_label)
         drop_all_capabilities(self.deployment, 0)
         default_seccomp(self.deployment)
         report_failures_in_status(self.deployment)

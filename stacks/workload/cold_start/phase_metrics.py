@@ -8,17 +8,19 @@ from aws_cdk import aws_eks_v2 as eks
 from constructs import Construct
 
 from stacks.workload.cold_start.metrics_chart import ColdStartMetricsChart
-from stacks.workload.serving.spec import WorkloadSpec
 from stacks.cluster.eks.manifests import attach_chart
 from stacks.pod_identity import PodIdentityBinding, pod_identity_role
 
 
 class ColdStartPhaseMetrics(Construct):
-    def __init__(self, scope: Construct, id: str, *, cluster: eks.ICluster, spec: WorkloadSpec, namespace: str,
-                 prometheus_url: str, node_pool: str) -> None:
+    def __init__(self, scope: Construct, id: str, *, cluster: eks.ICluster, cluster_name: str, image: str,
+                 namespace: str, system_node_label: tuple[str, str], prometheus_url: str, node_pool: str) -> None:
+        """cluster_name: the CloudWatch dimension the figures are published under (the
+        settings' clusterName, a plain string where cluster.cluster_name may be a token)."""
         super().__init__(scope, id)
-        self.chart = ColdStartMetricsChart(cdk8s.App(), "sd21-cold-start-metrics", spec=spec, namespace=namespace,
-                                           prometheus_url=prometheus_url, node_pool=node_pool)
+        self.chart = ColdStartMetricsChart(
+            cdk8s.App(), "sd21-cold-start-metrics", image=image, namespace=namespace, cluster_name=cluster_name,
+            system_node_label=system_node_label, prometheus_url=prometheus_url, node_pool=node_pool)
         self.role = pod_identity_role(self, "Role", "sd21-cold-start-metrics: publish the cold-start phases")
         account = self.chart.service_account
         self.binding = PodIdentityBinding(self, "Identity", cluster_name=cluster.cluster_name,

@@ -8,25 +8,27 @@ from aws_cdk import Duration, aws_iam as iam, aws_kms as kms, aws_sns as sns, aw
 from constructs import Construct
 
 from stacks.compliance import acknowledge_all, wildcard_findings
-from stacks.settings import Settings
 
 
-def visibility_seconds(settings: Settings) -> int:
+def visibility_seconds(request_timeout_seconds: int) -> int:
     """Longer than the longest generation (the request timeout); the worker extends it while
     it works, so a live job never reappears and a dead pod's job does within this."""
-    return max(60, 2 * settings.request_timeout_seconds)
+    return max(60, 2 * request_timeout_seconds)
 
 
 class JobQueue(Construct):
-    def __init__(self, scope: Construct, id: str, *, settings: Settings) -> None:
+    def __init__(self, scope: Construct, id: str, *, request_timeout_seconds: int, max_attempts: int,
+                 url_expires_seconds: int) -> None:
         super().__init__(scope, id)
-        self.settings = settings
+        self.max_attempts = max_attempts
+        self.visibility_seconds = visibility_seconds(request_timeout_seconds)
+        self.url_expires_seconds = url_expires_seconds
         self.dead_letters = sqs.Queue(self, "DeadLetters", encryption=sqs.QueueEncryption.SQS_MANAGED,
                                       enforce_ssl=True, retention_period=Duration.days(14))
         self.queue = sqs.Queue(
             self, "Queue", encryption=sqs.QueueEncryption.SQS_MANAGED, enforce_ssl=True,
-            visibility_timeout=Duration.seconds(visibility_seconds(settings)), retention_period=Duration.days(4),
-            dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=settings.job_max_attempts, queue=self.dead_letters))
+            visibility_timeout=Duration.seconds(self.visibility_seconds), retention_period=Duration.days(4),
+            dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=max_attempts, queue=self.dead_letters))
         self.key = kms.Key(self, "TopicKey", enable_key_rotation=True, description="sd21 finished-jobs topic")
         self.topic = sns.Topic(self, "Finished", display_name="sd21 finished jobs", master_key=self.key,
                                enforce_ssl=True)
@@ -35,9 +37,9 @@ class JobQueue(Construct):
         """What the server and the gateway read (sd21.jobs.JobsSettings.from_env)."""
         return {"SD21_JOBS_QUEUE_URL": self.queue.queue_url, "SD21_JOBS_DLQ_URL": self.dead_letters.queue_url,
                 "SD21_JOBS_TOPIC_ARN": self.topic.topic_arn,
-                "SD21_JOBS_MAX_ATTEMPTS": str(self.settings.job_max_attempts),
-                "SD21_JOBS_VISIBILITY_S": str(visibility_seconds(self.settings)),
-                "SD21_JOBS_URL_EXPIRES_S": str(self.settings.job_url_expires_seconds)}
+                "SD21_JOBS_MAX_ATTEMPTS": str(self.max_attempts),
+                "SD21_JOBS_VISIBILITY_S": str(self.visibility_seconds),
+                "SD21_JOBS_URL_EXPIRES_S": str(self.url_expires_seconds)}
 
     def enqueue_statements(self) -> list[iam.PolicyStatement]:
         """Send only (the request object: stacks/storage/access.py)."""

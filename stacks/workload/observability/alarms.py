@@ -6,14 +6,15 @@ from aws_cdk import aws_kms as kms, aws_sns as sns, aws_sns_subscriptions as sub
 from constructs import Construct
 
 from stacks.workload.observability.metrics import EndpointMetrics
-from stacks.settings import Settings
 
 GT, GE, LT = (cw.ComparisonOperator.GREATER_THAN_THRESHOLD, cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
               cw.ComparisonOperator.LESS_THAN_THRESHOLD)
 
 
 class EndpointAlarms(Construct):
-    def __init__(self, scope: Construct, id: str, *, settings: Settings, metrics: EndpointMetrics) -> None:
+    def __init__(self, scope: Construct, id: str, *, metrics: EndpointMetrics, email: str | None,
+                 scales_to_zero: bool, no_ready_replica_minutes: int, error_ratio_percent: float,
+                 latency_slo_seconds: float) -> None:
         super().__init__(scope, id)
         # CloudWatch can publish to an encrypted topic only with a customer managed key
         # whose policy lets it use the key.
@@ -22,11 +23,11 @@ class EndpointAlarms(Construct):
             principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
             actions=["kms:Decrypt", "kms:GenerateDataKey*"], resources=["*"]))
         self.topic = sns.Topic(self, "Topic", display_name="sd21 endpoint alarms", master_key=key, enforce_ssl=True)
-        if settings.alarm_email:
-            self.topic.add_subscription(subscriptions.EmailSubscription(settings.alarm_email))
+        if email:
+            self.topic.add_subscription(subscriptions.EmailSubscription(email))
         self.alarms: list[cw.Alarm] = []
-        minutes = settings.no_ready_replica_minutes
-        if settings.scales_to_zero:
+        minutes = no_ready_replica_minutes
+        if scales_to_zero:
             self._alarm("NoReadyReplica", metrics.waiting_without_replica(), GE, 1,
                         minutes, minutes, cw.TreatMissingData.NOT_BREACHING,
                         f"Requests arrived and no replica was ready for {minutes} min (the gateway held them or "
@@ -39,14 +40,14 @@ class EndpointAlarms(Construct):
                         f"No inference replica was ready for {minutes} min. First: kubectl -n sd21 get pods "
                         "(Pending: Karpenter's log and the inf2 NodePool; CrashLoopBackOff: the server's last "
                         "'error:' line); then the dashboard's Neuron and node widgets.")
-        self._alarm("FailedRequests", metrics.failure_percent(), GT, settings.error_ratio_alarm_percent, 3, 3,
+        self._alarm("FailedRequests", metrics.failure_percent(), GT, error_ratio_percent, 3, 3,
                     cw.TreatMissingData.NOT_BREACHING,
-                    f"More than {settings.error_ratio_alarm_percent}% of requests failed (500, 503 unhealthy, 504) "
+                    f"More than {error_ratio_percent}% of requests failed (500, 503 unhealthy, 504) "
                     "for 3 min. First: the dashboard's errors by kind; 'unhealthy' means a device broke (look at "
                     "Neuron errors and server restarts), 'timeout' means the queue waits too long.")
-        self._alarm("LatencyP90", metrics.latency("p90"), GT, settings.latency_slo_seconds, 5, 3,
+        self._alarm("LatencyP90", metrics.latency("p90"), GT, latency_slo_seconds, 5, 3,
                     cw.TreatMissingData.NOT_BREACHING,
-                    f"p90 latency above the {settings.latency_slo_seconds}s SLO in 3 of 5 min. First: queue depth "
+                    f"p90 latency above the {latency_slo_seconds}s SLO in 3 of 5 min. First: queue depth "
                     "and ready replicas vs running pods (is scale-out stuck on a Pending pod?), then "
                     "NeuronCore utilization.")
         self._alarm("QueueFull", metrics.errors("overloaded"), GE, 1, 5, 5, cw.TreatMissingData.NOT_BREACHING,

@@ -10,7 +10,6 @@ from stacks.compliance import acknowledge_all, wildcard_findings
 from stacks.workload.observability.alarms import EndpointAlarms
 from stacks.workload.observability.dashboard import EndpointDashboard
 from stacks.workload.observability.metrics import EndpointMetrics
-from stacks.settings import Settings
 
 
 def publish_metrics_statement() -> iam.PolicyStatement:
@@ -30,11 +29,17 @@ def allow_publishing(scope: Construct, id: str, roles: list[iam.IRole]) -> iam.P
 
 
 class EndpointObservability(Construct):
-    def __init__(self, scope: Construct, id: str, *, settings: Settings, namespace: str, deployment: str,
-                 publishers: list[iam.IRole]) -> None:
+    def __init__(self, scope: Construct, id: str, *, cluster_name: str, namespace: str, deployment: str,
+                 publishers: list[iam.IRole], scales_to_zero: bool, alarm_email: str | None,
+                 no_ready_replica_minutes: int, error_ratio_alarm_percent: float, latency_slo_seconds: float,
+                 inf2_hourly_usd: float) -> None:
         super().__init__(scope, id)
-        self.metrics = EndpointMetrics(settings.cluster_name, namespace, deployment)
-        self.alarms = EndpointAlarms(self, "Alarms", settings=settings, metrics=self.metrics)
-        self.dashboard = EndpointDashboard(self, "Dashboard", settings=settings, metrics=self.metrics,
-                                           alarms=self.alarms)
+        self.metrics = EndpointMetrics(cluster_name, namespace, deployment)
+        self.alarms = EndpointAlarms(self, "Alarms", metrics=self.metrics, email=alarm_email,
+                                     scales_to_zero=scales_to_zero, no_ready_replica_minutes=no_ready_replica_minutes,
+                                     error_ratio_percent=error_ratio_alarm_percent,
+                                     latency_slo_seconds=latency_slo_seconds)
+        self.dashboard = EndpointDashboard(self, "Dashboard", metrics=self.metrics, alarms=self.alarms,
+                                           latency_slo_seconds=latency_slo_seconds, inf2_hourly_usd=inf2_hourly_usd,
+                                           scales_to_zero=scales_to_zero)
         self.publishing = allow_publishing(self, "PublishMetrics", publishers)

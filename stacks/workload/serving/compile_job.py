@@ -52,7 +52,6 @@ SHM_GIB = 16
 class CompileJobChart(cdk8s.Chart):
     def __init__(self, scope: Construct, id: str, *, spec: WorkloadSpec, identities: WorkloadIdentities) -> None:
         super().__init__(scope, id)
-        settings = spec.settings
         self.job = kplus.Job(
             self,
             "Job",
@@ -70,7 +69,7 @@ class CompileJobChart(cdk8s.Chart):
             pod_metadata=cdk8s.ApiObjectMetadata(annotations={
                 "karpenter.sh/do-not-disrupt": "true",
                 # In the template's hash, not in the version: a new Job for the same artifact.
-                "sd21.aws/compile-run": str(settings.compile_run),
+                "sd21.aws/compile-run": str(spec.compile_run),
             }),
         )
         def disk(name: str, gib: int) -> kplus.Volume:
@@ -87,10 +86,10 @@ class CompileJobChart(cdk8s.Chart):
                 name: kplus.EnvValue.from_value(value)
                 for name, value in {
                     **spec.model_env(),
-                    "SD21_MODEL_ID": settings.model_id,
-                    "SD21_MODEL_REVISION": settings.model_revision,
-                    "SD21_WEIGHTS_SOURCE": spec.weights_source,
-                    "SD21_NEURON_SDK": settings.neuron_sdk,
+                    "SD21_MODEL_ID": spec.model.id,
+                    "SD21_MODEL_REVISION": spec.model.revision,
+                    "SD21_WEIGHTS_SOURCE": spec.model.weights,
+                    "SD21_NEURON_SDK": spec.model.neuron_sdk,
                     "SD21_WORKDIR": SCRATCH_DIR,
                     "HF_HOME": f"{SCRATCH_DIR}/hf",
                     "HOME": SCRATCH_DIR,

@@ -17,7 +17,9 @@ from k8s_charts.common import (
 )
 from stacks.workload.serving.pod_security import restricted_container, restricted_pod
 from stacks.workload.serving.sizing import GATEWAY_REPLICAS
-from stacks.workload.serving.spec import DEREGISTRATION_DELAY_SECONDS, HEALTH_PATH, SERVE_PORT, SERVICE_PORT, WorkloadSpec
+from stacks.workload.serving.spec import (
+    DEREGISTRATION_DELAY_SECONDS, HEALTH_PATH, SERVE_PORT, SERVICE_PORT, ScaleToZero, WorkloadSpec,
+)
 
 NAME = "sd21-gateway"
 METRICS_PORT = 9090
@@ -30,10 +32,9 @@ COLD_START_ESTIMATE_SECONDS = 300
 
 
 class Gateway(Construct):
-    def __init__(self, scope: Construct, id: str, *, spec: WorkloadSpec, namespace: str,
+    def __init__(self, scope: Construct, id: str, *, spec: WorkloadSpec, scale_to_zero: ScaleToZero, namespace: str,
                  upstream: kplus.Service) -> None:
         super().__init__(scope, id)
-        settings = spec.settings
         labels = {"app.kubernetes.io/name": NAME}
         metadata = cdk8s.ApiObjectMetadata(name=NAME, namespace=namespace)
         self.service_account = kplus.ServiceAccount(self, "ServiceAccount", metadata=metadata, automount_token=False)
@@ -44,7 +45,7 @@ class Gateway(Construct):
             replicas=REPLICAS,
             service_account=self.service_account,
             security_context=restricted_pod(),
-            termination_grace_period=cdk8s.Duration.seconds(spec.termination_grace_seconds),
+            termination_grace_period=cdk8s.Duration.seconds(spec.endpoint.termination_grace_seconds),
             select=False,
             pod_metadata=scraped_pod_metadata(labels, METRICS_PORT),
         )
@@ -61,13 +62,13 @@ class Gateway(Construct):
                 "SD21_UPSTREAM": kplus.EnvValue.from_value(self.upstream_url),
                 "SD21_PORT": kplus.EnvValue.from_value(str(SERVE_PORT)),
                 "SD21_METRICS_PORT": kplus.EnvValue.from_value(str(METRICS_PORT)),
-                "SD21_REQUEST_TIMEOUT_S": kplus.EnvValue.from_value(str(settings.request_timeout_seconds)),
+                "SD21_REQUEST_TIMEOUT_S": kplus.EnvValue.from_value(str(spec.endpoint.request_timeout_seconds)),
                 "SD21_COLD_RETRY_AFTER_S": kplus.EnvValue.from_value(str(COLD_RETRY_AFTER_SECONDS)),
-                "SD21_HOLD_REQUESTS": kplus.EnvValue.from_value(str(settings.cold_start_hold_requests)),
-                "SD21_HOLD_S": kplus.EnvValue.from_value(str(spec.hold_seconds)),
+                "SD21_HOLD_REQUESTS": kplus.EnvValue.from_value(str(scale_to_zero.hold_requests)),
+                "SD21_HOLD_S": kplus.EnvValue.from_value(str(scale_to_zero.hold_seconds)),
                 "SD21_COLD_START_S": kplus.EnvValue.from_value(str(COLD_START_ESTIMATE_SECONDS)),
                 # The model the servers serve: the gateway refuses another before holding or queueing.
-                "SD21_MODEL_NAME": kplus.EnvValue.from_value(settings.model_name),
+                "SD21_MODEL_NAME": kplus.EnvValue.from_value(spec.model.name),
                 **{name: kplus.EnvValue.from_value(value) for name, value in spec.cloudwatch_env().items()},
                 # It takes jobs while no replica exists: it enqueues, the servers work.
                 **{name: kplus.EnvValue.from_value(value) for name, value in spec.job_env().items()},

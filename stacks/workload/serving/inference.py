@@ -3,7 +3,7 @@ model from S3 into an emptyDir, the server that serves it, and the Service,
 Ingress (ALB) and PodDisruptionBudget around it.
 
 KEDA's ScaledObject (stacks/workload/autoscaling/scaling.py) owns the replica count. At
-minReplicas 0 (settings.scales_to_zero) the Ingress points at the gateway, which
+minReplicas 0 (spec.scale_to_zero) the Ingress points at the gateway, which
 stays up at zero.
 """
 import json
@@ -25,7 +25,7 @@ from stacks.workload.serving.pod_security import restricted_container, restricte
 from stacks.workload.serving.sizing import NEURON_DEVICES, SERVE_CPU_MILLI, SERVE_MEMORY_GIB
 from stacks.workload.serving.spec import (
     APP_LABEL, DEREGISTRATION_DELAY_SECONDS, HEALTH_PATH, MODEL_DIR, READY_PATH, SERVE_PORT, SERVICE_PORT,
-    WorkloadSpec,
+    IngressAccess, WorkloadSpec,
 )
 
 STAGE_CPU_MILLI = 1000
@@ -47,7 +47,7 @@ class InferenceChart(cdk8s.Chart):
     def __init__(self, scope: Construct, id: str, *, spec: WorkloadSpec, identities: WorkloadIdentities) -> None:
         super().__init__(scope, id)
         self.spec = spec
-        settings = spec.settings
+        endpoint = spec.endpoint
         namespace = identities.workload_namespace.name
         labels = {"app.kubernetes.io/name": APP_LABEL, "sd21.aws/model-version": spec.model_version}
         self.deployment = kplus.Deployment(
@@ -56,7 +56,7 @@ class InferenceChart(cdk8s.Chart):
             metadata=cdk8s.ApiObjectMetadata(name=APP_LABEL, namespace=namespace, labels=labels),
             service_account=identities.serve_account,
             security_context=restricted_pod(),
-            termination_grace_period=cdk8s.Duration.seconds(spec.termination_grace_seconds),
+            termination_grace_period=cdk8s.Duration.seconds(endpoint.termination_grace_seconds),
             select=False,
             pod_metadata=scraped_pod_metadata(labels, SERVE_PORT),
             strategy=kplus.DeploymentStrategy.rolling_update(
@@ -91,12 +91,12 @@ class InferenceChart(cdk8s.Chart):
             env_variables={
                 **env,
                 "SD21_PORT": kplus.EnvValue.from_value(str(SERVE_PORT)),
-                "SD21_QUEUE_SIZE": kplus.EnvValue.from_value(str(settings.queue_size)),
-                "SD21_REQUEST_TIMEOUT_S": kplus.EnvValue.from_value(str(settings.request_timeout_seconds)),
-                "SD21_DRAIN_GRACE_S": kplus.EnvValue.from_value(str(spec.drain_grace_seconds)),
-                "SD21_MAX_CONSECUTIVE_FAILURES": kplus.EnvValue.from_value(str(settings.device_failures_before_restart)),
-                "SD21_WATCHDOG_FACTOR": kplus.EnvValue.from_value(str(settings.hang_factor)),
-                "SD21_WATCHDOG_MIN_S": kplus.EnvValue.from_value(str(settings.hang_minimum_seconds)),
+                "SD21_QUEUE_SIZE": kplus.EnvValue.from_value(str(endpoint.queue_size)),
+                "SD21_REQUEST_TIMEOUT_S": kplus.EnvValue.from_value(str(endpoint.request_timeout_seconds)),
+                "SD21_DRAIN_GRACE_S": kplus.EnvValue.from_value(str(endpoint.drain_grace_seconds)),
+                "SD21_MAX_CONSECUTIVE_FAILURES": kplus.EnvValue.from_value(str(endpoint.device_failures_before_restart)),
+                "SD21_WATCHDOG_FACTOR": kplus.EnvValue.from_value(str(endpoint.hang_factor)),
+                "SD21_WATCHDOG_MIN_S": kplus.EnvValue.from_value(str(endpoint.hang_minimum_seconds)),
                 "SD21_UNHEALTHY_EXIT_DELAY_S": kplus.EnvValue.from_value(str(UNHEALTHY_EXIT_DELAY_SECONDS)),
                 **{name: kplus.EnvValue.from_value(value) for name, value in spec.cloudwatch_env().items()},
                 **{name: kplus.EnvValue.from_value(value) for name, value in spec.job_env().items()},
@@ -136,14 +136,16 @@ class InferenceChart(cdk8s.Chart):
         )
         # With a minimum of 0 the gateway answers while no replica exists; otherwise
         # the ALB sends straight to the pods.
-        self.gateway = (Gateway(self, "Gateway", spec=spec, namespace=namespace, upstream=self.service)
-                        if settings.scales_to_zero else None)
+        self.gateway = (Gateway(self, "Gateway", spec=spec, scale_to_zero=spec.scale_to_zero, namespace=namespace,
+                                upstream=self.service)
+                        if spec.scale_to_zero else None)
         front = self.gateway.service if self.gateway else self.service
         self.ingress = kplus.Ingress(
             self,
             "Ingress",
-            metadata=cdk8s.ApiObjectMetadata(name=APP_LABEL, namespace=namespace,
-                                             annotations=ingress_annotations(spec)),
+            metadata=cdk8s.ApiObjectMetadata(
+                name=APP_LABEL, namespace=namespace,
+                annotations=ingress_annotations(spec.ingress, spec.alb_idle_timeout_seconds)),
             class_name="alb",
             default_backend=kplus.IngressBackend.from_service(front, port=SERVICE_PORT),
         )
@@ -175,10 +177,9 @@ class InferenceChart(cdk8s.Chart):
         report_failures_in_status(self.deployment)
 
 
-def ingress_annotations(spec: WorkloadSpec) -> dict[str, str]:
-    settings = spec.settings
+def ingress_annotations(access: IngressAccess, idle_timeout_seconds: int) -> dict[str, str]:
     annotations = {
-        "alb.ingress.kubernetes.io/scheme": settings.ingress_scheme,
+        "alb.ingress.kubernetes.io/scheme": access.scheme,
         "alb.ingress.kubernetes.io/target-type": "ip",
         "alb.ingress.kubernetes.io/healthcheck-path": HEALTH_PATH,
         "alb.ingress.kubernetes.io/success-codes": "200",
@@ -186,13 +187,13 @@ def ingress_annotations(spec: WorkloadSpec) -> dict[str, str]:
             f"deregistration_delay.timeout_seconds={DEREGISTRATION_DELAY_SECONDS}",
         # Longer than the slowest accepted request (queue wait + generation).
         "alb.ingress.kubernetes.io/load-balancer-attributes":
-            f"idle_timeout.timeout_seconds={spec.alb_idle_timeout_seconds}",
+            f"idle_timeout.timeout_seconds={idle_timeout_seconds}",
     }
-    if settings.ingress_allowed_cidrs:
-        annotations["alb.ingress.kubernetes.io/inbound-cidrs"] = ",".join(settings.ingress_allowed_cidrs)
-    if settings.certificate_arn:
+    if access.allowed_cidrs:
+        annotations["alb.ingress.kubernetes.io/inbound-cidrs"] = ",".join(access.allowed_cidrs)
+    if access.certificate_arn:
         annotations.update({
-            "alb.ingress.kubernetes.io/certificate-arn": settings.certificate_arn,
+            "alb.ingress.kubernetes.io/certificate-arn": access.certificate_arn,
             "alb.ingress.kubernetes.io/listen-ports": json.dumps([{"HTTPS": 443}]),
             "alb.ingress.kubernetes.io/ssl-policy": "ELBSecurityPolicy-TLS13-1-2-2021-06",
         })

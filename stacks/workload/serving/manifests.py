@@ -1,33 +1,13 @@
 """The workload charts, attached to the cluster as KubernetesManifest resources."""
 import cdk8s
-from aws_cdk import aws_ecr as ecr, aws_eks_v2 as eks, aws_s3 as s3
+from aws_cdk import aws_eks_v2 as eks
 from constructs import Construct
 
 from stacks.workload.serving.compile_job import CompileJobChart
 from stacks.workload.serving.identities import WorkloadIdentities
 from stacks.workload.serving.inference import InferenceChart
-from stacks.workload.serving.spec import WorkloadSpec, compile_inputs
-from sd21.artifact import artifact_version
-from stacks.cluster.eks.cluster import SYSTEM_NODE_LABEL
+from stacks.workload.serving.spec import WorkloadSpec
 from stacks.cluster.eks.manifests import attach_chart, keep_when_removed
-from stacks.storage.repository import compile_tag, gateway_tag
-from stacks.settings import Settings
-
-
-def workload_spec(settings: Settings, repository: ecr.IRepository, bucket: s3.IBucket,
-                  system_node_label: tuple[str, str], jobs_env: dict) -> WorkloadSpec:
-    """What the charts need, from the settings and the CDK objects (tokens until deploy)."""
-    version = artifact_version(compile_inputs(settings))
-    return WorkloadSpec(
-        settings=settings,
-        image=repository.repository_uri_for_tag(settings.image_tag),
-        gateway_image=repository.repository_uri_for_tag(gateway_tag(settings.image_tag)),
-        bucket_name=bucket.bucket_name,
-        model_version=version,
-        system_node_label=system_node_label,
-        jobs_env=dict(jobs_env),
-        compile_image=repository.repository_uri_for_tag(compile_tag(version)),
-    )
 
 
 def workload_charts(spec: WorkloadSpec) -> tuple[WorkloadIdentities, CompileJobChart, InferenceChart]:
@@ -39,10 +19,9 @@ def workload_charts(spec: WorkloadSpec) -> tuple[WorkloadIdentities, CompileJobC
 
 
 class WorkloadManifests(Construct):
-    def __init__(self, scope: Construct, id: str, *, settings: Settings, cluster: eks.ICluster,
-                 repository: ecr.IRepository, bucket: s3.IBucket, jobs_env: dict) -> None:
+    def __init__(self, scope: Construct, id: str, *, cluster: eks.ICluster, spec: WorkloadSpec) -> None:
         super().__init__(scope, id)
-        self.spec = workload_spec(settings, repository, bucket, SYSTEM_NODE_LABEL, jobs_env)
+        self.spec = spec
         self.identities, self.compile_chart, self.inference_chart = workload_charts(self.spec)
 
         self.identities_manifest = attach_chart(self, "Identities", cluster, self.identities)
