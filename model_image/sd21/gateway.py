@@ -67,7 +67,7 @@ class GatewaySettings:
     hold_requests: int = GatewayEnv.hold_requests
     hold_s: float = GatewayEnv.hold_s
     hold_poll_s: float = 1.0
-    cold_start_s: int = GatewayEnv.cold_start_s  # what a cold start is expected to take (the README's budget)
+    cold_start_s: int = GatewayEnv.cold_start_s  # what a cold start is expected to take (docs/design.md, cold-start budget)
     # The model clients may name (the servers' model); None: not checked here, the
     # replica refuses another (a job, queued here, is then not checked for it).
     served_model: Optional[str] = None

@@ -28,6 +28,7 @@ import importlib.metadata
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -160,6 +161,14 @@ class ImageEnvironment:
         venv = self.root / "venv"
         subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
         self.python = venv / "bin" / "python"
+
+    def copy_to(self, root: Path) -> "ImageEnvironment":
+        """Another environment as this one stands now: a venv and its stand-ins are directories,
+        and copying them costs a fraction of installing them again."""
+        shutil.copytree(self.root, root, symlinks=True)
+        clone = object.__new__(ImageEnvironment)
+        clone.root, clone.standins, clone.python = root, root / "standins", root / "venv" / "bin" / "python"
+        return clone
 
     def offer(self, packages) -> None:
         for package in packages:

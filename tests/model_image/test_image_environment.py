@@ -21,9 +21,11 @@ def report(results) -> str:
     return "\n".join(f"$ pip {' '.join(argv)}\n{r.stdout}{r.stderr}" for argv, r in results)
 
 
-def dlc_environment(tmp_path) -> ImageEnvironment:
+@pytest.fixture(scope="module")
+def dlc_base(tmp_path_factory) -> ImageEnvironment:
+    """The recorded DLC base, installed once; each test gets its own copy (dlc_environment)."""
     base = BaseImage.load(DLC_RECORD)
-    environment = ImageEnvironment(tmp_path)
+    environment = ImageEnvironment(tmp_path_factory.mktemp("dlc-base"))
     environment.offer(dev_venv_packages())
     environment.offer(base.pinned + base.standins)
     installed = environment.pip(["install", *base.install_args()])
@@ -31,22 +33,26 @@ def dlc_environment(tmp_path) -> ImageEnvironment:
     return environment
 
 
-def test_the_recorded_dlc_base_is_itself_consistent(tmp_path):
-    environment = dlc_environment(tmp_path)
-    check = environment.pip(["check"])
+@pytest.fixture
+def dlc_environment(dlc_base, tmp_path) -> ImageEnvironment:
+    return dlc_base.copy_to(tmp_path / "dlc")
+
+
+def test_the_recorded_dlc_base_is_itself_consistent(dlc_environment):
+    check = dlc_environment.pip(["check"])
     assert check.returncode == 0, check.stdout + check.stderr
 
 
-def test_the_model_image_pip_steps_pass_pip_check_on_the_dlc_base(tmp_path):
-    environment = dlc_environment(tmp_path)
+def test_the_model_image_pip_steps_pass_pip_check_on_the_dlc_base(dlc_environment):
+    environment = dlc_environment
     results = environment.run_dockerfile_pip_steps(MODEL_IMAGE / "Dockerfile")
     assert [argv for argv, _ in results if argv == ["check"]], report(results)
     assert all(r.returncode == 0 for _, r in results), report(results)
 
 
-def test_without_the_uninstall_pip_check_sees_nxd_inference_pin_transformers(tmp_path):
+def test_without_the_uninstall_pip_check_sees_nxd_inference_pin_transformers(dlc_environment):
     """The harness is not vacuous: NxD Inference 0.10 pins transformers==4.57.*, ours is 5.x."""
-    environment = dlc_environment(tmp_path)
+    environment = dlc_environment
     for argv in pip_commands(MODEL_IMAGE / "Dockerfile"):
         if argv[:1] == ["install"] and "-r" in argv:
             assert environment.pip(argv, cwd=MODEL_IMAGE).returncode == 0

@@ -1,20 +1,25 @@
-"""Slow clients against the real server process on loopback: heads sent byte by byte, bodies
-that never complete and connections that say nothing are closed within the read bounds
-(SD21_HEAD_TIMEOUT_S, SD21_BODY_TIMEOUT_S), and the server keeps serving meanwhile."""
+"""Slow clients on loopback: heads sent byte by byte, bodies that never complete and connections
+that say nothing are closed within the read bounds (SD21_HEAD_TIMEOUT_S, SD21_BODY_TIMEOUT_S),
+and the server keeps serving meanwhile. The server is sd21-serve's own uvicorn server
+(build_server, with the bounds its argument parsing reads from that env) on the session's
+loaded model, in this process; the gateway is its real process."""
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
 import sys
+import threading
 import time
+from unittest import mock
 
 import httpx
 import pytest
 
 from sd21_testlib import free_port, subprocess_env, wait_for
 
-HEAD_S, BODY_S = 2, 3
+HEAD_S, BODY_S = 1, 2
 MARGIN_S = 4  # scheduling on a shared machine; far below "never"
 GIVE_UP_S = 20  # the whole flood, bounded
 HEAD = b"POST /v1/images/generations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -41,13 +46,25 @@ BOUNDS_ENV = {"SD21_HOST": "127.0.0.1", "SD21_HEAD_TIMEOUT_S": str(HEAD_S), "SD2
 
 
 @pytest.fixture(scope="module")
-def server(s3_env, staged_dir, artifact_version):
+def server(live_server):
+    """What sd21-serve's main runs (build_server), on the session's model: a process of its own
+    would load torch and the model again for the same protocol."""
+    from sd21.server import build_server, create_app, parse_args
+
+    with mock.patch.dict(os.environ, BOUNDS_ENV):
+        args = parse_args([])
+    assert (args.head_timeout_s, args.body_timeout_s) == (HEAD_S, BODY_S)  # the entrypoint reads the env
     port = free_port()
-    env = subprocess_env(s3_env) | BOUNDS_ENV | {
-        "SD21_BACKEND": "cpu", "SD21_MODEL_DIR": str(staged_dir), "SD21_MODEL_VERSION": artifact_version,
-        "SD21_PORT": str(port), "SD21_UI": "0"}
-    with running("sd21.server", env, "/ready", port):
+    uvicorn_server = build_server(create_app(live_server.service, with_ui=False), live_server.service,
+                                  args.host, port, args.head_timeout_s, args.body_timeout_s)
+    thread = threading.Thread(target=uvicorn_server.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(f"http://127.0.0.1:{port}/ready", timeout=90)
         yield port
+    finally:
+        uvicorn_server.should_exit = True
+        thread.join(timeout=30)
 
 
 class Slow:
@@ -81,9 +98,11 @@ class Slow:
             self.sock.close()
 
 
-def flood(port: int, heads: int, bodies: int, silent: int) -> list[Slow]:
+def flood(port: int, heads: int, bodies: int, silent: int, opened: threading.Event | None = None) -> list[Slow]:
     slow = [Slow(port, "head") for _ in range(heads)] + [Slow(port, "body") for _ in range(bodies)] + \
            [Slow(port, "silent") for _ in range(silent)]
+    if opened is not None:
+        opened.set()
     deadline = time.monotonic() + GIVE_UP_S
     while any(c.closed_after is None for c in slow) and time.monotonic() < deadline:
         for connection in slow:
@@ -100,9 +119,10 @@ def test_slow_heads_slow_bodies_and_silent_connections_are_closed_within_the_bou
     url = f"http://127.0.0.1:{server}"
     import concurrent.futures
 
+    opened = threading.Event()
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        flooding = pool.submit(flood, server, heads=40, bodies=30, silent=10)
-        time.sleep(1)  # the flood is on: the server still answers, and still generates
+        flooding = pool.submit(flood, server, heads=40, bodies=30, silent=10, opened=opened)
+        assert opened.wait(timeout=30)  # the flood is on: the server still answers, and still generates
         assert httpx.get(url + "/health", timeout=10).status_code == 200
         generated = httpx.post(url + "/v1/images/generations", json={"prompt": "still here", "steps": 1},
                                timeout=60)
@@ -141,7 +161,7 @@ def test_a_client_that_sends_in_time_is_not_cut_off(server):
     with socket.create_connection(("127.0.0.1", server), timeout=30) as sock:
         body = b'{"prompt": "in parts", "steps": 1}'
         sock.sendall(HEAD + b"Content-Length: %d\r\n\r\n" % len(body) + body[:10])
-        time.sleep(1)
+        time.sleep(BODY_S / 2)
         sock.sendall(body[10:])
         assert read_response(sock).startswith(b"HTTP/1.1 200 ")
         time.sleep(HEAD_S + 1)

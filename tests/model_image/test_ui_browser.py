@@ -36,7 +36,7 @@ def test_ui_generates_an_image(live_server):
             context = playwright.chromium.launch_persistent_context(
                 profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
             page = context.new_page()
-            page.goto(live_server.url + "/ui/", wait_until="networkidle", timeout=60_000)
+            page.goto(live_server.url + "/ui/", wait_until="load", timeout=60_000)  # fill() waits for the form
             page.locator("#prompt textarea").fill("a lighthouse at dusk")
             steps = page.locator("#steps input[type=number]")
             steps.fill("1")

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+from sd21.contract import ServerEnv
+
 from stacks.workload.jobs.queue import visibility_seconds
 from tests.conftest import logical_id
 
@@ -34,15 +36,15 @@ def test_pods_are_told_the_queue_they_use(synthesized, application):
     objects = rendering.all_objects(rendering.from_template_file(synthesized.template_file(application.workload)))
     (deployment,) = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "sd21-inference"]
     server = next(c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "server")
-    env = {e["name"]: e["value"] for e in server["env"]}
-    template = json.dumps(synthesized.template(application.workload).to_json())
-    for name, construct in (("SD21_JOBS_QUEUE_URL", jobs.queue), ("SD21_JOBS_DLQ_URL", jobs.dead_letters),
-                            ("SD21_JOBS_TOPIC_ARN", jobs.topic)):
-        assert logical_id(construct) in env[name], (name, env[name])
-    assert env["SD21_JOBS_MAX_ATTEMPTS"] == str(application.settings.endpoint.job_max_attempts)
+    # As sd21-serve parses it (sd21.contract.JobsEnv).
+    told = ServerEnv.from_env({e["name"]: e["value"] for e in server["env"]}).jobs
+    for value, construct in ((told.queue_url, jobs.queue), (told.dead_letter_url, jobs.dead_letters),
+                             (told.topic_arn, jobs.topic)):
+        assert logical_id(construct) in value, value
+    assert told.max_attempts == application.settings.endpoint.job_max_attempts
     # The worker extends a message by what the queue itself says its visibility timeout is.
-    queue = json.loads(template)["Resources"][logical_id(jobs.queue)]["Properties"]
-    assert env["SD21_JOBS_VISIBILITY_S"] == str(queue["VisibilityTimeout"])
+    queue = synthesized.template(application.workload).to_json()["Resources"][logical_id(jobs.queue)]["Properties"]
+    assert told.visibility_s == queue["VisibilityTimeout"]
 
 
 def test_the_worker_side_may_only_receive_delete_extend_and_announce(synthesized, application):

@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from app import default_context
+from sd21.contract import CompileEnv, ServerEnv
 from stacks.workload.serving.spec import IMAGE_USER, SERVE_PORT
 from stacks.settings import Settings, SettingsError
 from tests.conftest import ROOT
@@ -20,7 +21,7 @@ def test_neuron_sdk_setting_is_the_base_image_sdk():
 
 def test_pods_run_as_the_image_user_on_the_image_port():
     assert re.search(r"^USER (\d+)$", DOCKERFILE, re.M).group(1) == str(IMAGE_USER)
-    assert f"SD21_PORT={SERVE_PORT}" in DOCKERFILE
+    assert f"{ServerEnv.var('port').name}={SERVE_PORT}" in DOCKERFILE
 
 
 def test_a_minimum_of_zero_replicas_needs_cold_starts_accepted():
@@ -57,11 +58,12 @@ def test_readme_cost_block_is_the_cost_command_output():
 
 def test_image_declares_the_sdk_of_its_base_and_compile_enforces_it(monkeypatch, capsys):
     base = re.search(r"^FROM \S+-sdk(\d+\.\d+\.\d+)-", DOCKERFILE, re.M).group(1)
-    assert re.search(r"SD21_IMAGE_NEURON_SDK=(\S+)", DOCKERFILE).group(1) == base
+    image_sdk = CompileEnv.var("image_neuron_sdk").name
+    assert re.search(rf"{image_sdk}=(\S+)", DOCKERFILE).group(1) == base
 
     from sd21 import compile as compile_entry
 
-    monkeypatch.setenv("SD21_IMAGE_NEURON_SDK", "2.30.0")
+    monkeypatch.setenv(image_sdk, "2.30.0")
     code = compile_entry.main(["--backend", "neuron", "--bucket", "some-bucket", "--neuron-sdk", base])
     assert code != 0 and "carries Neuron SDK 2.30.0" in capsys.readouterr().err
 

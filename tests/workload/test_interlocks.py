@@ -1,10 +1,12 @@
 """Joins that ask the other side: each expectation comes from the consumer (the server's
-own env, the chart's own naming rule), never from the constant the producer used."""
+own env as sd21.contract parses it, the chart's own naming rule), never from the constant the
+producer used."""
 from __future__ import annotations
 
 import json
 
 import pytest
+from sd21.contract import ColdStartMetricsEnv, GatewayEnv, ServerEnv
 
 from tools import rendering
 from tests.workload.test_manifests import container, env, pod_spec
@@ -27,6 +29,14 @@ def prometheus_server_url(template: dict) -> str:
         fullname = f"{release['Release']}-{name}-{server.get('name', 'server')}"
     port = server.get("service", {}).get("servicePort", 80)
     return f"http://{fullname[:63].rstrip('-')}.{release['Namespace']}.svc:{port}"
+
+
+def server_env(deployment: dict) -> ServerEnv:
+    return ServerEnv.from_env(env(container(deployment, "server")))
+
+
+def gateway_env(deployment: dict) -> GatewayEnv:
+    return GatewayEnv.from_env(env(container(deployment, "gateway")))
 
 
 def same_service(url: str, port: int | None, expected: str) -> bool:
@@ -67,9 +77,10 @@ def deregistration_seconds(ingress: dict) -> int:
 def serving(workload):
     deployment = workload("Deployment")
     server = container(deployment, "server")
+    told = server_env(deployment)
     return {
-        "request_timeout": float(env(server)["SD21_REQUEST_TIMEOUT_S"]),  # admission to response, queue included
-        "drain_grace": float(env(server)["SD21_DRAIN_GRACE_S"]),
+        "request_timeout": told.request_timeout_s,  # admission to response, queue included
+        "drain_grace": told.drain_grace_s,
         "alb_idle": alb_idle_seconds(workload("Ingress")),
         "deregistration": deregistration_seconds(workload("Ingress")),
         "pre_stop": server["lifecycle"]["preStop"]["exec"]["command"],
@@ -78,7 +89,7 @@ def serving(workload):
 
 
 def test_the_alb_waits_longer_than_the_slowest_accepted_request(serving):
-    """The server answers within SD21_REQUEST_TIMEOUT_S of admission (queue wait and
+    """The server answers within its request timeout of admission (queue wait and
     generation both count); an ALB idle timeout at or below it cuts answers off as 504s."""
     assert serving["alb_idle"] > serving["request_timeout"]
 
@@ -95,36 +106,36 @@ def test_the_gateway_waits_as_long_as_the_server(zero):
     (gateway,) = [o for o in zero.objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "sd21-gateway"]
     (server_deployment,) = [o for o in zero.objects if o["kind"] == "Deployment"
                             and o["metadata"]["name"] == "sd21-inference"]
-    gateway_timeout = float(env(container(gateway, "gateway"))["SD21_REQUEST_TIMEOUT_S"])
-    assert gateway_timeout >= float(env(container(server_deployment, "server"))["SD21_REQUEST_TIMEOUT_S"])
+    assert gateway_env(gateway).request_timeout_s >= server_env(server_deployment).request_timeout_s
 
 
 def test_a_broken_device_leaves_the_service_before_the_server_exits(workload):
     """The server answers 503 (and the gateway resends) until the readiness probe has taken
     it out of the Service; exiting sooner would turn those answers into refused connections."""
     server = container(workload("Deployment"), "server")
+    told = server_env(workload("Deployment"))
     probe = server["readinessProbe"]
     assert probe["httpGet"]["path"] == "/ready"
-    exit_delay = float(env(server)["SD21_UNHEALTHY_EXIT_DELAY_S"])
+    exit_delay = told.unhealthy_exit_delay_s
     assert exit_delay > probe["periodSeconds"] * probe["failureThreshold"]
     # A hang must be found before the client's request times out (queue wait included).
-    assert float(env(server)["SD21_WATCHDOG_MIN_S"]) < float(env(server)["SD21_REQUEST_TIMEOUT_S"])
+    assert told.watchdog_min_s < told.request_timeout_s
     # Liveness would restart it too, but later: the exit is what restarts it quickly.
     liveness = server["livenessProbe"]
     assert liveness["periodSeconds"] * liveness["failureThreshold"] > exit_delay
 
 
 def test_at_scale_to_zero_the_alb_waits_out_a_held_request(zero):
-    """The gateway may hold a request SD21_HOLD_S while a replica starts, then the server may
+    """The gateway may hold a request (its hold_s) while a replica starts, then the server may
     take its whole timeout: the ALB's idle timeout covers both, read from the two pods' env."""
     (gateway,) = [o for o in zero.objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "sd21-gateway"]
     (server,) = [o for o in zero.objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "sd21-inference"]
     (ingress,) = [o for o in zero.objects if o["kind"] == "Ingress"]
     attributes = dict(a.split("=") for a in ingress["metadata"]["annotations"]
                       ["alb.ingress.kubernetes.io/load-balancer-attributes"].split(","))
-    hold = float(env(container(gateway, "gateway"))["SD21_HOLD_S"])
-    assert hold > 0 and int(env(container(gateway, "gateway"))["SD21_HOLD_REQUESTS"]) > 0
-    timeout = float(env(container(server, "server"))["SD21_REQUEST_TIMEOUT_S"])
+    hold = gateway_env(gateway).hold_s
+    assert hold > 0 and gateway_env(gateway).hold_requests > 0
+    timeout = server_env(server).request_timeout_s
     assert int(attributes["idle_timeout.timeout_seconds"]) > hold + timeout
     # The ALB's maximum: seen only in third-party docs (convox LoadBalancerIdleTimeout: "1-4000");
     # AWS's own ALB page was not found from here.
@@ -157,11 +168,16 @@ def test_prometheus_scrapes_the_karpenter_service_the_chart_installs(workload_te
     assert karpenter.get("metrics_path", "/metrics") == "/metrics"
 
 
-def test_the_cold_start_metrics_pod_filters_on_the_node_pool_the_cluster_deploys(workload, cluster_objects):
+def test_the_cold_start_metrics_pod_filters_on_the_node_pool_the_cluster_deploys(workload, cluster_objects,
+                                                                                  workload_template, application):
+    """sd21-cold-start-metrics, as it parses its pod's env: the node pool the cluster deploys,
+    the Prometheus the chart installs, the cluster the dashboard selects."""
     (pool,) = [o for o in cluster_objects if o["kind"] == "NodePool"]
     pod = pod_spec(workload("Deployment", "sd21-cold-start-metrics"))
-    assert env(pod["containers"][0])["SD21_NODE_POOL"] == pool["metadata"]["name"]
-    assert env(pod["containers"][0])["SD21_CLOUDWATCH_CLUSTER"]
+    told = ColdStartMetricsEnv.from_env(env(pod["containers"][0]))
+    assert told.node_pool == pool["metadata"]["name"]
+    assert same_service(told.prometheus_url, None, prometheus_server_url(workload_template))
+    assert told.cluster == application.settings.cluster.cluster_name
 
 
 def test_whoever_the_alb_talks_to_keeps_idle_connections_longer_than_the_alb(workload, zero):
@@ -173,9 +189,8 @@ def test_whoever_the_alb_talks_to_keeps_idle_connections_longer_than_the_alb(wor
     Read from each pod's own env, through the keep-alive the process itself computes from it."""
     from sd21 import gateway, server
 
-    server_env = env(container(workload("Deployment"), "server"))
-    assert server.keep_alive_seconds(float(server_env["SD21_REQUEST_TIMEOUT_S"])) > \
+    assert server.keep_alive_seconds(server_env(workload("Deployment")).request_timeout_s) > \
         alb_idle_seconds(workload("Ingress"))
-    gateway_env = env(container(zero.one("Deployment", "sd21-gateway"), "gateway"))
-    assert gateway.keep_alive_seconds(int(gateway_env["SD21_HOLD_S"]), int(gateway_env["SD21_REQUEST_TIMEOUT_S"])) > \
+    told = gateway_env(zero.one("Deployment", "sd21-gateway"))
+    assert gateway.keep_alive_seconds(told.hold_s, told.request_timeout_s) > \
         alb_idle_seconds(zero.one("Ingress", "sd21-inference"))

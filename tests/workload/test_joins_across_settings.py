@@ -2,27 +2,33 @@
 synthesized modes: the charts rendered by cdk8s alone (stacks/workload/serving/manifests.py
 workload_charts, from the stack's own workload_spec, stacks/workload/stack.py; seconds, no
 synth), each figure read back from the objects and, where a process uses it, through that
-process's own code."""
+process's own code: each container's env parsed by its process's own class of the contract
+(sd21.contract: `XEnv.from_env`) is what the settings say."""
 from __future__ import annotations
 
 import contextlib
 import io
-import os
 import re
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from sd21.contract import CloudWatchEnv, CompileEnv, GatewayEnv, JobsEnv, ServerEnv, StageEnv
 
 import app as cdk_app
 from stacks.settings import Settings
+from stacks.workload.serving.compile_job import SCRATCH_DIR
+from stacks.workload.serving.gateway import COLD_RETRY_AFTER_SECONDS, COLD_START_ESTIMATE_SECONDS, METRICS_PORT
+from stacks.workload.serving.inference import UNHEALTHY_EXIT_DELAY_SECONDS
 from stacks.workload.serving.manifests import workload_charts
+from stacks.workload.serving.spec import MODEL_DIR, SERVE_PORT
 from stacks.workload.stack import workload_spec
 from tests.workload.test_interlocks import alb_idle_seconds, deregistration_seconds
 from tests.workload.test_manifests import container, env, pod_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 ZERO = {"minReplicas": 0, "acceptColdStarts": True}
+BUCKET = "sd21-models-example"
 # The edges of what the settings accept (docs/settings.md), in both modes.
 CONTEXTS = {
     "defaults": {},
@@ -44,7 +50,7 @@ class _Repository:
 
 def spec_for(settings: Settings):
     """The stack's own workload_spec, with stand-ins for the repository and the bucket."""
-    return workload_spec(settings, repository=_Repository(), bucket=SimpleNamespace(bucket_name="sd21-models-example"),
+    return workload_spec(settings, repository=_Repository(), bucket=SimpleNamespace(bucket_name=BUCKET),
                          jobs_env={})
 
 
@@ -65,23 +71,83 @@ class Rendered:
         found = [o for o in self.objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "sd21-gateway"]
         return container(found[0], "gateway") if found else None
 
+    def server_env(self) -> ServerEnv:
+        """What sd21-serve reads from its pod's env."""
+        return ServerEnv.from_env(env(self.server()))
+
+    def gateway_env(self) -> GatewayEnv | None:
+        gateway = self.gateway()
+        return GatewayEnv.from_env(env(gateway)) if gateway else None
+
+    def compile_env(self) -> CompileEnv:
+        return CompileEnv.from_env(env(container(self.one("Job"), "compile")))
+
 
 @pytest.fixture(scope="module", params=list(CONTEXTS))
 def rendered(request) -> Rendered:
     return Rendered(CONTEXTS[request.param])
 
 
+# --- each process reads what the settings say (one round trip per process) -----------
+
+def test_sd21_compile_reads_the_model_the_version_and_the_weights_the_settings_name(rendered):
+    settings, version = rendered.settings, spec_for(rendered.settings).model_version
+    model = settings.model
+    assert rendered.compile_env() == CompileEnv(
+        backend="neuron", bucket=BUCKET, model_name=model.model_name, model_version=version,
+        model_id=model.model_id, model_revision=model.model_revision,
+        weights_source=model.model_id if model.weights_source == "hub" else model.weights_source,
+        neuron_sdk=model.neuron_sdk, workdir=SCRATCH_DIR)
+
+
+def test_sd21_stage_reads_the_artifact_the_compile_job_makes(rendered):
+    stage = StageEnv.from_env(env(container(rendered.one("Deployment", "sd21-inference"), "stage")))
+    assert stage == StageEnv(backend="neuron", bucket=BUCKET, model_name=rendered.settings.model.model_name,
+                             model_version=spec_for(rendered.settings).model_version, model_dir=MODEL_DIR)
+
+
+def test_sd21_serve_reads_the_endpoint_settings(rendered):
+    settings = rendered.settings
+    endpoint = settings.endpoint
+    assert rendered.server_env() == ServerEnv(
+        backend="neuron", model_dir=MODEL_DIR, model_version=spec_for(settings).model_version,
+        model_name=settings.model.model_name, port=SERVE_PORT, queue_size=endpoint.queue_size,
+        request_timeout_s=endpoint.request_timeout_seconds, drain_grace_s=endpoint.request_timeout_seconds,
+        max_consecutive_failures=endpoint.device_failures_before_restart, watchdog_factor=endpoint.hang_factor,
+        watchdog_min_s=endpoint.hang_minimum_seconds, unhealthy_exit_delay_s=UNHEALTHY_EXIT_DELAY_SECONDS,
+        jobs=JobsEnv(bucket=BUCKET), cloudwatch=CloudWatchEnv(cluster=settings.cluster.cluster_name))
+
+
+def test_sd21_gateway_reads_the_scale_to_zero_settings(rendered):
+    settings = rendered.settings
+    endpoint = settings.endpoint
+    if not endpoint.scales_to_zero:
+        assert rendered.gateway_env() is None
+        return
+    service = rendered.one("Service", "sd21-inference")["metadata"]
+    assert rendered.gateway_env() == GatewayEnv(
+        upstream=f"http://{service['name']}.{service['namespace']}.svc:80", port=SERVE_PORT,
+        metrics_port=METRICS_PORT, request_timeout_s=endpoint.request_timeout_seconds,
+        cold_retry_after_s=COLD_RETRY_AFTER_SECONDS, hold_requests=endpoint.cold_start_hold_requests,
+        hold_s=endpoint.cold_start_hold_seconds, cold_start_s=COLD_START_ESTIMATE_SECONDS,
+        model_name=settings.model.model_name, jobs=JobsEnv(bucket=BUCKET),
+        cloudwatch=CloudWatchEnv(cluster=settings.cluster.cluster_name))
+
+
+# --- what the figures must be to one another ------------------------------------------
+
+
 def test_the_alb_outlasts_a_held_request_and_its_generation(rendered):
-    gateway = rendered.gateway()
+    gateway = rendered.gateway_env()
     assert (gateway is not None) == rendered.settings.endpoint.scales_to_zero
-    hold = float(env(gateway)["SD21_HOLD_S"]) if gateway else 0.0
-    timeout = float(env(rendered.server())["SD21_REQUEST_TIMEOUT_S"])
+    hold = gateway.hold_s if gateway else 0
+    timeout = rendered.server_env().request_timeout_s
     idle = alb_idle_seconds(rendered.one("Ingress"))
     # Seconds to spare for the last bytes of an answer given at the timeout; 4000 is the ALB's
     # maximum (a third-party source only; see test_interlocks.py).
     assert hold + timeout + 10 <= idle <= 4000
     if gateway:
-        assert float(env(gateway)["SD21_REQUEST_TIMEOUT_S"]) >= timeout
+        assert gateway.request_timeout_s >= timeout
 
 
 def test_whoever_the_alb_talks_to_keeps_idle_connections_longer(rendered):
@@ -91,11 +157,11 @@ def test_whoever_the_alb_talks_to_keeps_idle_connections_longer(rendered):
     idle = alb_idle_seconds(ingress)
     target = ingress["spec"]["defaultBackend"]["service"]["name"]
     if target == "sd21-inference":
-        assert server_process.keep_alive_seconds(float(env(rendered.server())["SD21_REQUEST_TIMEOUT_S"])) > idle
+        assert server_process.keep_alive_seconds(rendered.server_env().request_timeout_s) > idle
     else:
-        gateway = env(rendered.gateway())
+        gateway = rendered.gateway_env()
         assert target == "sd21-gateway"
-        assert gateway_process.keep_alive_seconds(int(gateway["SD21_HOLD_S"]), int(gateway["SD21_REQUEST_TIMEOUT_S"])) > idle
+        assert gateway_process.keep_alive_seconds(gateway.hold_s, gateway.request_timeout_s) > idle
 
 
 def test_shutdown_waits_out_the_alb_then_the_drain(rendered):
@@ -103,16 +169,16 @@ def test_shutdown_waits_out_the_alb_then_the_drain(rendered):
     server = rendered.server()
     deregistration = deregistration_seconds(rendered.one("Ingress"))
     assert server["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", str(deregistration)]
-    drain = float(env(server)["SD21_DRAIN_GRACE_S"])
-    assert drain >= float(env(server)["SD21_REQUEST_TIMEOUT_S"])
+    drain = rendered.server_env().drain_grace_s
+    assert drain >= rendered.server_env().request_timeout_s
     grace = pod_spec(deployment)["terminationGracePeriodSeconds"]
     # Both, with seconds to spare for the process to exit, and not much more: a terminating
     # pod keeps its inf2 node.
     assert deregistration + drain + 10 <= grace <= deregistration + drain + 60
-    gateway = rendered.gateway()
+    gateway = rendered.gateway_env()
     if gateway:  # uvicorn waits up to the request timeout for open requests before it exits
         grace = pod_spec(rendered.one("Deployment", "sd21-gateway"))["terminationGracePeriodSeconds"]
-        assert grace > float(env(gateway)["SD21_REQUEST_TIMEOUT_S"])
+        assert grace > gateway.request_timeout_s
 
 
 def test_the_compile_job_names_the_version_sd21_compile_computes(rendered, monkeypatch):
@@ -126,10 +192,10 @@ def test_the_compile_job_names_the_version_sd21_compile_computes(rendered, monke
     with contextlib.redirect_stdout(printed):
         assert compile_process.main(["--print-version"]) == 0
     version = printed.getvalue().strip()
-    assert env(job)["SD21_MODEL_VERSION"] == version
+    assert rendered.compile_env().model_version == version
     deployment = rendered.one("Deployment", "sd21-inference")
-    for name in ("stage", "server"):
-        assert env(container(deployment, name))["SD21_MODEL_VERSION"] == version
+    assert StageEnv.from_env(env(container(deployment, "stage"))).model_version == version
+    assert rendered.server_env().model_version == version
     assert deployment["spec"]["template"]["metadata"]["labels"]["sd21.aws/model-version"] == version
 
 
@@ -162,18 +228,16 @@ def test_the_compile_job_fetches_the_weights_the_settings_name(rendered, monkeyp
 
 def test_the_model_directory_is_the_volume_both_containers_mount(rendered):
     deployment = rendered.one("Deployment", "sd21-inference")
-    for name in ("stage", "server"):
+    for name, process in (("stage", StageEnv), ("server", ServerEnv)):
         c = container(deployment, name)
-        assert env(c)["SD21_MODEL_DIR"] in {mount["mountPath"] for mount in c["volumeMounts"]}, name
-    job = container(rendered.one("Job"), "compile")
-    assert env(job)["SD21_MODEL_DIR"] == env(rendered.server())["SD21_MODEL_DIR"]
+        assert process.from_env(env(c)).model_dir in {mount["mountPath"] for mount in c["volumeMounts"]}, name
 
 
 def test_the_server_port_is_what_the_service_probes_and_env_name(rendered):
     from sd21 import server as server_process
 
     server = rendered.server()
-    port = int(env(server)["SD21_PORT"])
+    port = rendered.server_env().port
     assert [p["containerPort"] for p in server["ports"]] == [port]
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert server[probe]["httpGet"]["port"] == port
@@ -184,7 +248,7 @@ def test_the_server_port_is_what_the_service_probes_and_env_name(rendered):
         assert backend["name"] == "sd21-inference"
         assert backend["port"]["number"] == service["spec"]["ports"][0]["port"]
     else:  # the gateway forwards to the Service's port
-        upstream = env(rendered.gateway())["SD21_UPSTREAM"]
+        upstream = rendered.gateway_env().upstream
         assert upstream.endswith(f":{service['spec']['ports'][0]['port']}")
     assert server_process.parse_args([]).port == port  # the image's own default (make demo, a bare container)
 
@@ -232,7 +296,7 @@ def test_the_readmes_timeout_table_is_what_is_deployed(rendered):
     else:
         assert gateway_process.keep_alive_seconds(hold, timeout) == timeout + documented["keep_alive"][0] + hold
     assert deregistration_seconds(ingress) == documented["deregistration"][0]
-    assert float(env(rendered.server())["SD21_DRAIN_GRACE_S"]) == timeout
+    assert rendered.server_env().drain_grace_s == timeout
     before, after = documented["grace"]
     assert pod_spec(rendered.one("Deployment", "sd21-inference"))["terminationGracePeriodSeconds"] == \
         before + timeout + after
@@ -243,8 +307,8 @@ def _run_gateway_main(monkeypatch, env: dict[str, str]) -> dict:
     import sd21.cloudwatch
     from sd21 import gateway as gateway_process
 
-    for name in [name for name in os.environ if name.startswith("SD21_")]:
-        monkeypatch.delenv(name)
+    for var, _ in GatewayEnv.variables():
+        monkeypatch.delenv(var.name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     ran: dict = {}
@@ -267,13 +331,13 @@ def test_the_gateway_process_serves_where_its_pod_says(monkeypatch):
     ports = {port["name"]: port["containerPort"] for port in gateway["ports"]}
     assert gateway["readinessProbe"]["httpGet"]["port"] == ports["http"]
     assert int(pod["metadata"]["annotations"]["prometheus.io/port"]) == ports["metrics"]
-    pod_env = env(gateway)
-    ran = _run_gateway_main(monkeypatch, pod_env)
+    ran = _run_gateway_main(monkeypatch, env(gateway))
     assert (ran["exit"], ran["port"], ran["metrics_port"]) == (0, ports["http"], ports["metrics"])
-    timeout, hold = int(pod_env["SD21_REQUEST_TIMEOUT_S"]), int(pod_env["SD21_HOLD_S"])
+    told = zero.gateway_env()
+    timeout, hold = told.request_timeout_s, told.hold_s
     assert ran["timeout_graceful_shutdown"] == timeout
     assert ran["timeout_keep_alive"] == gateway_process.keep_alive_seconds(hold, timeout)
-    bare = _run_gateway_main(monkeypatch, {"SD21_UPSTREAM": "http://127.0.0.1:1"})  # nothing listens there
+    bare = _run_gateway_main(monkeypatch, GatewayEnv(upstream="http://127.0.0.1:1").to_env())  # nothing listens there
     assert (bare["port"], bare["metrics_port"]) == (ports["http"], ports["metrics"])
     # Without settings nothing is held (the documented default: 503 at once) ...
     assert bare["timeout_keep_alive"] == gateway_process.keep_alive_seconds(0, bare["timeout_graceful_shutdown"])
@@ -283,10 +347,10 @@ def test_the_gateway_process_serves_where_its_pod_says(monkeypatch):
     with TestClient(bare["app"]) as client:
         api = client.post("/v1/images/generations", json={"prompt": "x"})
         page = client.get("/", headers={"Accept": "text/html"})
-    assert api.status_code == 503 and api.headers["retry-after"] == pod_env["SD21_COLD_RETRY_AFTER_S"]
-    assert f"Starting, about {pod_env['SD21_COLD_START_S']} s" in page.text
+    assert api.status_code == 503 and api.headers["retry-after"] == str(told.cold_retry_after_s)
+    assert f"Starting, about {told.cold_start_s} s" in page.text
     # The app's own default (tests, embedding) is the estimate the pod is given.
-    assert gateway_process.GatewaySettings("http://127.0.0.1:1", 60).cold_start_s == int(pod_env["SD21_COLD_START_S"])
+    assert gateway_process.GatewaySettings("http://127.0.0.1:1", 60).cold_start_s == told.cold_start_s
 
 
 # --- the compile Job across releases of one model version ---------------------------

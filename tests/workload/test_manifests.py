@@ -1,6 +1,7 @@
 """Workload manifests: schema-valid, and joined to the rest of the product."""
 import re
 
+from sd21.contract import ColdStartMetricsEnv, CompileEnv, ServerEnv, StageEnv
 
 from stacks.cluster.karpenter.node_pool import NEURON_TAINT, NODE_POOL_NAME
 from stacks.cluster.neuron.hardware import NEURON_DEVICE
@@ -78,7 +79,7 @@ def test_the_cold_start_metrics_pod_runs_on_system_nodes_and_may_only_publish_me
     key, value = SYSTEM_NODE_LABEL
     terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
     assert terms == [{"matchExpressions": [{"key": key, "operator": "In", "values": [value]}]}]
-    assert env(pod["containers"][0])["SD21_CLOUDWATCH_CLUSTER"] == application.settings.cluster.cluster_name
+    assert ColdStartMetricsEnv.from_env(env(pod["containers"][0])).cluster == application.settings.cluster.cluster_name
     (association,) = [r["Properties"] for r in workload_template["Resources"].values()
                       if r["Type"] == "AWS::EKS::PodIdentityAssociation"
                       and r["Properties"]["ServiceAccount"] == COLD_START_METRICS]
@@ -154,14 +155,16 @@ def test_compile_job_and_deployment_agree_on_the_model_version(workload, applica
     """The Job and the pods name one version (what sd21-compile itself computes from the
     Job's env is asked in tests/pods; no recomputation with the chart's own function here)."""
     job, deployment = workload("Job"), workload("Deployment")
-    version = env(container(job, "compile"))["SD21_MODEL_VERSION"]
+    compile_ = CompileEnv.from_env(env(container(job, "compile")))
+    version = compile_.model_version
     assert re.fullmatch(r"[0-9a-f]{16}", version)
     # The name carries the version (new inputs, new Job) and its template's hash (a Job's template is immutable).
     assert re.fullmatch(rf"sd21-compile-{version}-[0-9a-f]{{6}}", job["metadata"]["name"])
-    for c in (container(deployment, "stage"), container(deployment, "server")):
-        assert env(c)["SD21_MODEL_VERSION"] == version
-        assert env(c)["SD21_MODEL_NAME"] == env(container(job, "compile"))["SD21_MODEL_NAME"]
-        assert env(c)["SD21_BUCKET"] == env(container(job, "compile"))["SD21_BUCKET"]
+    stage = StageEnv.from_env(env(container(deployment, "stage")))
+    server = ServerEnv.from_env(env(container(deployment, "server")))
+    assert stage.model_version == server.model_version == version
+    assert stage.model_name == server.model_name == compile_.model_name
+    assert stage.bucket == server.jobs.bucket == compile_.bucket
 
 
 def test_pods_are_created_after_their_pod_identity_associations_take_effect(workload_template, application):

@@ -6,6 +6,7 @@ import json
 import re
 
 
+from sd21.contract import ServerEnv
 from sd21.metric_names import GATEWAY_RECEIVED
 from stacks.cluster.eks.cluster import SYSTEM_NODE_LABEL
 from stacks.workload.autoscaling.autoscaling import KEDA_NAMESPACE
@@ -50,9 +51,9 @@ def test_scaled_object_scales_the_deployment_on_the_server_load_and_the_job_queu
     assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (settings.endpoint.min_replicas, settings.endpoint.max_replicas)
     assert "replicas" not in deployment["spec"], "KEDA owns the replica count: a deploy must not reset it"
     triggers = {t["name"]: t for t in spec["triggers"]}
-    server_env = env(container(deployment, "server"))
+    server_env = ServerEnv.from_env(env(container(deployment, "server")))
     # The queue the servers work.
-    assert triggers["queued-jobs"]["metadata"]["queueURL"] == server_env["SD21_JOBS_QUEUE_URL"]
+    assert triggers["queued-jobs"]["metadata"]["queueURL"] == server_env.jobs.queue_url
     assert triggers["pending-requests"]["metadata"]["threshold"] == str(settings.endpoint.target_pending_per_replica)
     if not settings.endpoint.scales_to_zero:
         assert set(triggers) == {"pending-requests", "queued-jobs"} and "cooldownPeriod" not in spec

@@ -135,8 +135,8 @@ class EksCluster(Construct):
 
     def _operator_access(self, vpc: ec2.IVpc, cluster_name: str) -> ec2.SecurityGroup:
         """Operators reach the private API endpoint from inside the VPC: an AWS CloudShell
-        VPC environment (or any shell) in a private subnet with this group (README,
-        "Operating the cluster"). The group itself accepts nothing."""
+        VPC environment (or any shell) in a private subnet with this group (docs/operating.md,
+        "kubectl without a public endpoint"). The group itself accepts nothing."""
         group = ec2.SecurityGroup(self, "OperatorAccess", vpc=vpc, allow_all_outbound=True,
                                   description=f"Operator shells that run kubectl against {cluster_name}")
         ec2.CfnSecurityGroupIngress(

@@ -27,6 +27,6 @@ def keep_when_removed(resource: eks.HelmChart | eks.KubernetesManifest) -> None:
     --install`, `kubectl apply`). The karpenter-crd chart offers no value for
     `helm.sh/resource-policy: keep` (its values.yaml has only `webhook`), so the
     retention is CloudFormation's. A deliberate removal then needs `kubectl delete`
-    or `helm uninstall` by hand (docs: the approval rule in README.md).
+    or `helm uninstall` by hand (the approval rule in docs/releasing.md).
     """
     resource.node.find_child("Resource").apply_removal_policy(RemovalPolicy.RETAIN)

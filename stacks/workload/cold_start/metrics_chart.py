@@ -10,10 +10,11 @@ from __future__ import annotations
 import cdk8s
 import cdk8s_plus_27 as kplus
 from constructs import Construct
+from sd21.contract import ColdStartMetricsEnv
 
 from k8s_charts.common import default_seccomp, drop_all_capabilities, place_on, report_failures_in_status, resources
 from stacks.workload.serving.pod_security import restricted_container, restricted_pod
-from stacks.workload.serving.spec import cloudwatch_env
+from stacks.workload.serving.spec import region_env
 
 NAME = "sd21-cold-start-metrics"
 
@@ -36,9 +37,12 @@ class ColdStartMetricsChart(cdk8s.Chart):
             image=image,
             command=["sd21-cold-start-metrics"],
             env_variables={
-                "SD21_PROMETHEUS_URL": kplus.EnvValue.from_value(prometheus_url),
-                "SD21_NODE_POOL": kplus.EnvValue.from_value(node_pool),
-                **{name: kplus.EnvValue.from_value(value) for name, value in cloudwatch_env(cluster_name).items()},
+                name: kplus.EnvValue.from_value(value)
+                for name, value in {
+                    **ColdStartMetricsEnv(prometheus_url=prometheus_url, node_pool=node_pool,
+                                          cluster=cluster_name).to_env(),
+                    **region_env(),
+                }.items()
             },
             resources=resources(cpu_millis=20, memory_mib=64, memory_limit_mib=128),
             security_context=restricted_container(),

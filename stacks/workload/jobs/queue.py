@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from aws_cdk import Duration, aws_iam as iam, aws_kms as kms, aws_sns as sns, aws_sqs as sqs
 from constructs import Construct
+from sd21.contract import JobsEnv
 
 from stacks.compliance import acknowledge_all, wildcard_findings
 
@@ -34,12 +35,11 @@ class JobQueue(Construct):
                                enforce_ssl=True)
 
     def env(self) -> dict[str, str]:
-        """What the server and the gateway read (sd21.jobs.JobsSettings.from_env)."""
-        return {"SD21_JOBS_QUEUE_URL": self.queue.queue_url, "SD21_JOBS_DLQ_URL": self.dead_letters.queue_url,
-                "SD21_JOBS_TOPIC_ARN": self.topic.topic_arn,
-                "SD21_JOBS_MAX_ATTEMPTS": str(self.max_attempts),
-                "SD21_JOBS_VISIBILITY_S": str(self.visibility_seconds),
-                "SD21_JOBS_URL_EXPIRES_S": str(self.url_expires_seconds)}
+        """What the server and the gateway read of the queue (sd21.contract.JobsEnv; the bucket
+        is the workload's). The URLs and the ARN are tokens until deploy."""
+        return JobsEnv(queue_url=self.queue.queue_url, dead_letter_url=self.dead_letters.queue_url,
+                       topic_arn=self.topic.topic_arn, max_attempts=self.max_attempts,
+                       visibility_s=self.visibility_seconds, url_expires_s=self.url_expires_seconds).to_env()
 
     def enqueue_statements(self) -> list[iam.PolicyStatement]:
         """Send only (the request object: stacks/storage/access.py)."""

@@ -33,6 +33,7 @@ import re
 import cdk8s
 import cdk8s_plus_27 as kplus
 from constructs import Construct
+from sd21.contract import CompileEnv
 
 from k8s_charts.common import default_seccomp, drop_all_capabilities, report_failures_in_status
 from stacks.workload.serving.identities import WorkloadIdentities
@@ -86,11 +87,9 @@ class CompileJobChart(cdk8s.Chart):
                 name: kplus.EnvValue.from_value(value)
                 for name, value in {
                     **spec.model_env(),
-                    "SD21_MODEL_ID": spec.model.id,
-                    "SD21_MODEL_REVISION": spec.model.revision,
-                    "SD21_WEIGHTS_SOURCE": spec.model.weights,
-                    "SD21_NEURON_SDK": spec.model.neuron_sdk,
-                    "SD21_WORKDIR": SCRATCH_DIR,
+                    **CompileEnv(model_id=spec.model.id, model_revision=spec.model.revision,
+                                 weights_source=spec.model.weights, neuron_sdk=spec.model.neuron_sdk,
+                                 workdir=SCRATCH_DIR).to_env(),
                     "HF_HOME": f"{SCRATCH_DIR}/hf",
                     "HOME": SCRATCH_DIR,
                     "TMPDIR": "/tmp",

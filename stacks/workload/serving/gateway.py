@@ -10,6 +10,7 @@ from __future__ import annotations
 import cdk8s
 import cdk8s_plus_27 as kplus
 from constructs import Construct
+from sd21.contract import GatewayEnv
 
 from k8s_charts.common import (
     default_seccomp, disruption_budget, drop_all_capabilities, place_on, report_failures_in_status, resources,
@@ -22,7 +23,7 @@ from stacks.workload.serving.spec import (
 )
 
 NAME = "sd21-gateway"
-METRICS_PORT = 9090
+METRICS_PORT: int = GatewayEnv.var("metrics_port").default  # the image's own
 REPLICAS = GATEWAY_REPLICAS  # the front door: one per node when it can, and a PDB keeps one up
 # Clients are told to come back after this long while a replica starts.
 COLD_RETRY_AFTER_SECONDS = 60
@@ -59,19 +60,24 @@ class Gateway(Construct):
             ports=[kplus.ContainerPort(number=SERVE_PORT, name="http"),
                    kplus.ContainerPort(number=METRICS_PORT, name="metrics")],
             env_variables={
-                "SD21_UPSTREAM": kplus.EnvValue.from_value(self.upstream_url),
-                "SD21_PORT": kplus.EnvValue.from_value(str(SERVE_PORT)),
-                "SD21_METRICS_PORT": kplus.EnvValue.from_value(str(METRICS_PORT)),
-                "SD21_REQUEST_TIMEOUT_S": kplus.EnvValue.from_value(str(spec.endpoint.request_timeout_seconds)),
-                "SD21_COLD_RETRY_AFTER_S": kplus.EnvValue.from_value(str(COLD_RETRY_AFTER_SECONDS)),
-                "SD21_HOLD_REQUESTS": kplus.EnvValue.from_value(str(scale_to_zero.hold_requests)),
-                "SD21_HOLD_S": kplus.EnvValue.from_value(str(scale_to_zero.hold_seconds)),
-                "SD21_COLD_START_S": kplus.EnvValue.from_value(str(COLD_START_ESTIMATE_SECONDS)),
-                # The model the servers serve: the gateway refuses another before holding or queueing.
-                "SD21_MODEL_NAME": kplus.EnvValue.from_value(spec.model.name),
-                **{name: kplus.EnvValue.from_value(value) for name, value in spec.cloudwatch_env().items()},
-                # It takes jobs while no replica exists: it enqueues, the servers work.
-                **{name: kplus.EnvValue.from_value(value) for name, value in spec.job_env().items()},
+                name: kplus.EnvValue.from_value(value)
+                for name, value in {
+                    **GatewayEnv(
+                        upstream=self.upstream_url,
+                        port=SERVE_PORT,
+                        metrics_port=METRICS_PORT,
+                        request_timeout_s=spec.endpoint.request_timeout_seconds,
+                        cold_retry_after_s=COLD_RETRY_AFTER_SECONDS,
+                        hold_requests=scale_to_zero.hold_requests,
+                        hold_s=scale_to_zero.hold_seconds,
+                        cold_start_s=COLD_START_ESTIMATE_SECONDS,
+                        # The model the servers serve: the gateway refuses another before holding or queueing.
+                        model_name=spec.model.name,
+                    ).to_env(),
+                    **spec.cloudwatch_env(),
+                    # It takes jobs while no replica exists: it enqueues, the servers work.
+                    **spec.job_env(),
+                }.items()
             },
             resources=resources(cpu_millis=100, memory_mib=128, memory_limit_mib=256),
             security_context=restricted_container(),

@@ -11,6 +11,7 @@ import json
 import cdk8s
 import cdk8s_plus_27 as kplus
 from constructs import Construct
+from sd21.contract import ServerEnv
 
 from k8s_charts.common import (
     default_seccomp, disruption_budget, drop_all_capabilities, report_failures_in_status, scraped_pod_metadata,
@@ -89,18 +90,23 @@ class InferenceChart(cdk8s.Chart):
             command=["sd21-serve"],
             port_number=SERVE_PORT,
             env_variables={
-                **env,
-                "SD21_PORT": kplus.EnvValue.from_value(str(SERVE_PORT)),
-                "SD21_QUEUE_SIZE": kplus.EnvValue.from_value(str(endpoint.queue_size)),
-                "SD21_REQUEST_TIMEOUT_S": kplus.EnvValue.from_value(str(endpoint.request_timeout_seconds)),
-                "SD21_DRAIN_GRACE_S": kplus.EnvValue.from_value(str(endpoint.drain_grace_seconds)),
-                "SD21_MAX_CONSECUTIVE_FAILURES": kplus.EnvValue.from_value(str(endpoint.device_failures_before_restart)),
-                "SD21_WATCHDOG_FACTOR": kplus.EnvValue.from_value(str(endpoint.hang_factor)),
-                "SD21_WATCHDOG_MIN_S": kplus.EnvValue.from_value(str(endpoint.hang_minimum_seconds)),
-                "SD21_UNHEALTHY_EXIT_DELAY_S": kplus.EnvValue.from_value(str(UNHEALTHY_EXIT_DELAY_SECONDS)),
-                **{name: kplus.EnvValue.from_value(value) for name, value in spec.cloudwatch_env().items()},
-                **{name: kplus.EnvValue.from_value(value) for name, value in spec.job_env().items()},
-                **{name: kplus.EnvValue.from_value(value) for name, value in OFFLINE_ENV.items()},
+                name: kplus.EnvValue.from_value(value)
+                for name, value in {
+                    **spec.model_env(),
+                    **ServerEnv(
+                        port=SERVE_PORT,
+                        queue_size=endpoint.queue_size,
+                        request_timeout_s=endpoint.request_timeout_seconds,
+                        drain_grace_s=endpoint.drain_grace_seconds,
+                        max_consecutive_failures=endpoint.device_failures_before_restart,
+                        watchdog_factor=endpoint.hang_factor,
+                        watchdog_min_s=endpoint.hang_minimum_seconds,
+                        unhealthy_exit_delay_s=UNHEALTHY_EXIT_DELAY_SECONDS,
+                    ).to_env(),
+                    **spec.cloudwatch_env(),
+                    **spec.job_env(),
+                    **OFFLINE_ENV,
+                }.items()
             },
             resources=kplus.ContainerResources(
                 cpu=kplus.CpuResources(request=kplus.Cpu.millis(SERVE_CPU_MILLI)),

@@ -9,10 +9,11 @@ from typing import Optional
 
 from aws_cdk import Aws
 from sd21.artifact import CompileInputs, artifact_version
+from sd21.contract import CloudWatchEnv, JobsEnv, ServerEnv, StageEnv
 
 NAMESPACE = "sd21"
 APP_LABEL = "sd21-inference"
-SERVE_PORT = 8080  # the image's default SD21_PORT
+SERVE_PORT: int = ServerEnv.var("port").default  # the image's own (its Dockerfile says the same)
 SERVICE_PORT = 80
 HEALTH_PATH = "/health"
 READY_PATH = "/ready"
@@ -91,10 +92,15 @@ class IngressAccess:
     certificate_arn: Optional[str]   # None: plain HTTP (internal only)
 
 
+def region_env() -> dict[str, str]:
+    """boto3's region in a pod: the stack's (a token until deploy)."""
+    return {"AWS_REGION": Aws.REGION}
+
+
 def cloudwatch_env(cluster_name: str) -> dict[str, str]:
     """Where the server and the gateway publish their figures (sd21.cloudwatch): the
     dimension the dashboard and alarms select (stacks/workload/observability/metrics.py)."""
-    return {"SD21_CLOUDWATCH_CLUSTER": cluster_name, "AWS_REGION": Aws.REGION}
+    return {**CloudWatchEnv(cluster=cluster_name).to_env(), **region_env()}
 
 
 @dataclass(frozen=True)
@@ -109,7 +115,7 @@ class WorkloadSpec:
     gateway_image: str
     bucket_name: str
     system_node_label: tuple[str, str]  # where always-on pods (the gateway) run
-    jobs_env: dict  # the job queue, dead-letter queue and topic (stacks/workload/jobs/queue.py JobQueue.env)
+    jobs_env: dict  # JobsEnv's queue, dead-letter queue and topic (stacks/workload/jobs/queue.py JobQueue.env)
     # An image reference that stays the same for every release of one model version (see
     # stacks/workload/serving/compile_job.py); None: the compile Job runs `image`, the release's.
     compile_image: Optional[str] = None
@@ -120,17 +126,15 @@ class WorkloadSpec:
 
     def job_env(self) -> dict[str, str]:
         """Where jobs go and where their requests and results live (sd21.jobs)."""
-        return {**self.jobs_env, "SD21_BUCKET": self.bucket_name}
+        return {**self.jobs_env, **JobsEnv(bucket=self.bucket_name).to_env()}
 
     def model_env(self) -> dict[str, str]:
-        """Environment shared by the compile Job and the server: same model, same version."""
+        """Environment shared by the compile Job and the server: same model, same version.
+        It is the stage's (sd21-stage reads all of it); the others read what they know of it."""
         return {
-            "SD21_BACKEND": "neuron",
-            "SD21_BUCKET": self.bucket_name,
-            "SD21_MODEL_NAME": self.model.name,
-            "SD21_MODEL_VERSION": self.model_version,
-            "SD21_MODEL_DIR": MODEL_DIR,
-            "AWS_REGION": Aws.REGION,
+            **StageEnv(backend="neuron", bucket=self.bucket_name, model_name=self.model.name,
+                       model_version=self.model_version, model_dir=MODEL_DIR).to_env(),
+            **region_env(),
         }
 
     def compiler_env(self) -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import cdk8s
+from sd21.contract import Env, JobsEnv
 
 from stacks.workload.serving.identities import WorkloadIdentities
 from stacks.workload.serving.spec import Endpoint, IngressAccess, Model, ScaleToZero, WorkloadSpec
@@ -16,6 +17,7 @@ ENDPOINT = Endpoint(queue_size=4, request_timeout_seconds=60, device_failures_be
 INTERNAL = IngressAccess(scheme="internal", allowed_cidrs=(), certificate_arn=None)
 HOLD = ScaleToZero(hold_requests=10, hold_seconds=600)
 SYSTEM_NODES = ("example.com/role", "system")
+QUEUE_URL = "https://sqs.example/000000000000/sd21-jobs"
 
 
 def spec(**changes) -> WorkloadSpec:
@@ -24,7 +26,7 @@ def spec(**changes) -> WorkloadSpec:
         model=MODEL, endpoint=ENDPOINT, ingress=INTERNAL, scale_to_zero=None, compile_run=0, cluster_name="sd21-inf2",
         image="registry.example/sd21:commit-a", gateway_image="registry.example/sd21:commit-a-gateway",
         bucket_name="sd21-models-example", system_node_label=SYSTEM_NODES,
-        jobs_env={"SD21_JOBS_QUEUE_URL": "https://sqs.example/000000000000/sd21-jobs"}), **changes)
+        jobs_env=JobsEnv(queue_url=QUEUE_URL).to_env()), **changes)
 
 
 def app_with_identities() -> tuple[cdk8s.App, WorkloadIdentities]:
@@ -50,3 +52,8 @@ def container(obj: dict, name: str) -> dict:
 
 def env(c: dict) -> dict:
     return {e["name"]: e.get("value") for e in c.get("env", [])}
+
+
+def told(c: dict, environment: type[Env]) -> Env:
+    """A container's env as its process reads it (sd21.contract: `from_env` of its own class)."""
+    return environment.from_env(env(c))

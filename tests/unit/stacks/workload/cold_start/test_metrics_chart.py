@@ -1,6 +1,7 @@
 """The cold-start metrics pod's chart alone: one replica on the system nodes, no token,
 told where Prometheus is, which node pool to watch and which cluster to publish under."""
 import cdk8s
+from sd21.contract import ColdStartMetricsEnv
 
 from stacks.workload.cold_start.metrics_chart import NAME, ColdStartMetricsChart
 
@@ -36,6 +37,7 @@ def test_one_replica_on_the_system_nodes_without_a_token():
 def test_it_is_told_prometheus_the_node_pool_and_the_cluster_it_publishes_under():
     (deployment,) = [o for o in _objects() if o["kind"] == "Deployment"]
     told = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert told["SD21_PROMETHEUS_URL"] == "http://prometheus.example"
-    assert told["SD21_NODE_POOL"] == "inf2"
-    assert told["SD21_CLOUDWATCH_CLUSTER"] == "sd21-inf2"
+    # As sd21-cold-start-metrics parses it.
+    assert ColdStartMetricsEnv.from_env(told) == ColdStartMetricsEnv(
+        prometheus_url="http://prometheus.example", node_pool="inf2", cluster="sd21-inf2")
+    assert "AWS_REGION" in told  # boto3's region: where the figures go

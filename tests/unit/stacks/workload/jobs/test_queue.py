@@ -3,6 +3,7 @@ visibility timeout from the request timeout, an encrypted topic, and what each s
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from aws_cdk.assertions import Match, Template
+from sd21.contract import JobsEnv
 
 from stacks.workload.jobs.queue import JobQueue, visibility_seconds
 
@@ -46,13 +47,15 @@ def test_queue_dead_letters_after_its_max_attempts_and_topic_is_encrypted():
 
 def test_the_env_tells_the_pods_the_queue_and_its_figures():
     stack, jobs = _jobs(request_timeout_seconds=90, max_attempts=4, url_expires_seconds=900)
-    env = {name: stack.resolve(value) for name, value in jobs.env().items()}
-    assert env["SD21_JOBS_QUEUE_URL"] == {"Ref": _id(stack, jobs.queue)}
-    assert env["SD21_JOBS_DLQ_URL"] == {"Ref": _id(stack, jobs.dead_letters)}
-    assert env["SD21_JOBS_TOPIC_ARN"] == {"Ref": _id(stack, jobs.topic)}
+    # As sd21.jobs parses it (beside the bucket, which is the workload's): the deploy-time
+    # names pass through as the tokens they are.
+    told = JobsEnv.from_env({**jobs.env(), **JobsEnv(bucket="sd21-models-example").to_env()})
+    assert (told.queue_url, told.dead_letter_url, told.topic_arn) == (
+        jobs.queue.queue_url, jobs.dead_letters.queue_url, jobs.topic.topic_arn)
+    assert stack.resolve([told.queue_url, told.dead_letter_url, told.topic_arn]) == [
+        {"Ref": _id(stack, jobs.queue)}, {"Ref": _id(stack, jobs.dead_letters)}, {"Ref": _id(stack, jobs.topic)}]
     # The worker extends a message by what the queue itself says its visibility timeout is.
-    assert (env["SD21_JOBS_MAX_ATTEMPTS"], env["SD21_JOBS_VISIBILITY_S"], env["SD21_JOBS_URL_EXPIRES_S"]) == (
-        "4", "180", "900")
+    assert (told.max_attempts, told.visibility_s, told.url_expires_s) == (4, 180, 900)
 
 
 def test_each_side_gets_only_its_own_actions():

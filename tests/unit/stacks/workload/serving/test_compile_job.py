@@ -6,11 +6,12 @@ import re
 from dataclasses import replace
 
 import cdk8s
+from sd21.contract import CompileEnv
 
 from stacks.cluster.neuron.hardware import NEURON_DEVICE
-from stacks.workload.serving.compile_job import CompileJobChart
+from stacks.workload.serving.compile_job import SCRATCH_DIR, CompileJobChart
 from stacks.workload.serving.spec import WorkloadSpec, compile_inputs
-from tests.unit.stacks.workload.charts import MODEL, app_with_identities, container, env, pod_spec, spec
+from tests.unit.stacks.workload.charts import MODEL, app_with_identities, container, env, pod_spec, spec, told
 
 
 def _job(workload: WorkloadSpec) -> dict:
@@ -24,7 +25,15 @@ def test_the_name_is_the_model_version_and_a_hash_of_the_pod_template():
     version = job["metadata"]["labels"]["sd21.aws/model-version"]
     assert version == MODEL.version and re.fullmatch(r"[0-9a-f]{16}", version)
     assert re.fullmatch(rf"sd21-compile-{version}-[0-9a-f]{{6}}", job["metadata"]["name"])
-    assert env(container(job, "compile"))["SD21_MODEL_VERSION"] == version
+    assert told(container(job, "compile"), CompileEnv).model_version == version
+
+
+def test_the_compile_is_told_the_model_the_bucket_and_its_scratch_space():
+    """As sd21-compile parses its env."""
+    assert told(container(_job(spec()), "compile"), CompileEnv) == CompileEnv(
+        backend="neuron", bucket="sd21-models-example", model_name=MODEL.name, model_version=MODEL.version,
+        model_id=MODEL.id, model_revision=MODEL.revision, weights_source=MODEL.id, neuron_sdk=MODEL.neuron_sdk,
+        workdir=SCRATCH_DIR)
 
 
 def test_any_change_to_the_compile_pod_template_makes_a_new_job():
@@ -63,9 +72,9 @@ def test_every_compile_input_changes_the_version_and_a_new_run_only_the_job():
 
 
 def test_the_job_fetches_the_weights_from_the_hub_or_the_mirror():
-    assert env(container(_job(spec()), "compile"))["SD21_WEIGHTS_SOURCE"] == MODEL.id
+    assert told(container(_job(spec()), "compile"), CompileEnv).weights_source == MODEL.id
     mirrored = spec(model=replace(MODEL, weights_source="s3://weights-mirror-example/sd21/"))
-    assert env(container(_job(mirrored), "compile"))["SD21_WEIGHTS_SOURCE"] == "s3://weights-mirror-example/sd21/"
+    assert told(container(_job(mirrored), "compile"), CompileEnv).weights_source == "s3://weights-mirror-example/sd21/"
 
 
 def test_the_compile_pod_starts_with_the_compiler_environment_the_version_hashes():
@@ -102,4 +111,4 @@ def test_compile_has_a_writable_working_directory_tmp_and_var_tmp():
     assert compile_["securityContext"]["readOnlyRootFilesystem"] is True
     mounts = {m["mountPath"] for m in compile_["volumeMounts"]}
     assert {compile_["workingDir"], "/tmp", "/var/tmp"} <= mounts
-    assert env(compile_)["SD21_WORKDIR"] == compile_["workingDir"] and env(compile_)["TMPDIR"] == "/tmp"
+    assert told(compile_, CompileEnv).workdir == compile_["workingDir"] and env(compile_)["TMPDIR"] == "/tmp"

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from stacks.workload.serving.gateway import METRICS_PORT
+from sd21.contract import CloudWatchEnv, GatewayEnv, JobsEnv
+
+from stacks.workload.serving.gateway import COLD_RETRY_AFTER_SECONDS, COLD_START_ESTIMATE_SECONDS, METRICS_PORT
 from stacks.workload.serving.inference import InferenceChart
-from stacks.workload.serving.spec import HEALTH_PATH
+from stacks.workload.serving.spec import HEALTH_PATH, SERVE_PORT
 from tests.unit.stacks.workload.charts import (
-    ENDPOINT, HOLD, MODEL, SYSTEM_NODES, app_with_identities, container, env, one, pod_spec, spec,
+    ENDPOINT, HOLD, MODEL, QUEUE_URL, SYSTEM_NODES, app_with_identities, container, one, pod_spec, spec, told,
 )
 
 
@@ -22,18 +24,18 @@ def test_the_gateway_is_told_its_hold_the_timeout_and_the_model():
     gateway = container(one(_objects(scale_to_zero=replace(HOLD, hold_requests=3, hold_seconds=120),
                                      endpoint=replace(ENDPOINT, request_timeout_seconds=90)),
                             "Deployment", "sd21-gateway"), "gateway")
-    told = env(gateway)
-    assert (told["SD21_HOLD_REQUESTS"], told["SD21_HOLD_S"], told["SD21_REQUEST_TIMEOUT_S"]) == ("3", "120", "90")
-    assert told["SD21_MODEL_NAME"] == MODEL.name
-    assert told["SD21_CLOUDWATCH_CLUSTER"] == "sd21-inf2"
-    assert told["SD21_JOBS_QUEUE_URL"] == "https://sqs.example/000000000000/sd21-jobs"
+    assert told(gateway, GatewayEnv) == GatewayEnv(
+        upstream="http://sd21-inference.sd21.svc:80", port=SERVE_PORT, metrics_port=METRICS_PORT, request_timeout_s=90,
+        cold_retry_after_s=COLD_RETRY_AFTER_SECONDS, hold_requests=3, hold_s=120,
+        cold_start_s=COLD_START_ESTIMATE_SECONDS, model_name=MODEL.name,
+        jobs=JobsEnv(queue_url=QUEUE_URL, bucket="sd21-models-example"), cloudwatch=CloudWatchEnv(cluster="sd21-inf2"))
     assert gateway["image"] == "registry.example/sd21:commit-a-gateway"
 
 
 def test_the_gateway_forwards_to_the_inference_service():
     objects = _objects()
     service = one(objects, "Service", "sd21-inference")
-    upstream = env(container(one(objects, "Deployment", "sd21-gateway"), "gateway"))["SD21_UPSTREAM"]
+    upstream = told(container(one(objects, "Deployment", "sd21-gateway"), "gateway"), GatewayEnv).upstream
     assert upstream == (f"http://{service['metadata']['name']}.{service['metadata']['namespace']}.svc:"
                         f"{service['spec']['ports'][0]['port']}")
 

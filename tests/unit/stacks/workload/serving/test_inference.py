@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from stacks.workload.serving.inference import InferenceChart, ingress_annotations
-from stacks.workload.serving.spec import DEREGISTRATION_DELAY_SECONDS, IngressAccess, WorkloadSpec
+from sd21.contract import CloudWatchEnv, JobsEnv, ServerEnv, StageEnv
+
+from stacks.workload.serving.inference import UNHEALTHY_EXIT_DELAY_SECONDS, InferenceChart, ingress_annotations
+from stacks.workload.serving.spec import (
+    DEREGISTRATION_DELAY_SECONDS, MODEL_DIR, SERVE_PORT, IngressAccess, WorkloadSpec,
+)
 from tests.unit.stacks.workload.charts import (
-    ENDPOINT, HOLD, MODEL, app_with_identities, container, env, one, pod_spec, spec,
+    ENDPOINT, HOLD, MODEL, QUEUE_URL, app_with_identities, container, env, one, pod_spec, spec, told,
 )
 
 
@@ -21,17 +25,22 @@ def _server(objects: list[dict]) -> dict:
 
 
 def test_the_server_is_told_the_endpoint_props():
+    """As sd21-serve parses its env: the props, the model, the bucket, the queue and the cluster."""
     endpoint = replace(ENDPOINT, queue_size=7, request_timeout_seconds=123, device_failures_before_restart=5,
                        hang_factor=4, hang_minimum_seconds=9)
-    server = env(_server(_objects(spec(endpoint=endpoint))))
-    assert {name: server[name] for name in (
-        "SD21_QUEUE_SIZE", "SD21_REQUEST_TIMEOUT_S", "SD21_DRAIN_GRACE_S", "SD21_MAX_CONSECUTIVE_FAILURES",
-        "SD21_WATCHDOG_FACTOR", "SD21_WATCHDOG_MIN_S")} == {
-        "SD21_QUEUE_SIZE": "7", "SD21_REQUEST_TIMEOUT_S": "123", "SD21_DRAIN_GRACE_S": "123",
-        "SD21_MAX_CONSECUTIVE_FAILURES": "5", "SD21_WATCHDOG_FACTOR": "4", "SD21_WATCHDOG_MIN_S": "9"}
-    assert (server["SD21_MODEL_NAME"], server["SD21_MODEL_VERSION"]) == (MODEL.name, MODEL.version)
-    assert (server["SD21_BUCKET"], server["SD21_CLOUDWATCH_CLUSTER"]) == ("sd21-models-example", "sd21-inf2")
-    assert server["SD21_JOBS_QUEUE_URL"] == "https://sqs.example/000000000000/sd21-jobs"
+    assert told(_server(_objects(spec(endpoint=endpoint))), ServerEnv) == ServerEnv(
+        backend="neuron", model_dir=MODEL_DIR, model_version=MODEL.version, model_name=MODEL.name, port=SERVE_PORT,
+        queue_size=7, request_timeout_s=123, drain_grace_s=123, max_consecutive_failures=5, watchdog_factor=4,
+        watchdog_min_s=9, unhealthy_exit_delay_s=UNHEALTHY_EXIT_DELAY_SECONDS,
+        jobs=JobsEnv(queue_url=QUEUE_URL, bucket="sd21-models-example"), cloudwatch=CloudWatchEnv(cluster="sd21-inf2"))
+
+
+def test_the_stage_is_told_the_model_the_server_loads():
+    deployment = one(_objects(spec()), "Deployment", "sd21-inference")
+    stage, server = told(container(deployment, "stage"), StageEnv), told(container(deployment, "server"), ServerEnv)
+    assert stage == StageEnv(backend="neuron", bucket="sd21-models-example", model_name=MODEL.name,
+                             model_version=MODEL.version, model_dir=MODEL_DIR)
+    assert (stage.model_dir, stage.model_version) == (server.model_dir, server.model_version)
 
 
 def test_grace_covers_the_deregistration_delay_and_the_drain():
@@ -66,7 +75,7 @@ def test_stage_init_container_feeds_the_server_through_an_empty_dir():
     stage, server = container(deployment, "stage"), container(deployment, "server")
     assert stage["command"] == ["sd21-stage"] and server["command"] == ["sd21-serve"]
     assert stage["image"] == server["image"] == "registry.example/sd21:commit-a"
-    model_dir = env(server)["SD21_MODEL_DIR"]
+    model_dir = told(server, ServerEnv).model_dir
     stage_mount = next(m for m in stage["volumeMounts"] if m["mountPath"] == model_dir)
     server_mount = next(m for m in server["volumeMounts"] if m["mountPath"] == model_dir)
     assert stage_mount["name"] == server_mount["name"] and server_mount.get("readOnly") is True
@@ -119,7 +128,7 @@ def test_ingress_health_check_and_draining_line_up():
     assert server["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", str(delay)]
     grace = pod_spec(deployment)["terminationGracePeriodSeconds"]
     assert grace >= ENDPOINT.request_timeout_seconds + delay
-    assert int(env(server)["SD21_DRAIN_GRACE_S"]) + delay < grace
+    assert told(server, ServerEnv).drain_grace_s + delay < grace
 
 
 def test_internet_facing_ingress_is_https_with_an_allow_list():
