@@ -4,7 +4,7 @@ A plain classifier-free-guidance loop over the traced parts: tokenizer ->
 text encoder -> scheduler + UNet (CFG pair as one batch of 2) ->
 post_quant_conv -> VAE decoder -> PNG-ready PIL image. It computes what
 diffusers' StableDiffusionPipeline computes for the same weights, seed and
-steps (tests/model_image/test_pipeline_parity.py), guidance <= 1 included.
+steps (tests/system/model_image/test_pipeline_parity.py), guidance <= 1 included.
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ the content type, the fields (sd21.api.GenerationRequest) and the model name.
 The server reads its body with FastAPI; the gateway (Starlette and pydantic only, no
 FastAPI in its image) reads it with `read_generation`, which follows FastAPI's rules
 step for step, so both answer the same status and the same envelope (a test compares
-them request by request: tests/model_image/test_one_request_validation.py).
+them request by request: tests/system/model_image/test_one_request_validation.py).
 """
 from __future__ import annotations
 

@@ -40,26 +40,33 @@ PYTEST = "{python} -m tests.mutation.forkserver --run " + SOCKET + " -x -q -p no
 TEST_ENV = {"PYTHONPATH": "model_image", "PYTHONDONTWRITEBYTECODE": "1"}
 # module -> the tests that cover it (fast ones: each mutant runs them once).
 MODULES = {
-    "model_image/sd21/s3.py": "tests/model_image/test_s3_helpers.py tests/model_image/test_defensive_paths.py",
+    "model_image/sd21/s3.py": "tests/system/model_image/test_s3_helpers.py "
+                              "tests/system/model_image/test_defensive_paths.py",
     # In process on artifacts packaged by compile's own code (no tracing): under a second a case.
-    "model_image/sd21/stage.py": "tests/model_image/test_stage.py tests/model_image/test_defensive_paths.py "
+    "model_image/sd21/stage.py": "tests/system/model_image/test_stage.py tests/system/model_image/test_defensive_paths.py "
                                  "-k 'not queue_size'",
     # Fastest first: with -x a mutant stops at its first failing test.
-    "model_image/sd21/service.py": "tests/model_image/test_defensive_paths.py::"
+    "model_image/sd21/service.py": "tests/system/model_image/test_defensive_paths.py::"
                                    "test_exactly_queue_size_requests_wait_and_the_next_gets_429 "
-                                   "tests/model_image/test_service.py tests/model_image/test_device_health.py",
+                                   "tests/system/model_image/test_service.py tests/system/model_image/test_device_health.py",
     # Less the one test that starts a real server (13 s; it checks forwarding, which others check too).
-    "model_image/sd21/gateway.py": "tests/model_image/test_gateway.py tests/workload/test_joins_across_settings.py "
-                                   "-k 'not real_server'",
-    "model_image/sd21/health.py": "tests/model_image/test_device_health.py",
-    "model_image/sd21/cloudwatch.py": "tests/model_image/test_cloudwatch_publisher.py",
-    "model_image/sd21/artifact.py": "tests/model_image/test_artifact.py tests/model_image/test_neuron_seam.py",
-    # In process; the `python app.py` runs (2 s each) check the CLI's message, not the rules.
-    "stacks/settings.py": "tests/stacks/test_settings.py tests/k8s/test_settings.py tests/workload/test_image_and_cost.py "
-                          "tests/stacks/test_observability.py::test_bad_observability_settings_name_themselves "
-                          "-k 'not synth_fails and not app_exits'",
-    # The charts rendered by cdk8s alone across the settings' range (seconds; no synth per mutant).
-    "stacks/workload/serving/spec.py": "tests/workload/test_joins_across_settings.py tests/k8s/test_dependencies.py",
+    "model_image/sd21/gateway.py": "tests/system/model_image/test_gateway.py "
+                                   "tests/integration/workload/test_joins_across_settings.py -k 'not real_server'",
+    "model_image/sd21/health.py": "tests/system/model_image/test_device_health.py",
+    "model_image/sd21/cloudwatch.py": "tests/system/model_image/test_cloudwatch_publisher.py",
+    "model_image/sd21/artifact.py": "tests/system/model_image/test_artifact.py tests/system/model_image/test_neuron_seam.py",
+    # The one contract between infra and runtime: its unit tests, then the charts that build env from it.
+    "model_image/sd21/contract/environment.py": "tests/unit/sd21 tests/unit/stacks/workload",
+    "model_image/sd21/contract/variable.py": "tests/unit/sd21",
+    # The settings: unit tests in process; the `python app.py` runs check the CLI's message, not the rules.
+    "stacks/settings/groups.py": "tests/unit/stacks/settings tests/integration/stacks/test_settings.py "
+                                 "tests/integration/k8s/test_settings.py -k 'not synth_fails and not app_exits'",
+    "stacks/settings/parsers.py": "tests/unit/stacks/settings tests/integration/stacks/test_settings.py "
+                                  "-k 'not synth_fails and not app_exits'",
+    "stacks/settings/__init__.py": "tests/unit/stacks/settings tests/integration/stacks/test_settings.py "
+                                   "-k 'not synth_fails and not app_exits'",
+    # The charts rendered by cdk8s alone (seconds; no synth per mutant).
+    "stacks/workload/serving/spec.py": "tests/unit/stacks/workload tests/integration/workload/test_joins_across_settings.py",
 }
 
 

@@ -1,7 +1,7 @@
 """What the infrastructure (the CDK app) and the runtime (the image) both use, in a
 module that imports nothing: the CDK app installs this package without its runtime
 dependencies, so whatever it imports from sd21 must be standard library only
-(tests/test_import_graph.py walks the imports to keep it so).
+(tests/unit/test_import_graph.py walks the imports to keep it so).
 
 The environment of each process (`ServerEnv`, `GatewayEnv`, ...: `to_env()` for the charts,
 `from_env()` for the entrypoints) is in `environment`; `python -m sd21.contract` prints it

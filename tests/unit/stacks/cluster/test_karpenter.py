@@ -16,7 +16,7 @@ from stacks.cluster.karpenter.inf2_node_pool import Inf2NodePool
 from stacks.cluster.karpenter.interruption import INTERRUPTION_EVENTS, InterruptionQueue
 from stacks.cluster.karpenter.node_class import NodeClassChart
 from stacks.cluster.karpenter.node_pool import NodePoolChart
-from tests.k8s import validation
+from tests.support import validation
 from tests.unit.stacks.cluster.helm import helm_values
 
 CLUSTER_NAME = "example-cluster"  # the attached fixture's
