@@ -9,7 +9,7 @@ import pytest
 from sd21.contract import ColdStartMetricsEnv, GatewayEnv, ServerEnv
 
 from tools import rendering
-from tests.integration.workload.test_manifests import container, env, pod_spec
+from tests.support.k8s_objects import container, env, pod_spec
 
 
 def prometheus_server_url(template: dict) -> str:

@@ -24,7 +24,7 @@ from stacks.workload.serving.manifests import workload_charts
 from stacks.workload.serving.spec import MODEL_DIR, SERVE_PORT
 from stacks.workload.stack import workload_spec
 from tests.integration.workload.test_interlocks import alb_idle_seconds, deregistration_seconds
-from tests.integration.workload.test_manifests import container, env, pod_spec
+from tests.support.k8s_objects import container, env, pod_spec
 
 ROOT = Path(__file__).resolve().parents[3]
 ZERO = {"minReplicas": 0, "acceptColdStarts": True}

@@ -10,19 +10,7 @@ from stacks.workload.autoscaling.autoscaling import KEDA_NAMESPACE
 from tests.conftest import logical_id
 from tests.support.validation import validate_all
 from tests.integration.workload.conftest import export_value
-
-
-def pod_spec(obj: dict) -> dict:
-    return obj["spec"]["template"]["spec"]
-
-
-def container(obj: dict, name: str) -> dict:
-    pod = pod_spec(obj)
-    return next(c for c in pod["containers"] + pod.get("initContainers", []) if c["name"] == name)
-
-
-def env(c: dict) -> dict:
-    return {e["name"]: e.get("value") for e in c.get("env", [])}
+from tests.support.k8s_objects import container, env, pod_spec
 
 
 def test_every_workload_object_validates_strictly(workload_objects, application):

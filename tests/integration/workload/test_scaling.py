@@ -13,7 +13,7 @@ from stacks.workload.autoscaling.autoscaling import KEDA_NAMESPACE
 from tests.conftest import logical_id
 from tests.support.validation import validate_all, validate_keda
 from tests.integration.workload.conftest import export_value
-from tests.integration.workload.test_manifests import container, env, pod_spec
+from tests.support.k8s_objects import container, env, pod_spec
 
 
 def test_every_object_validates(each_mode):

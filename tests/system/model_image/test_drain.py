@@ -9,7 +9,6 @@ import sys
 import time
 
 import httpx
-import pytest
 
 from tests.support.sd21_testlib import free_port, subprocess_env, wait_for
 
@@ -23,18 +22,6 @@ def start_server(s3_env, staged_dir, artifact_version, grace_s: float):
     process = subprocess.Popen([sys.executable, "-m", "sd21.server"], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     return process, f"http://127.0.0.1:{port}"
-
-
-@pytest.fixture(scope="module")
-def servers(s3_env, staged_dir, artifact_version):
-    """grace -> the server process each test drains, both started at once: their starts (torch,
-    the model, the warm-up) overlap instead of adding up."""
-    started = {grace: start_server(s3_env, staged_dir, artifact_version, grace_s=grace) for grace in (60, 1)}
-    yield started
-    for process, _ in started.values():
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 def wait_in_flight(url: str, count: int) -> None:
@@ -51,8 +38,8 @@ def post_in_flight(pool, url: str, body: dict, count: int) -> list:
     return futures
 
 
-def test_sigterm_drains_in_flight_requests(servers):
-    process, url = servers[60]
+def test_sigterm_drains_in_flight_requests(s3_env, staged_dir, artifact_version):
+    process, url = start_server(s3_env, staged_dir, artifact_version, grace_s=60)
     try:
         wait_for(url + "/ready", timeout=90)
         body = {"prompt": "drain", "steps": 4, "seed": 5, "response_format": "png"}
@@ -74,10 +61,11 @@ def test_sigterm_drains_in_flight_requests(servers):
             process.wait()
 
 
-def test_work_that_cannot_finish_within_the_grace_is_told_503_draining_never_500(servers):
+def test_work_that_cannot_finish_within_the_grace_is_told_503_draining_never_500(s3_env, staged_dir,
+                                                                              artifact_version):
     """Four 100-step requests held, a 1 s grace: what cannot finish gets 503 draining with
     Retry-After in the envelope (the client retries elsewhere), not uvicorn's bare 500."""
-    process, url = servers[1]
+    process, url = start_server(s3_env, staged_dir, artifact_version, grace_s=1)
     try:
         wait_for(url + "/ready", timeout=90)
         body = {"prompt": "drain", "steps": 100, "seed": 5, "response_format": "png"}

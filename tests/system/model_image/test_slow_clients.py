@@ -19,7 +19,7 @@ import pytest
 
 from tests.support.sd21_testlib import free_port, subprocess_env, wait_for
 
-HEAD_S, BODY_S = 1, 2
+HEAD_S, BODY_S = 2, 3
 MARGIN_S = 4  # scheduling on a shared machine; far below "never"
 GIVE_UP_S = 20  # the whole flood, bounded
 HEAD = b"POST /v1/images/generations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"

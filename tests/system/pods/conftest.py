@@ -191,14 +191,18 @@ def staged(inference_pod, compiled, adapt) -> str:
     return compiled
 
 
+FAST_CLOUDWATCH = {"SD21_CLOUDWATCH_PERIOD_S": "1"}
+
+
 @pytest.fixture(scope="session")
 def serving(inference_pod, staged, adapt):
     """One healthy server replica from its spec, shared by the tests that only send it requests
     (each start costs seconds: torch, the model, the warm-up); tests that break, drain, kill or
-    configure a server start their own."""
+    configure a server start their own. It publishes to CloudWatch every second instead of every
+    60 (a timing value), for the test that reads what the pods publish."""
     from tests.support.pods.cluster import start_server
 
-    container = start_server(inference_pod, staged, adapt)
+    container = start_server(inference_pod, staged, adapt, extra_env=FAST_CLOUDWATCH)
     yield container
     container.kill()
 

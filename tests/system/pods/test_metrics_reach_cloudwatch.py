@@ -13,7 +13,7 @@ import httpx
 from sd21 import metric_names as names
 from sd21.api import ERROR_TYPES
 from tools import dashboard as render
-from tests.support.pods.cluster import generate, start_server, until_ready, url_of
+from tests.support.pods.cluster import generate, url_of
 from tests.support.pods.prometheus import FakePrometheus
 from tests.support.pods.service import Service
 
@@ -56,18 +56,17 @@ def published() -> set[tuple[str, frozenset]]:
 
 
 def test_the_pods_publish_every_metric_the_dashboard_and_alarms_read(
-        inference_pod, staged, adapt, gateway_before, cold_start_metrics_pod, deployed, synthesized, application,
-        zero):
+        serving, gateway_before, cold_start_metrics_pod, deployed, synthesized, application, zero):
     fast = {"SD21_CLOUDWATCH_PERIOD_S": "1"}
-    server = start_server(inference_pod, staged, adapt, extra_env=fast, wait=False)  # ready below
+    server = serving  # the session's server, which publishes every second too
+    assert server.env()["SD21_CLOUDWATCH_PERIOD_S"] == fast["SD21_CLOUDWATCH_PERIOD_S"]
     service = Service([server])
     # Karpenter's and the kubelet's timings, each phase having happened once.
     prometheus = FakePrometheus([((condition,), 30.0) for condition in (
         'type="Launched"', 'type="Registered"', 'type="Initialized"', "kubelet_image_pull_duration_seconds")])
     cold_start_metrics_pod(prometheus.url, fast)
     try:
-        gateway = gateway_before(service.url, extra_env=fast)  # while the server starts
-        until_ready(server)
+        gateway = gateway_before(service.url, extra_env=fast)
         service.wait_ready(1, timeout=30)
         assert generate(url_of(gateway)).size == (512, 512)  # requests, images, latency
         assert httpx.post(url_of(server) + "/v1/images/generations", json={"prompt": ""}).status_code == 422
@@ -110,5 +109,4 @@ def test_the_pods_publish_every_metric_the_dashboard_and_alarms_read(
         print(f"\nthis replica's {line} (tiny weights, cpu, loopback S3)")
     finally:
         service.close()
-        server.kill()
         prometheus.close()

